@@ -1,0 +1,176 @@
+// The configuration schema: the single source of truth for validation, defaults
+// and the `Config` type. Every object is strict, so an unknown key is an error
+// (a typo in a security setting must never be silently ignored).
+import { z } from 'zod';
+
+export const MODES = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal'] as const;
+export const VERIFICATIONS = ['none', 'ca', 'mta-sts', 'dane'] as const;
+/** TLS versions a floor may name. SSLv2/v3, TLSv1 and TLSv1.1 are below any floor we allow. */
+export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port" (IPv6 as "[::1]:25")');
+
+const cidr = z.string().refine(isCidr, 'expected an address or CIDR range, e.g. "127.0.0.1/32" or "::1/128"');
+
+const listener = z
+  .object({
+    /** Address to bind. */
+    host: z.string().default('127.0.0.1'),
+    /** TCP port; 0 picks a free one (tests). */
+    port: z.number().int().min(0).max(65535),
+    /**
+     * starttls: STARTTLS offered, plaintext allowed where policy permits;
+     * required: STARTTLS must complete before AUTH or MAIL (RFC 3207 §4 "may require");
+     * implicit: TLS from the first byte (RFC 8314 submissions port 465).
+     */
+    tls: z.enum(['starttls', 'required', 'implicit']).default('starttls'),
+  })
+  .strict();
+
+const floorSchema = z
+  .object({
+    min_version: z.enum(TLS_VERSIONS).default('TLSv1.2'),
+    min_cipher_bits: z.number().int().min(128).max(256).default(128),
+    /** PEM bundle of trusted CAs for `verification: ca`; system store when unset. */
+    ca_file: z.string().nullable().default(null),
+  })
+  .strict();
+
+const policyEntry = z
+  .object({
+    // pgp, smime and portal arrive with end-to-end encryption; until then they are refused here.
+    mode: z.enum(['none', 'opportunistic', 'forced', 'tls-exclusive']),
+    /** Default: `ca` for forced/tls-exclusive would refuse most of the internet, so `none` unless named. */
+    verification: z.enum(VERIFICATIONS).default('none'),
+  })
+  .strict();
+
+const retrySchema = z
+  .object({
+    /** First retry after this many seconds (Postfix minimal_backoff_time: 300s). */
+    first_seconds: z.number().positive().default(300),
+    /** Backoff never exceeds this (Postfix maximal_backoff_time: 4000s). */
+    max_seconds: z.number().positive().default(3600),
+    factor: z.number().min(1).default(2),
+    /** Give up and bounce after this long in the queue (Postfix maximal_queue_lifetime: 5d). */
+    lifetime_seconds: z.number().positive().default(5 * 24 * 3600),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    server: z
+      .object({
+        /** Our name: SMTP banner, EHLO name on delivery, Received headers, bounce sender. */
+        hostname: z.string().min(1).default('sealrelay.localhost'),
+      })
+      .strict()
+      .prefault({}),
+    store: z
+      .object({
+        driver: z.enum(['sqlite']).default('sqlite'),
+        /** SQLite database file (WAL mode); relative paths are relative to the working directory. */
+        path: z.string().default('data/sealrelay.db'),
+      })
+      .strict()
+      .prefault({}),
+    ingress: z
+      .object({
+        listeners: z.record(z.string().regex(/^[a-z][a-z0-9_]*$/, 'listener names are lower_snake_case'), listener),
+        /** Server certificate and key (PEM). Generated as a self-signed dev pair when both are missing. */
+        cert_file: z.string().default('certs/sealrelay-dev.crt'),
+        key_file: z.string().default('certs/sealrelay-dev.key'),
+        /** Submission accounts (scrypt hashes), managed with `sealrelay user add`. */
+        users_file: z.string().default('config/users.yaml'),
+        /** Clients in these networks may relay without AUTH. Everyone else must authenticate. */
+        relay_networks: z.array(cidr).default(['127.0.0.1/32', '::1/128']),
+        /** Clients in these networks may AUTH without TLS (AUTH is otherwise TLS-only). */
+        auth_plaintext_networks: z.array(cidr).default([]),
+        /** Clients in these networks must use TLS before MAIL FROM, whatever the listener says. */
+        require_tls_networks: z.array(cidr).default([]),
+        /** Largest message accepted, in bytes; advertised as SIZE (RFC 1870), 552 above it. */
+        max_message_bytes: z.number().int().positive().default(25 * 1024 * 1024),
+        /** RCPT TO beyond this gets 452 4.5.3 (RFC 5321 §4.5.3.1.8 asks for at least 100). */
+        max_recipients: z.number().int().positive().default(100),
+        /** Longest line of message text in bytes (RFC 5321 §4.5.3.1.6: 1000 including CRLF). */
+        max_line_bytes: z.number().int().min(1000).default(1000),
+        /** Concurrent connections allowed from one client IP. */
+        max_connections_per_ip: z.number().int().positive().default(20),
+        /** Failed AUTH attempts allowed per client IP within the window before refusing more. */
+        auth_failure_limit: z.number().int().positive().default(5),
+        auth_failure_window_seconds: z.number().positive().default(300),
+        /** Idle time before an inbound connection is closed (RFC 5321 §4.5.3.2.7 suggests 5 minutes). */
+        socket_timeout_seconds: z.number().positive().default(300),
+      })
+      .strict(),
+    tls: floorSchema.prefault({}),
+    delivery: z
+      .object({
+        /** SMTP port of MX hosts. Only labs and tests change it (RFC 5321 §4.5.4.1: 25). */
+        port: z.number().int().min(1).max(65535).default(25),
+        dns: z
+          .object({
+            /** Resolvers for MX/A/AAAA, "ip" or "ip:port"; empty uses the system resolver. */
+            servers: z.array(z.string()).default([]),
+            timeout_ms: z.number().int().positive().default(5000),
+          })
+          .strict()
+          .prefault({}),
+        /** Static routes, like Postfix's transport map: domain → "host:port", skipping MX lookup. */
+        routes: z.record(z.string(), hostPort).default({}),
+        /** Attempts in flight at once across all destinations. */
+        concurrency: z.number().int().positive().default(20),
+        /** Open connections per destination host. */
+        connections_per_host: z.number().int().positive().default(5),
+        /** A delivery connection is kept open this long for more queued mail to the same host. */
+        idle_reuse_ms: z.number().int().nonnegative().default(5000),
+        /** Transactions sent over one connection before it is replaced (Postfix smtp_connection_reuse_count_limit). */
+        max_transactions_per_connection: z.number().int().positive().default(100),
+        connect_timeout_ms: z.number().int().positive().default(30_000),
+        greeting_timeout_ms: z.number().int().positive().default(30_000),
+        socket_timeout_ms: z.number().int().positive().default(120_000),
+        /** How often the queue is scanned for due work when nothing wakes the worker earlier. */
+        poll_interval_ms: z.number().int().positive().default(1000),
+        /** A claimed recipient is someone else's after this long (a dead worker loses nothing). */
+        lease_seconds: z.number().int().positive().default(600),
+        /** On SIGTERM, wait at most this long for attempts in flight. */
+        shutdown_grace_seconds: z.number().positive().default(30),
+        retry: retrySchema.prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    policies: z
+      .object({
+        default: policyEntry.prefault({ mode: 'opportunistic' }),
+        /** Per recipient domain; exact domain names, lower case. */
+        domains: z.record(z.string(), policyEntry).default({}),
+      })
+      .strict()
+      .prefault({}),
+    logging: z
+      .object({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        /** Subjects may carry PHI: they are logged only when this is true. */
+        log_subjects: z.boolean().default(false),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type Mode = (typeof MODES)[number];
+export type Verification = (typeof VERIFICATIONS)[number];
+export type TlsVersion = (typeof TLS_VERSIONS)[number];
+
+function isCidr(value: string): boolean {
+  const [addr, bits, ...rest] = value.split('/');
+  if (rest.length || !addr) return false;
+  const family = addr.includes(':') ? 6 : 4;
+  if (!/^[0-9a-fA-F:.]+$/.test(addr)) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return Number.isInteger(n) && n >= 0 && n <= (family === 4 ? 32 : 128);
+}

@@ -1,0 +1,62 @@
+// The DeliveryRecord: the evidence of how one attempt went for one recipient.
+// Its `tls` block is copied from the live socket of that attempt (tls-facts.ts),
+// never from configuration.
+import type { Decision } from '../policy/decision.ts';
+
+export type Method = 'tls' | 'plaintext' | 'pgp+tls' | 'pgp' | 'smime+tls' | 'smime' | 'portal' | 'none';
+export type Outcome = 'delivered' | 'deferred' | 'bounced' | 'dropped' | 'portal-notified';
+export const OUTCOMES: readonly Outcome[] = ['delivered', 'deferred', 'bounced', 'dropped', 'portal-notified'];
+
+export interface TlsFacts {
+  readonly protocol: string;
+  readonly cipher: string;
+  /** Symmetric key strength of the negotiated cipher. */
+  readonly bits: number;
+  /** Did the chain verify against our trust store (the socket's `authorized`). */
+  readonly authorized: boolean;
+  readonly authorizationError: string | null;
+  readonly peerCertSubject: string | null;
+  readonly peerCertFingerprint256: string | null;
+}
+
+export interface MxFacts {
+  readonly host: string;
+  readonly ip: string | null;
+  readonly port: number;
+  /** MX preference; null for static routes and implicit MX. */
+  readonly preference: number | null;
+}
+
+export interface DeliveryRecord {
+  readonly queueId: string;
+  /** Recipient item within the message: `${queueId}.${seq}` names it. */
+  readonly seq: number;
+  readonly messageId: string | null;
+  readonly attempt: number;
+  /** ISO 8601 time the attempt started. */
+  readonly at: string;
+  readonly sender: string;
+  readonly recipient: string;
+  readonly domain: string;
+  readonly decision: { rule: string; mode: Decision['mode']; verification: Decision['verification']; fallbackChain: readonly string[]; reasons: readonly string[] };
+  /** How the message travelled, or would have: `none` when nothing was sent. */
+  readonly method: Method;
+  readonly outcome: Outcome;
+  readonly mx: MxFacts | null;
+  /** Did the MX advertise STARTTLS (null when we never got that far). */
+  readonly starttlsOffered: boolean | null;
+  readonly tls: TlsFacts | null;
+  readonly smtp: { code: number | null; enhanced: string | null; response: string };
+  readonly durationMs: number;
+}
+
+export function makeRecord(r: DeliveryRecord): DeliveryRecord {
+  for (const key of ['queueId', 'recipient', 'domain', 'at'] as const) {
+    if (!r[key]) throw new TypeError(`DeliveryRecord needs ${key}`);
+  }
+  if (!OUTCOMES.includes(r.outcome)) throw new TypeError(`unknown outcome ${r.outcome}`);
+  if (r.outcome === 'delivered' && r.method === 'none') throw new TypeError('a delivered record must name its method');
+  if (r.method === 'tls' && !r.tls) throw new TypeError('method tls without the negotiated TLS facts');
+  if (!r.smtp.response) throw new TypeError('DeliveryRecord needs a response or reason');
+  return Object.freeze(r);
+}

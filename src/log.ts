@@ -1,0 +1,44 @@
+// The one pino logger. Child loggers carry stable fields (queueId, seq, domain,
+// listener) and every line has an `event` from EVENTS, so logs can be queried
+// without parsing sentences. Message bodies are never logged; subjects only when
+// logging.log_subjects is true (the caller decides, with `subjectField`).
+import { pino, type Logger, type DestinationStream } from 'pino';
+
+export type { Logger };
+
+export const EVENTS = [
+  'relay.started',
+  'relay.stopping',
+  'relay.stopped',
+  'relay.reloaded',
+  'relay.reload_failed',
+  'ingress.connect',
+  'ingress.auth_failed',
+  'ingress.auth_throttled',
+  'ingress.relay_denied',
+  'ingress.rejected',
+  'ingress.queued',
+  'delivery.record',
+  'delivery.connection_failed',
+  'delivery.bounce_queued',
+  'delivery.error',
+  'store.error',
+] as const;
+export type LogEvent = (typeof EVENTS)[number];
+
+export function createLogger(level: string, destination?: DestinationStream): Logger {
+  return pino(
+    {
+      level,
+      base: { service: 'sealrelay' },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // Belt and braces: even if a caller passes one, these never reach the log.
+      redact: { paths: ['body', 'raw', 'password', 'pass', '*.body', '*.password'], remove: true },
+    },
+    destination,
+  );
+}
+
+export function subjectField(subject: string | null, allowed: boolean): { subject?: string } {
+  return allowed && subject !== null ? { subject } : {};
+}

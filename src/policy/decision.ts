@@ -1,0 +1,37 @@
+// The policy's verdict for one recipient. A Decision is made once, before
+// delivery, and travels unchanged with the attempt; the DeliveryRecord quotes it.
+import type { Mode, TlsVersion, Verification } from '../config/schema.ts';
+
+export interface Floor {
+  /** Lowest protocol accepted; SSLv2/v3, TLSv1.0 and TLSv1.1 are never accepted. */
+  readonly minVersion: TlsVersion;
+  /** Weakest symmetric cipher strength accepted, in bits. */
+  readonly minCipherBits: number;
+}
+
+/** What may be tried when the recipient's MX offers no acceptable TLS (issue: fallback chain). */
+export type FallbackStep = 'pgp' | 'smime' | 'portal';
+
+export interface Decision {
+  readonly mode: Mode;
+  readonly floor: Floor;
+  readonly verification: Verification;
+  readonly fallbackChain: readonly FallbackStep[];
+  /** Name of the rule that produced this decision ("default" or "domain:example.com"). */
+  readonly rule: string;
+  /** Why, in words an auditor can read. */
+  readonly reasons: readonly string[];
+}
+
+export function makeDecision(d: Decision): Decision {
+  if (!d.rule) throw new TypeError('Decision needs the rule that produced it');
+  if (!d.reasons.length) throw new TypeError('Decision needs at least one reason');
+  if (d.floor.minCipherBits < 128) throw new RangeError('the floor never accepts ciphers under 128 bits');
+  if (d.mode === 'tls-exclusive' && d.fallbackChain.length) throw new TypeError('tls-exclusive has no fallback: it drops');
+  return Object.freeze({ ...d, fallbackChain: Object.freeze([...d.fallbackChain]), reasons: Object.freeze([...d.reasons]) });
+}
+
+/** Modes that must never put the message on the wire in plaintext. */
+export function requiresTls(mode: Mode): boolean {
+  return mode === 'forced' || mode === 'tls-exclusive';
+}

@@ -1,0 +1,330 @@
+// The embedded Store: one SQLite file in WAL mode.
+//
+// Durability: every commit that accepts mail runs with synchronous=FULL, so the
+// WAL is fsynced before `enqueue` resolves and before the client hears 250.
+// Bodies live in the same database as their envelope: one transaction makes
+// message, recipients and body durable together, with no orphan files to sweep
+// and one fsync per batch instead of one per file plus one per row.
+//
+// Group commit: enqueues that arrive in the same event-loop turn share one
+// transaction (and one fsync). Nobody is answered before that commit returns.
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { DeliveryRecord } from '../../delivery/record.ts';
+import { domainOf, type NewMessage, type QueueEntry, type QueueItem, type RecordFilter, type Settlement, type Store } from '../store.ts';
+import { migrate } from './migrations.ts';
+
+interface PendingEnqueue {
+  message: NewMessage;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** Largest number of enqueues folded into one commit. */
+const MAX_GROUP_COMMIT = 256;
+
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private pending: PendingEnqueue[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private readonly stmt;
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('foreign_keys = ON');
+    // Another process (the CLI) may hold the write lock briefly.
+    this.db.pragma('busy_timeout = 5000');
+    migrate(this.db);
+    this.stmt = {
+      insertMessage: this.db.prepare(
+        `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, body)
+         VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @body)`,
+      ),
+      insertRecipient: this.db.prepare(
+        `INSERT INTO recipients (queue_id, seq, recipient, domain, next_attempt_at) VALUES (?, ?, ?, ?, ?)`,
+      ),
+      claim: this.db.prepare(
+        `UPDATE recipients SET lease_owner = @owner, lease_until = @until, attempts = attempts + 1
+         WHERE rowid IN (SELECT rowid FROM recipients
+                         WHERE state = 'queued' AND next_attempt_at <= @now AND lease_until <= @now
+                         ORDER BY next_attempt_at LIMIT @limit)
+         RETURNING queue_id, seq, recipient, domain, attempts`,
+      ),
+      messageMeta: this.db.prepare(
+        `SELECT queue_id, sender, message_id, subject, auth_user, size, received_at FROM messages WHERE queue_id = ?`,
+      ),
+      body: this.db.prepare(`SELECT body FROM messages WHERE queue_id = ?`).pluck(),
+      insertRecord: this.db.prepare(
+        `INSERT INTO records (queue_id, seq, message_id, attempt, at, sender, recipient, domain, outcome, method, json)
+         VALUES (@queueId, @seq, @messageId, @attempt, @atMs, @sender, @recipient, @domain, @outcome, @method, @json)`,
+      ),
+      settleFinal: this.db.prepare(
+        `UPDATE recipients SET state = @outcome, last_error = @error, lease_owner = NULL, lease_until = 0
+         WHERE queue_id = @queueId AND seq = @seq`,
+      ),
+      settleDeferred: this.db.prepare(
+        `UPDATE recipients SET next_attempt_at = @nextAttemptAt, last_error = @error, lease_owner = NULL, lease_until = 0
+         WHERE queue_id = @queueId AND seq = @seq`,
+      ),
+      deleteIfDone: this.db.prepare(
+        `DELETE FROM messages WHERE queue_id = ?
+           AND NOT EXISTS (SELECT 1 FROM recipients WHERE queue_id = ? AND state IN ('queued', 'held'))`,
+      ),
+      unclaim: this.db.prepare(
+        `UPDATE recipients SET lease_owner = NULL, lease_until = 0, attempts = max(attempts - 1, 0) WHERE queue_id = ? AND seq = ?`,
+      ),
+      nextDue: this.db.prepare(`SELECT min(max(next_attempt_at, lease_until)) FROM recipients WHERE state = 'queued'`).pluck(),
+      listMessages: this.db.prepare(
+        `SELECT queue_id, sender, message_id, size, received_at FROM messages ORDER BY received_at LIMIT ?`,
+      ),
+      recipientsOf: this.db.prepare(
+        `SELECT seq, recipient, state, attempts, next_attempt_at, last_error, lease_until FROM recipients WHERE queue_id = ? ORDER BY seq`,
+      ),
+      hold: this.db.prepare(`UPDATE recipients SET state = 'held' WHERE queue_id = ? AND state = 'queued'`),
+      releaseHold: this.db.prepare(`UPDATE recipients SET state = 'queued', next_attempt_at = ? WHERE queue_id = ? AND state = 'held'`),
+      flushOne: this.db.prepare(`UPDATE recipients SET next_attempt_at = ? WHERE queue_id = ? AND state = 'queued' AND next_attempt_at > ?`),
+      flushAll: this.db.prepare(`UPDATE recipients SET next_attempt_at = ? WHERE state = 'queued' AND next_attempt_at > ?`),
+      deleteMessage: this.db.prepare(`DELETE FROM messages WHERE queue_id = ?`),
+      countPending: this.db.prepare(`SELECT count(*) FROM recipients WHERE queue_id = ? AND state IN ('queued', 'held')`).pluck(),
+      stats: this.db.prepare(
+        `SELECT (SELECT count(*) FROM messages) AS messages,
+                (SELECT count(*) FROM recipients WHERE state IN ('queued', 'held')) AS recipients,
+                (SELECT count(*) FROM recipients WHERE state = 'held') AS held,
+                (SELECT coalesce(sum(size), 0) FROM messages) AS bytes`,
+      ),
+    };
+  }
+
+  enqueue(message: NewMessage): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('store is closed'));
+    if (!message.recipients.length) return Promise.reject(new TypeError('a message needs at least one recipient'));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ message, resolve, reject });
+      if (this.pending.length >= MAX_GROUP_COMMIT) this.flushPending();
+      else if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flushPending());
+      }
+    });
+  }
+
+  private flushPending(): void {
+    this.flushScheduled = false;
+    const batch = this.pending;
+    this.pending = [];
+    if (!batch.length) return;
+    try {
+      this.db.transaction(() => {
+        for (const { message } of batch) this.insertMessage(message);
+      })();
+    } catch (err) {
+      // The whole batch rolled back: nobody in it was told 250; each client gets 451.
+      for (const p of batch) p.reject(err as Error);
+      return;
+    }
+    for (const p of batch) p.resolve();
+  }
+
+  private insertMessage(m: NewMessage): void {
+    this.stmt.insertMessage.run({
+      queueId: m.queueId,
+      sender: m.sender,
+      messageId: m.messageId,
+      subject: m.subject,
+      size: m.body.length,
+      receivedAt: m.receivedAt,
+      clientIp: m.clientIp,
+      authUser: m.authUser,
+      body: m.body,
+    });
+    m.recipients.forEach((rcpt, seq) => this.stmt.insertRecipient.run(m.queueId, seq, rcpt, domainOf(rcpt), m.receivedAt));
+  }
+
+  async claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]> {
+    const now = opts.now ?? Date.now();
+    return this.db.transaction(() => {
+      const rows = this.stmt.claim.all({ owner: opts.owner, until: now + opts.leaseMs, now, limit: opts.limit }) as ClaimRow[];
+      const metaCache = new Map<string, MessageRow | undefined>();
+      const items: QueueItem[] = [];
+      for (const row of rows) {
+        if (!metaCache.has(row.queue_id)) metaCache.set(row.queue_id, this.stmt.messageMeta.get(row.queue_id) as MessageRow | undefined);
+        const meta = metaCache.get(row.queue_id);
+        if (!meta) continue;
+        items.push({
+          queueId: row.queue_id,
+          seq: row.seq,
+          recipient: row.recipient,
+          domain: row.domain,
+          sender: meta.sender,
+          messageId: meta.message_id,
+          subject: meta.subject,
+          authUser: meta.auth_user,
+          size: meta.size,
+          receivedAt: meta.received_at,
+          attempt: row.attempts,
+        });
+      }
+      return items;
+    })();
+  }
+
+  async readBody(queueId: string): Promise<Buffer | null> {
+    return (this.stmt.body.get(queueId) as Buffer | undefined) ?? null;
+  }
+
+  async finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = []): Promise<void> {
+    this.db.transaction(() => {
+      for (const r of records) {
+        this.stmt.insertRecord.run({
+          queueId: r.queueId,
+          seq: r.seq,
+          messageId: r.messageId,
+          attempt: r.attempt,
+          atMs: Date.parse(r.at),
+          sender: r.sender,
+          recipient: r.recipient,
+          domain: r.domain,
+          outcome: r.outcome,
+          method: r.method,
+          json: JSON.stringify(r),
+        });
+      }
+      const touched = new Set<string>();
+      for (const s of settlements) {
+        if (s.outcome === 'deferred') this.stmt.settleDeferred.run({ queueId: s.queueId, seq: s.seq, nextAttemptAt: s.nextAttemptAt, error: s.error });
+        else this.stmt.settleFinal.run({ queueId: s.queueId, seq: s.seq, outcome: s.outcome, error: s.error });
+        touched.add(s.queueId);
+      }
+      for (const m of bounces) this.insertMessage(m);
+      for (const id of touched) this.stmt.deleteIfDone.run(id, id);
+    })();
+  }
+
+  async unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const i of items) this.stmt.unclaim.run(i.queueId, i.seq);
+    })();
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    return (this.stmt.nextDue.get() as number | null) ?? null;
+  }
+
+  async listQueue(opts: { limit?: number } = {}): Promise<QueueEntry[]> {
+    const rows = this.stmt.listMessages.all(opts.limit ?? -1) as MessageRow[];
+    return rows.map((m) => this.toEntry(m));
+  }
+
+  async getQueueEntry(queueId: string): Promise<QueueEntry | null> {
+    const m = this.stmt.messageMeta.get(queueId) as MessageRow | undefined;
+    return m ? this.toEntry(m) : null;
+  }
+
+  private toEntry(m: MessageRow): QueueEntry {
+    const now = Date.now();
+    const recipients = (this.stmt.recipientsOf.all(m.queue_id) as RecipientRow[]).map((r) => ({
+      seq: r.seq,
+      recipient: r.recipient,
+      state: r.state,
+      attempts: r.attempts,
+      nextAttemptAt: r.next_attempt_at,
+      lastError: r.last_error,
+      leasedUntil: r.lease_until > now ? r.lease_until : null,
+    }));
+    return { queueId: m.queue_id, sender: m.sender, messageId: m.message_id, size: m.size, receivedAt: m.received_at, recipients };
+  }
+
+  async hold(queueId: string): Promise<number> {
+    return this.stmt.hold.run(queueId).changes;
+  }
+
+  async releaseHold(queueId: string): Promise<number> {
+    return this.stmt.releaseHold.run(Date.now(), queueId).changes;
+  }
+
+  async flush(queueId?: string): Promise<number> {
+    const now = Date.now();
+    return (queueId ? this.stmt.flushOne.run(now, queueId, now) : this.stmt.flushAll.run(now, now)).changes;
+  }
+
+  async deleteEntry(queueId: string): Promise<number> {
+    return this.db.transaction(() => {
+      const pending = this.stmt.countPending.get(queueId) as number;
+      const deleted = this.stmt.deleteMessage.run(queueId).changes;
+      return deleted ? pending : 0;
+    })();
+  }
+
+  async queueStats(): Promise<{ messages: number; recipients: number; held: number; bytes: number }> {
+    return this.stmt.stats.get() as { messages: number; recipients: number; held: number; bytes: number };
+  }
+
+  async queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (filter.message) {
+      where.push('(queue_id = @message OR message_id = @message OR message_id = @bracketed)');
+      params.message = filter.message;
+      params.bracketed = filter.message.startsWith('<') ? filter.message : `<${filter.message}>`;
+    }
+    if (filter.recipient) {
+      where.push('recipient = @recipient COLLATE NOCASE');
+      params.recipient = filter.recipient;
+    }
+    if (filter.domain) {
+      where.push('domain = @domain');
+      params.domain = filter.domain.toLowerCase();
+    }
+    if (filter.outcome) {
+      where.push('outcome = @outcome');
+      params.outcome = filter.outcome;
+    }
+    if (filter.since !== undefined) {
+      where.push('at >= @since');
+      params.since = filter.since;
+    }
+    params.limit = filter.limit ?? -1;
+    const sql = `SELECT json FROM records ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at, id LIMIT @limit`;
+    return (this.db.prepare(sql).pluck().all(params) as string[]).map((j) => JSON.parse(j) as DeliveryRecord);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flushPending();
+    this.closed = true;
+    this.db.close();
+  }
+}
+
+interface ClaimRow {
+  queue_id: string;
+  seq: number;
+  recipient: string;
+  domain: string;
+  attempts: number;
+}
+
+interface MessageRow {
+  queue_id: string;
+  sender: string;
+  message_id: string | null;
+  subject: string | null;
+  auth_user: string | null;
+  size: number;
+  received_at: number;
+}
+
+interface RecipientRow {
+  seq: number;
+  recipient: string;
+  state: QueueEntry['recipients'][number]['state'];
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+  lease_until: number;
+}

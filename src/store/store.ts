@@ -1,0 +1,109 @@
+// The Store: the only coupling between ingress and delivery (and the CLI).
+// Ingress ends at a committed `enqueue`; delivery starts at `claim` and ends at
+// `finish`. Every method is async so that SQLite and PostgreSQL share one contract;
+// SQL and locking never leave the implementations.
+import type { DeliveryRecord, Outcome } from '../delivery/record.ts';
+
+export interface NewMessage {
+  readonly queueId: string;
+  /** Envelope sender; '' is the null sender (bounces). */
+  readonly sender: string;
+  readonly recipients: readonly string[];
+  /** The whole message as it will be sent, our Received header included. */
+  readonly body: Buffer;
+  readonly messageId: string | null;
+  /** Kept for reports; logged only when logging.log_subjects allows. */
+  readonly subject: string | null;
+  readonly clientIp: string | null;
+  readonly authUser: string | null;
+  /** ms since the epoch. */
+  readonly receivedAt: number;
+}
+
+/** One recipient of one message, claimed under a lease by one worker. */
+export interface QueueItem {
+  readonly queueId: string;
+  readonly seq: number;
+  readonly recipient: string;
+  readonly domain: string;
+  readonly sender: string;
+  readonly messageId: string | null;
+  readonly subject: string | null;
+  readonly authUser: string | null;
+  readonly size: number;
+  readonly receivedAt: number;
+  /** This attempt's number, starting at 1. */
+  readonly attempt: number;
+}
+
+export type FinalOutcome = Exclude<Outcome, 'deferred'>;
+
+export type Settlement =
+  | { readonly queueId: string; readonly seq: number; readonly outcome: FinalOutcome; readonly error: string | null }
+  | { readonly queueId: string; readonly seq: number; readonly outcome: 'deferred'; readonly error: string; readonly nextAttemptAt: number };
+
+export type RecipientState = 'queued' | 'held' | FinalOutcome;
+
+export interface QueueEntry {
+  readonly queueId: string;
+  readonly sender: string;
+  readonly messageId: string | null;
+  readonly size: number;
+  readonly receivedAt: number;
+  readonly recipients: readonly {
+    readonly seq: number;
+    readonly recipient: string;
+    readonly state: RecipientState;
+    readonly attempts: number;
+    readonly nextAttemptAt: number;
+    readonly lastError: string | null;
+    /** Set while a worker holds the item. */
+    readonly leasedUntil: number | null;
+  }[];
+}
+
+export interface RecordFilter {
+  /** Matches the queue id or the Message-ID header (with or without <>). */
+  readonly message?: string;
+  readonly recipient?: string;
+  readonly domain?: string;
+  readonly outcome?: Outcome;
+  /** ms since the epoch. */
+  readonly since?: number;
+  readonly limit?: number;
+}
+
+export interface Store {
+  /** Resolves only once message and envelope are durably committed. */
+  enqueue(message: NewMessage): Promise<void>;
+  /** Takes up to `limit` due recipients under a lease; each claim counts as an attempt. */
+  claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]>;
+  readBody(queueId: string): Promise<Buffer | null>;
+  /**
+   * Ends attempts in one transaction: writes the records, settles the recipients,
+   * enqueues any bounces, and removes messages with no recipient left to try.
+   */
+  finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces?: readonly NewMessage[]): Promise<void>;
+  /** Gives claimed items back untouched (shutdown before they were tried). */
+  unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void>;
+  /** Earliest time anything queued becomes due, or null when the queue is empty. */
+  nextDueAt(): Promise<number | null>;
+
+  listQueue(opts?: { limit?: number }): Promise<QueueEntry[]>;
+  getQueueEntry(queueId: string): Promise<QueueEntry | null>;
+  /** Operator actions return how many recipients they touched. */
+  hold(queueId: string): Promise<number>;
+  releaseHold(queueId: string): Promise<number>;
+  /** Makes waiting recipients due now (all, or one message's). */
+  flush(queueId?: string): Promise<number>;
+  deleteEntry(queueId: string): Promise<number>;
+  queueStats(): Promise<{ messages: number; recipients: number; held: number; bytes: number }>;
+
+  queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]>;
+  close(): Promise<void>;
+}
+
+export function domainOf(address: string): string {
+  const at = address.lastIndexOf('@');
+  return (at < 0 ? '' : address.slice(at + 1)).toLowerCase();
+}

@@ -1,0 +1,168 @@
+// The Store contract: every implementation (SQLite now, PostgreSQL later) must
+// pass this same suite. It speaks only the Store interface.
+import { describe, expect, it } from 'vitest';
+import { makeRecord, type DeliveryRecord } from '../../src/delivery/record.ts';
+import { newQueueId } from '../../src/store/queue-id.ts';
+import type { NewMessage, QueueItem, Store } from '../../src/store/store.ts';
+
+export function message(over: Partial<NewMessage> = {}): NewMessage {
+  return {
+    queueId: newQueueId(),
+    sender: 'app@sender.test',
+    recipients: ['a@one.test', 'b@one.test', 'c@two.test'],
+    body: Buffer.from('Subject: hi\r\n\r\nbody\r\n'),
+    messageId: `<${Math.random().toString(36).slice(2)}@sender.test>`,
+    subject: 'hi',
+    clientIp: '127.0.0.1',
+    authUser: null,
+    receivedAt: Date.now(),
+    ...over,
+  };
+}
+
+export function record(item: QueueItem, over: Partial<DeliveryRecord> = {}): DeliveryRecord {
+  return makeRecord({
+    queueId: item.queueId,
+    seq: item.seq,
+    messageId: item.messageId,
+    attempt: item.attempt,
+    at: new Date().toISOString(),
+    sender: item.sender,
+    recipient: item.recipient,
+    domain: item.domain,
+    decision: { rule: 'default', mode: 'opportunistic', verification: 'none', fallbackChain: [], reasons: ['test'] },
+    method: 'plaintext',
+    outcome: 'delivered',
+    mx: { host: 'mx.one.test', ip: '127.0.0.1', port: 25, preference: 10 },
+    starttlsOffered: false,
+    tls: null,
+    smtp: { code: 250, enhanced: '2.0.0', response: '250 2.0.0 ok' },
+    durationMs: 5,
+    ...over,
+  });
+}
+
+export function storeContract(name: string, open: () => Promise<Store>): void {
+  describe(`Store contract: ${name}`, () => {
+    const withStore = async (fn: (s: Store) => Promise<void>) => {
+      const s = await open();
+      try {
+        await fn(s);
+      } finally {
+        await s.close();
+      }
+    };
+
+    it('enqueue makes every recipient claimable once, with the message facts', () =>
+      withStore(async (s) => {
+        const m = message();
+        await s.enqueue(m);
+        const items = await s.claim({ owner: 'w1', limit: 10, leaseMs: 60_000 });
+        expect(items.map((i) => i.recipient).sort()).toEqual([...m.recipients].sort());
+        expect(items.every((i) => i.queueId === m.queueId && i.attempt === 1 && i.size === m.body.length)).toBe(true);
+        expect(items.find((i) => i.recipient === 'c@two.test')?.domain).toBe('two.test');
+        expect(await s.claim({ owner: 'w2', limit: 10, leaseMs: 60_000 })).toEqual([]);
+        expect((await s.readBody(m.queueId))?.equals(m.body)).toBe(true);
+      }));
+
+    it('a lease that expires makes the work claimable by another worker, counting the attempt', () =>
+      withStore(async (s) => {
+        await s.enqueue(message({ recipients: ['x@one.test'] }));
+        const now = Date.now();
+        expect(await s.claim({ owner: 'w1', limit: 10, leaseMs: 1000, now })).toHaveLength(1);
+        expect(await s.claim({ owner: 'w2', limit: 10, leaseMs: 1000, now: now + 500 })).toHaveLength(0);
+        const again = await s.claim({ owner: 'w2', limit: 10, leaseMs: 1000, now: now + 1001 });
+        expect(again).toHaveLength(1);
+        expect(again[0]?.attempt).toBe(2);
+      }));
+
+    it('finish settles recipients, stores records, and removes a message with nothing left', () =>
+      withStore(async (s) => {
+        const m = message();
+        await s.enqueue(m);
+        const items = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        const [a, b, c] = items.sort((x, y) => x.seq - y.seq) as [QueueItem, QueueItem, QueueItem];
+        const later = Date.now() + 300_000;
+        await s.finish(
+          [record(a), record(b, { outcome: 'bounced', method: 'none', smtp: { code: 550, enhanced: '5.1.1', response: '550 no' } }), record(c, { outcome: 'deferred', method: 'none', smtp: { code: 451, enhanced: '4.4.1', response: '451 later' } })],
+          [
+            { queueId: a.queueId, seq: a.seq, outcome: 'delivered', error: null },
+            { queueId: b.queueId, seq: b.seq, outcome: 'bounced', error: '550 no' },
+            { queueId: c.queueId, seq: c.seq, outcome: 'deferred', error: '451 later', nextAttemptAt: later },
+          ],
+        );
+        const entry = await s.getQueueEntry(m.queueId);
+        expect(entry?.recipients.map((r) => r.state)).toEqual(['delivered', 'bounced', 'queued']);
+        expect(entry?.recipients[2]?.nextAttemptAt).toBe(later);
+        expect(entry?.recipients[2]?.lastError).toBe('451 later');
+        expect(await s.claim({ owner: 'w', limit: 10, leaseMs: 1 })).toEqual([]);
+        expect(await s.nextDueAt()).toBe(later);
+
+        const [c2] = await s.claim({ owner: 'w', limit: 10, leaseMs: 1, now: later });
+        await s.finish([record(c2 as QueueItem)], [{ queueId: c.queueId, seq: c.seq, outcome: 'delivered', error: null }]);
+        expect(await s.getQueueEntry(m.queueId)).toBeNull();
+        expect(await s.readBody(m.queueId)).toBeNull();
+        expect(await s.queryRecords({ message: m.queueId })).toHaveLength(4);
+      }));
+
+    it('bounces enqueued in finish are committed with the settlement', () =>
+      withStore(async (s) => {
+        await s.enqueue(message({ recipients: ['x@one.test'] }));
+        const [item] = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        const bounce = message({ sender: '', recipients: ['app@sender.test'] });
+        await s.finish([record(item as QueueItem, { outcome: 'bounced', method: 'none' })], [{ queueId: item!.queueId, seq: item!.seq, outcome: 'bounced', error: 'x' }], [bounce]);
+        const next = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        expect(next.map((i) => [i.queueId, i.sender, i.recipient])).toEqual([[bounce.queueId, '', 'app@sender.test']]);
+      }));
+
+    it('hold, release, flush and delete act like postsuper', () =>
+      withStore(async (s) => {
+        const m = message({ recipients: ['x@one.test', 'y@one.test'] });
+        await s.enqueue(m);
+        expect(await s.hold(m.queueId)).toBe(2);
+        expect(await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).toEqual([]);
+        expect((await s.listQueue())[0]?.recipients.every((r) => r.state === 'held')).toBe(true);
+        expect(await s.releaseHold(m.queueId)).toBe(2);
+        const items = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        const far = Date.now() + 3_600_000;
+        await s.finish(
+          [],
+          items.map((i) => ({ queueId: i.queueId, seq: i.seq, outcome: 'deferred' as const, error: 'later', nextAttemptAt: far })),
+        );
+        expect(await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).toEqual([]);
+        expect(await s.flush(m.queueId)).toBe(2);
+        expect(await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).toHaveLength(2);
+        expect(await s.deleteEntry(m.queueId)).toBe(2);
+        expect(await s.getQueueEntry(m.queueId)).toBeNull();
+        expect(await s.deleteEntry('nope')).toBe(0);
+      }));
+
+    it('unclaim gives work back without counting an attempt', () =>
+      withStore(async (s) => {
+        await s.enqueue(message({ recipients: ['x@one.test'] }));
+        const items = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        await s.unclaim(items);
+        const again = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        expect(again[0]?.attempt).toBe(1);
+      }));
+
+    it('concurrent enqueues all commit (group commit) and records filter by every key', () =>
+      withStore(async (s) => {
+        const ms = Array.from({ length: 50 }, (_, i) => message({ recipients: [`u${i}@d${i % 3}.test`] }));
+        await Promise.all(ms.map((m) => s.enqueue(m)));
+        expect((await s.queueStats()).messages).toBe(50);
+        const items = await s.claim({ owner: 'w', limit: 100, leaseMs: 60_000 });
+        expect(items).toHaveLength(50);
+        await s.finish(
+          items.map((i, n) => record(i, n % 2 ? { outcome: 'deferred', method: 'none' } : {})),
+          items.map((i, n) => (n % 2 ? { queueId: i.queueId, seq: i.seq, outcome: 'deferred' as const, error: 'x', nextAttemptAt: Date.now() + 1e6 } : { queueId: i.queueId, seq: i.seq, outcome: 'delivered' as const, error: null })),
+        );
+        expect(await s.queryRecords({ domain: 'D1.test' })).toHaveLength(items.filter((i) => i.domain === 'd1.test').length);
+        expect(await s.queryRecords({ outcome: 'deferred' })).toHaveLength(25);
+        expect(await s.queryRecords({ recipient: 'U7@d1.test' })).toHaveLength(1);
+        expect(await s.queryRecords({ message: ms[3]!.messageId!.slice(1, -1) })).toHaveLength(1);
+        expect(await s.queryRecords({ since: Date.now() + 60_000 })).toHaveLength(0);
+        expect(await s.queryRecords({ limit: 5 })).toHaveLength(5);
+      }));
+  });
+}

@@ -1,0 +1,34 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { expect, it } from 'vitest';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { message, storeContract } from './contract.ts';
+
+const tempDb = () => join(mkdtempSync(join(tmpdir(), 'sealrelay-store-')), 'nested', 'queue.db');
+
+storeContract('sqlite', async () => new SqliteStore(tempDb()));
+
+it('runs in WAL mode with full fsync, and a reopened file keeps the queue', async () => {
+  const path = tempDb();
+  const s = new SqliteStore(path);
+  const m = message();
+  await s.enqueue(m);
+  await s.close();
+  const raw = new Database(path, { readonly: true });
+  expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
+  raw.close();
+  const again = new SqliteStore(path);
+  expect((await again.getQueueEntry(m.queueId))?.recipients).toHaveLength(3);
+  await again.close();
+});
+
+it('refuses a database from a newer SealRelay', async () => {
+  const path = tempDb();
+  await new SqliteStore(path).close();
+  const raw = new Database(path);
+  raw.pragma('user_version = 99');
+  raw.close();
+  expect(() => new SqliteStore(path)).toThrow(/newer than this SealRelay/);
+});
