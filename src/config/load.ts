@@ -49,7 +49,7 @@ export function loadConfig(file: string, env: Env = {}): Config {
 
 export function parseConfig(text: string, file: string, env: Env = {}): Config {
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length) {
     throw new ConfigError(
       doc.errors.map((e) => {

@@ -1,0 +1,13 @@
+# SealRelay container: Node 20 LTS line, data/ and certs/ as volumes.
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev
+COPY bin ./bin
+COPY src ./src
+COPY config ./config
+ENV NODE_ENV=production
+VOLUME ["/app/data", "/app/certs"]
+EXPOSE 2525 587 465
+ENTRYPOINT ["node", "bin/sealrelay.js"]
+CMD ["start"]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs and is not an npm package: real peers and
+# tools the tests drive (swaks as a submitting client, openssl, gnupg, postfix
+# for the benchmark comparison). Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+command -v swaks >/dev/null || need+=(swaks)
+command -v openssl >/dev/null || need+=(openssl)
+command -v gpg >/dev/null || need+=(gnupg)
+command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || need+=(postfix)
+
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  echo "test:setup: installing ${need[*]}"
+  $SUDO apt-get update -qq
+  # postfix asks debconf questions; answer "No configuration" and never start it.
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+if [ ! -d node_modules ]; then npm ci; fi
+echo "test:setup: ok"
