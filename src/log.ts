@@ -8,6 +8,8 @@ export type { Logger };
 
 export const EVENTS = [
   'relay.started',
+  'relay.dev_cert_generated',
+  'relay.restart_needed',
   'relay.stopping',
   'relay.stopped',
   'relay.reloaded',

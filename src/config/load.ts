@@ -54,7 +54,7 @@ export function parseConfig(text: string, file: string, env: Env = {}): Config {
     throw new ConfigError(
       doc.errors.map((e) => {
         const pos = e.linePos?.[0];
-        return { file, line: pos?.line ?? null, column: pos?.col ?? null, key: '', message: e.message.split('\n')[0] ?? e.code };
+        return { file, line: pos?.line ?? null, column: pos?.col ?? null, key: '', message: (e.message.split('\n')[0] ?? e.code).replace(/ at line \d+, column \d+:?$/, '') };
       }),
     );
   }

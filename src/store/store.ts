@@ -70,6 +70,7 @@ export interface RecordFilter {
   readonly outcome?: Outcome;
   /** ms since the epoch. */
   readonly since?: number;
+  /** The newest `limit` matches (returned oldest first). */
   readonly limit?: number;
 }
 

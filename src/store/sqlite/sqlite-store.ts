@@ -289,8 +289,9 @@ export class SqliteStore implements Store {
       params.since = filter.since;
     }
     params.limit = filter.limit ?? -1;
-    const sql = `SELECT json FROM records ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at, id LIMIT @limit`;
-    return (this.db.prepare(sql).pluck().all(params) as string[]).map((j) => JSON.parse(j) as DeliveryRecord);
+    // With a limit, the newest matches (what an operator wants), still returned oldest first.
+    const sql = `SELECT json FROM records ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at DESC, id DESC LIMIT @limit`;
+    return (this.db.prepare(sql).pluck().all(params) as string[]).reverse().map((j) => JSON.parse(j) as DeliveryRecord);
   }
 
   async close(): Promise<void> {

@@ -1,0 +1,56 @@
+// The `sealrelay` command. This is the only module that reads process.argv and
+// process.env: it captures them into a CliContext and hands that to the
+// subcommands (one module each). Exit codes are listed in exit.ts.
+import { Command, CommanderError } from 'commander';
+import pkg from '../../package.json' with { type: 'json' };
+import { ConfigError, formatProblem } from '../config/load.ts';
+import { registerConfigCommands } from './config-check.ts';
+import type { CliContext } from './context.ts';
+import { CliError, EXIT } from './exit.ts';
+import { registerLog } from './log.ts';
+import { registerQueueCommands } from './queue.ts';
+import { registerStart } from './start.ts';
+import { registerUserCommands } from './user.ts';
+
+const DEFAULT_CONFIG_FILE = 'config/sealrelay.yaml';
+
+const env = process.env;
+const program = new Command('sealrelay')
+  .description('SealRelay: outbound SMTP relay with per-recipient encryption policy and a TLS floor')
+  .version(pkg.version)
+  .option('-c, --config <file>', 'config file (env SEALRELAY_CONFIG)', env.SEALRELAY_CONFIG || DEFAULT_CONFIG_FILE)
+  .showHelpAfterError('(run with --help for usage)')
+  // Subcommands inherit this: every usage error reaches the catch below and exits 64.
+  .exitOverride();
+
+const context = (): CliContext => ({ configFile: program.opts<{ config: string }>().config, env });
+
+registerStart(program, context);
+registerConfigCommands(program, context);
+registerUserCommands(program, context);
+registerLog(program, context);
+registerQueueCommands(program, context);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  process.exitCode = exitCodeFor(err);
+}
+
+function exitCodeFor(err: unknown): number {
+  if (err instanceof CommanderError) {
+    // Commander has already printed the message (or the help/version text).
+    return err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+  }
+  if (err instanceof ConfigError) {
+    for (const problem of err.problems) console.error(formatProblem(problem));
+    return EXIT.CONFIG;
+  }
+  if (err instanceof CliError) {
+    console.error(`sealrelay: ${err.message}`);
+    return err.exitCode;
+  }
+  console.error('sealrelay: unexpected error:', err);
+  return EXIT.SOFTWARE;
+}
+

@@ -1,0 +1,103 @@
+// `sealrelay start`: run the relay in the foreground until a signal.
+//
+//   SIGTERM / SIGINT  stop accepting, let attempts in flight finish within
+//                     delivery.shutdown_grace_seconds (relay.close), exit 0.
+//                     A second signal exits 1 at once, for an operator who will not wait.
+//   SIGHUP            re-read the config file; a config with problems is logged
+//                     (relay.reload_failed) and the running config stays.
+//
+// The relay module is imported only here and only when starting, so the other
+// subcommands never load listeners, delivery or crypto code.
+import type { Command } from 'commander';
+import { ConfigError, formatProblem, loadConfig } from '../config/load.ts';
+import { createLogger, type Logger } from '../log.ts';
+import { readConfig, type CliContext } from './context.ts';
+import { CliError, EXIT } from './exit.ts';
+
+/** Beyond the grace period, how long close() may still take before we give up and exit 1. */
+const CLOSE_SLACK_MS = 10_000;
+
+export function registerStart(program: Command, context: () => CliContext): void {
+  program
+    .command('start')
+    .description('run the relay in the foreground (SIGTERM/SIGINT stop it, SIGHUP reloads the config)')
+    .action(async () => {
+      const ctx = context();
+      const config = readConfig(ctx);
+      const logger = createLogger(config.logging.level);
+      const { startRelay } = await import('../relay.ts');
+      let relay: Awaited<ReturnType<typeof startRelay>>;
+      try {
+        relay = await startRelay({ config, configFile: ctx.configFile, logger });
+      } catch (err) {
+        if (err instanceof ConfigError) throw err;
+        throw new CliError(EXIT.FAILURE, `cannot start: ${(err as Error).message}`);
+      }
+      // relay.ts logs relay.started with the bound listeners.
+
+      let graceSeconds = config.delivery.shutdown_grace_seconds;
+      let stopping = false;
+      const stop = (signal: NodeJS.Signals) => {
+        if (stopping) {
+          logger.warn({ event: 'relay.stopped', signal }, 'second signal: exiting without waiting');
+          process.exit(EXIT.FAILURE);
+        }
+        stopping = true;
+        logger.info({ event: 'relay.stopping', signal, graceSeconds }, 'stopping: finishing attempts in flight');
+        // relay.close() keeps to the grace period itself; this only catches a close that hangs.
+        setTimeout(() => {
+          logger.error({ event: 'relay.stopped', graceSeconds }, 'close did not finish in time; exiting');
+          process.exit(EXIT.FAILURE);
+        }, graceSeconds * 1000 + CLOSE_SLACK_MS).unref();
+        relay.close().then(
+          () => {
+            logger.info({ event: 'relay.stopped' }, 'stopped');
+            process.exit(EXIT.OK);
+          },
+          (err: unknown) => {
+            logger.error({ event: 'relay.stopped', err }, 'error while stopping');
+            process.exit(EXIT.FAILURE);
+          },
+        );
+      };
+
+      // Reloads run one after another: a burst of SIGHUPs never interleaves two reloads.
+      let reloads = Promise.resolve();
+      const reload = async () => {
+        if (stopping) return;
+        const next = loadForReload(ctx, logger);
+        if (!next) return;
+        try {
+          await relay.reload(next);
+        } catch (err) {
+          logger.error({ event: 'relay.reload_failed', err }, 'reload failed; the running config stays');
+          return;
+        }
+        logger.level = next.logging.level;
+        graceSeconds = next.delivery.shutdown_grace_seconds;
+        logger.info({ event: 'relay.reloaded', configFile: ctx.configFile }, 'config reloaded');
+      };
+
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
+      process.on('SIGHUP', () => {
+        reloads = reloads.then(reload);
+      });
+    });
+}
+
+function loadForReload(ctx: CliContext, logger: Logger): ReturnType<typeof loadConfig> | null {
+  try {
+    return loadConfig(ctx.configFile, ctx.env);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) {
+      logger.error({ event: 'relay.reload_failed', err }, 'reload failed; the running config stays');
+      return null;
+    }
+    logger.error(
+      { event: 'relay.reload_failed', configFile: ctx.configFile, problems: err.problems.map(formatProblem) },
+      'config has problems; the running config stays',
+    );
+    return null;
+  }
+}

@@ -1,0 +1,148 @@
+// One attempt: deliver one job (one message, one domain, one decision) to the
+// domain's hosts in preference order, and say per recipient what happened and
+// how it travelled. What a failure means is trouble.ts's call, never decided here.
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log.ts';
+import type { Decision } from '../policy/decision.ts';
+import { requiresTls } from '../policy/decision.ts';
+import type { QueueItem } from '../store/store.ts';
+import { SmtpError, parseReply } from '../smtp-error.ts';
+import { NoAcceptableTls, openSession, type Session } from './connection.ts';
+import type { DestinationCache } from './destination-cache.ts';
+import type { SessionPool } from './pool.ts';
+import type { MxFacts, Method, Outcome, TlsFacts } from './record.ts';
+import { afterHostFailure, type HostFailure } from './trouble.ts';
+
+export interface Job {
+  readonly queueId: string;
+  readonly domain: string;
+  readonly sender: string;
+  readonly decision: Decision;
+  readonly items: readonly QueueItem[];
+}
+
+export interface RecipientResult {
+  readonly item: QueueItem;
+  readonly outcome: Exclude<Outcome, 'portal-notified'>;
+  readonly method: Method;
+  readonly mx: MxFacts | null;
+  readonly starttlsOffered: boolean | null;
+  readonly tls: TlsFacts | null;
+  readonly smtp: { code: number | null; enhanced: string | null; response: string };
+}
+
+export interface AttemptDeps {
+  readonly config: Config;
+  readonly pool: SessionPool<Session>;
+  readonly destinations: DestinationCache;
+  readonly logger: Logger;
+}
+
+export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Promise<RecipientResult[]> {
+  const { config, logger } = deps;
+  const everyone = (r: Omit<RecipientResult, 'item'>) => job.items.map((item) => ({ item, ...r }));
+  const fromError = (err: unknown, outcome?: RecipientResult['outcome'], mx: MxFacts | null = null, extra: Partial<RecipientResult> = {}) => {
+    const e = asSmtpError(err);
+    return everyone({ outcome: outcome ?? (e.temporary ? 'deferred' : 'bounced'), method: 'none', mx, starttlsOffered: null, tls: null, smtp: { code: e.code, enhanced: e.enhanced, response: e.reason }, ...extra });
+  };
+
+  let destination;
+  try {
+    destination = await deps.destinations.resolve(job.domain, {
+      routes: config.delivery.routes,
+      dnsServers: config.delivery.dns.servers,
+      timeoutMs: config.delivery.dns.timeout_ms,
+      port: config.delivery.port,
+    });
+  } catch (err) {
+    return fromError(err);
+  }
+  if (destination.kind === 'null-mx') {
+    return fromError(new SmtpError(556, '5.1.10', 'dns', `${job.domain} accepts no mail (null MX, RFC 7505)`));
+  }
+  if (!destination.hosts.length) {
+    return fromError(new SmtpError(451, '4.4.4', 'dns', `no usable address for the mail hosts of ${job.domain}`));
+  }
+
+  const failures: HostFailure[] = [];
+  for (const [i, host] of destination.hosts.entries()) {
+    const mx: MxFacts = { host: host.host, ip: host.ip, port: host.port, preference: host.preference };
+    const isLast = i === destination.hosts.length - 1;
+    const key = `${host.ip}|${host.port}|${host.host}|${job.decision.mode}|${job.decision.verification}|${job.decision.floor.minVersion}|${job.decision.floor.minCipherBits}`;
+    try {
+      return await deps.pool.with(
+        key,
+        () =>
+          openSession(host, {
+            name: config.server.hostname,
+            floor: job.decision.floor,
+            verification: job.decision.verification,
+            caFile: config.tls.ca_file ?? undefined,
+            requireTls: requiresTls(job.decision.mode),
+            allowTls: job.decision.mode !== 'none',
+            timeouts: {
+              connectMs: config.delivery.connect_timeout_ms,
+              greetingMs: config.delivery.greeting_timeout_ms,
+              socketMs: config.delivery.socket_timeout_ms,
+            },
+            logger,
+          }),
+        (session) => transact(job, body, session, mx),
+      );
+    } catch (err) {
+      const failure: HostFailure =
+        err instanceof NoAcceptableTls ? { kind: 'no-acceptable-tls', tls: err.kind } : { kind: 'connect-failed' };
+      failures.push(failure);
+      const action = afterHostFailure(job.decision, failure, isLast, failures);
+      logger.warn(
+        { event: 'delivery.connection_failed', queueId: job.queueId, domain: job.domain, mx, failure, action, err: describe(err) },
+        `${mx.host}[${mx.ip}]:${mx.port}: ${describe(err)} → ${action}`,
+      );
+      if (action === 'next-host') continue;
+      const tlsSeen = err instanceof NoAcceptableTls ? { starttlsOffered: err.starttlsOffered, tls: err.tls } : {};
+      const e = asSmtpError(err);
+      const outcome = action === 'drop' ? 'dropped' : action === 'bounce' ? 'bounced' : 'deferred';
+      const reason = action === 'drop' ? `dropped by mode tls-exclusive: ${e.reason}` : e.reason;
+      return fromError(new SmtpError(e.code, e.enhanced, e.stage, e.message, reason), outcome, mx, tlsSeen);
+    }
+  }
+  // Unreachable: the last host always ends the loop with a result.
+  throw new Error('no host produced a result');
+}
+
+/** One transaction on an open session; a failure mid-way defers or bounces everyone in it. */
+async function transact(job: Job, body: Buffer, session: Session, mx: MxFacts): Promise<RecipientResult[]> {
+  const method: Method = session.tls ? 'tls' : 'plaintext';
+  const seen = { mx, starttlsOffered: session.starttlsOffered, tls: session.tls };
+  try {
+    const sent = await session.send({ from: job.sender, to: job.items.map((i) => i.recipient) }, body);
+    return job.items.map((item) => {
+      const r = sent.perRecipient.get(item.recipient);
+      if (!r) return { item, outcome: 'deferred', method: 'none', ...seen, smtp: { code: null, enhanced: null, response: 'no reply for this recipient' } };
+      const outcome = r.accepted ? 'delivered' : r.code !== null && r.code >= 500 ? 'bounced' : 'deferred';
+      return { item, outcome, method: r.accepted ? method : 'none', ...seen, smtp: { code: r.code, enhanced: r.enhanced, response: r.response } };
+    });
+  } catch (err) {
+    // The peer may have the message (e.g. lost connection after the final dot):
+    // retrying risks a duplicate, which DESIGN accepts; losing it does not.
+    const e = asSmtpError(err);
+    return job.items.map((item) => ({ item, outcome: e.temporary ? 'deferred' : 'bounced', method: 'none', ...seen, smtp: { code: e.code, enhanced: e.enhanced, response: e.reason } }));
+  }
+}
+
+function asSmtpError(err: unknown): SmtpError {
+  if (err instanceof SmtpError) return err;
+  const e = err as { responseCode?: number; response?: string; message?: string; code?: string };
+  if (e?.responseCode && e.responseCode >= 400 && e.responseCode < 600) {
+    const parsed = parseReply(e.response ?? '');
+    const cls = String(e.responseCode)[0];
+    const enhanced = parsed.enhanced && parsed.enhanced[0] === cls ? parsed.enhanced : `${cls}.0.0`;
+    return new SmtpError(e.responseCode, enhanced, 'connect', e.response ?? e.message ?? 'error', e.response ?? e.message ?? 'error');
+  }
+  return new SmtpError(451, '4.4.1', 'connect', 'connection failed', describe(err));
+}
+
+function describe(err: unknown): string {
+  if (err instanceof SmtpError) return err.reason;
+  return (err as Error)?.message ?? String(err);
+}

@@ -1,0 +1,46 @@
+// Turns bounced recipients of one job into a DSN queued to the envelope sender.
+// Never to the null sender (RFC 5321 §4.5.5: no bounce of a bounce), and never
+// with the body: only the original header block travels back (RFC 3462 text/rfc822-headers).
+import { newQueueId } from '../store/queue-id.ts';
+import type { NewMessage } from '../store/store.ts';
+import type { Job, RecipientResult } from './attempt.ts';
+import { buildBounce } from './dsn.ts';
+
+export function bounceFor(job: Job, bounced: readonly RecipientResult[], body: Buffer, hostname: string): NewMessage | null {
+  if (job.sender === '') return null;
+  const queueId = newQueueId();
+  const first = bounced[0]!.item;
+  const dsn = buildBounce({
+    reportingMta: hostname,
+    originalSender: job.sender,
+    queueId: job.queueId,
+    originalHeaders: headerBlock(body),
+    arrivalDate: new Date(first.receivedAt),
+    failures: bounced.map((r) => ({
+      recipient: r.item.recipient,
+      // A deferral that outlived the queue lifetime reports 4.4.7 (RFC 3463: delivery time expired).
+      status: r.smtp.enhanced && r.smtp.enhanced.startsWith('5') ? r.smtp.enhanced : r.smtp.code !== null && r.smtp.code >= 500 ? '5.0.0' : '4.4.7',
+      diagnostic: r.smtp.response,
+      remoteMta: r.mx?.host ?? null,
+      action: 'failed' as const,
+    })),
+  });
+  return {
+    queueId,
+    sender: '',
+    recipients: [job.sender],
+    body: dsn.body,
+    messageId: dsn.messageId ?? null,
+    subject: dsn.subject ?? null,
+    clientIp: null,
+    authUser: null,
+    receivedAt: Date.now(),
+  };
+}
+
+/** The header block of a stored message: everything before the first empty line. */
+export function headerBlock(body: Buffer): string {
+  const text = body.toString('latin1');
+  const end = text.search(/\r?\n\r?\n/);
+  return end < 0 ? text : text.slice(0, end);
+}

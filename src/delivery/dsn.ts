@@ -1,0 +1,164 @@
+// Bounces: RFC 3464 delivery status notifications in an RFC 6522 multipart/report.
+//
+// Policy:
+// - three parts: a human-readable text, the machine-readable message/delivery-status,
+//   and the original message's header block as text/rfc822-headers. Never the body
+//   (DESIGN.md security posture): it may carry PHI, and the sender still has it. If a
+//   caller hands over more than the header block, everything after the first empty
+//   line is cut off here;
+// - from MAILER-DAEMON at our host name, to the original sender, sent by the caller with
+//   the null envelope sender so that a bounce never bounces (RFC 5321 §4.5.5);
+// - Auto-Submitted: auto-replied (RFC 3834 §5), so responders stay quiet.
+import crypto from 'node:crypto';
+
+export interface BounceFailure {
+  readonly recipient: string;
+  /** RFC 3463 enhanced status, e.g. "5.1.1". */
+  readonly status: string;
+  /** The remote server's reply (or our own reason when no server answered). */
+  readonly diagnostic: string;
+  /** Host name of the MX that answered; null when none did. */
+  readonly remoteMta: string | null;
+  readonly action: 'failed';
+}
+
+export interface BounceInput {
+  /** Our host name (server.hostname). */
+  readonly reportingMta: string;
+  readonly originalSender: string;
+  readonly queueId: string;
+  /** The original message's header block only. */
+  readonly originalHeaders: string;
+  readonly failures: readonly BounceFailure[];
+  readonly arrivalDate: Date;
+  /** Defaults to now; tests pin it. */
+  readonly date?: Date;
+}
+
+export interface Bounce {
+  readonly body: Buffer;
+  readonly messageId: string;
+  readonly subject: string;
+  /** The envelope the bounce goes out with: null sender, to the original sender. */
+  readonly sender: '';
+  readonly recipients: readonly [string];
+}
+
+const SUBJECT = 'Undelivered Mail Returned to Sender';
+const CRLF = '\r\n';
+const DAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+
+/** RFC 5322 §3.3 date-time in UTC with a numeric zone ("GMT" is obsolete syntax). */
+export function rfc5322Date(date: Date): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${DAYS[date.getUTCDay()]}, ${date.getUTCDate()} ${MONTHS[date.getUTCMonth()]} ${date.getUTCFullYear()} ${p(date.getUTCHours())}:${p(date.getUTCMinutes())}:${p(date.getUTCSeconds())} +0000`;
+}
+
+function assertHeaderSafe(what: string, value: string): void {
+  if (/[\r\n]/.test(value)) throw new TypeError(`${what} must not contain line breaks`);
+}
+
+/** One line, ASCII only: DSN fields are US-ASCII (RFC 3464 §2.1.2), server replies may be multiline or 8-bit. */
+function fieldValue(text: string): string {
+  return text
+    .replace(/\s+/g, ' ')
+    .replace(/[^\x20-\x7e]/g, '?')
+    .trim();
+}
+
+/** The header block: up to the first empty line, lines ending in CRLF. */
+function headerBlockOnly(headers: string): string {
+  const normalized = headers.replace(/\r?\n/g, CRLF);
+  const end = normalized.indexOf(CRLF + CRLF);
+  const block = end < 0 ? normalized : normalized.slice(0, end);
+  return block.replace(/^(\r\n)+/, '').replace(/(\r\n)+$/, '');
+}
+
+export function buildBounce(input: BounceInput): Bounce {
+  if (!input.reportingMta) throw new TypeError('a bounce needs the reporting MTA');
+  if (!input.originalSender) throw new TypeError('a bounce needs a sender to go to (never bounce a bounce)');
+  if (!input.failures.length) throw new TypeError('a bounce needs at least one failed recipient');
+  assertHeaderSafe('reportingMta', input.reportingMta);
+  assertHeaderSafe('originalSender', input.originalSender);
+  for (const f of input.failures) {
+    assertHeaderSafe('recipient', f.recipient);
+    if (!/^[245]\.\d{1,3}\.\d{1,3}$/.test(f.status)) throw new RangeError(`not an enhanced status code: ${f.status}`);
+  }
+
+  const date = input.date ?? new Date();
+  const messageId = `<${input.queueId}.${date.getTime().toString(36)}.${crypto.randomBytes(6).toString('hex')}@${input.reportingMta}>`;
+  const headers = headerBlockOnly(input.originalHeaders);
+  // bounce.ts reads the stored message as latin1, so chars up to U+00FF are bytes: write them back as such.
+  const headerBytes = Buffer.from(headers, [...headers].some((ch) => ch.codePointAt(0)! > 0xff) ? 'utf8' : 'latin1');
+  const eightBit = headerBytes.some((byte) => byte > 0x7f);
+
+  let boundary: string;
+  do boundary = `=_sealrelay_${crypto.randomBytes(12).toString('hex')}`;
+  while (headerBytes.includes(boundary));
+
+  const human = [
+    `This is the mail system at host ${input.reportingMta}.`,
+    '',
+    'Your message could not be delivered to one or more recipients.',
+    'It will not be retried. The reasons are below.',
+    '',
+    ...input.failures.map((f) => `<${f.recipient}>: ${f.remoteMta ? `host ${f.remoteMta} said: ` : ''}${fieldValue(f.diagnostic)}`),
+    '',
+    'The headers of your message are attached; its content is not.',
+  ];
+
+  const perMessage = [`Reporting-MTA: dns; ${input.reportingMta}`, `X-SealRelay-Queue-ID: ${fieldValue(input.queueId)}`, `Arrival-Date: ${rfc5322Date(input.arrivalDate)}`];
+  const perRecipient = input.failures.map((f) =>
+    [
+      `Final-Recipient: rfc822; ${f.recipient}`,
+      `Action: ${f.action}`,
+      `Status: ${f.status}`,
+      ...(f.remoteMta ? [`Remote-MTA: dns; ${fieldValue(f.remoteMta)}`] : []),
+      // "smtp;" only for a reply that came from an SMTP server; our own reasons are "X-SealRelay;".
+      `Diagnostic-Code: ${/^\d{3}[ -]/.test(f.diagnostic.trim()) ? 'smtp' : 'X-SealRelay'}; ${fieldValue(f.diagnostic)}`,
+    ].join(CRLF),
+  );
+
+  const head = [
+    `From: Mail Delivery System <MAILER-DAEMON@${input.reportingMta}>`,
+    `To: <${input.originalSender}>`,
+    `Subject: ${SUBJECT}`,
+    `Date: ${rfc5322Date(date)}`,
+    `Message-ID: ${messageId}`,
+    'Auto-Submitted: auto-replied',
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=delivery-status;${CRLF}\tboundary="${boundary}"`,
+    '',
+    'This is a MIME-encapsulated message.',
+    '',
+    `--${boundary}`,
+    'Content-Type: text/plain; charset=us-ascii',
+    'Content-Description: Notification',
+    '',
+    ...human,
+    '',
+    `--${boundary}`,
+    'Content-Type: message/delivery-status',
+    'Content-Description: Delivery report',
+    '',
+    // RFC 3464 §2.1: per-message fields, then one blank-line-separated group per recipient.
+    [perMessage.join(CRLF), ...perRecipient].join(CRLF + CRLF),
+    '',
+    `--${boundary}`,
+    'Content-Type: text/rfc822-headers',
+    'Content-Description: Undelivered Message Headers',
+    ...(eightBit ? ['Content-Transfer-Encoding: 8bit'] : []),
+    '',
+    '',
+  ].join(CRLF);
+  const tail = `${CRLF}${CRLF}--${boundary}--${CRLF}`;
+
+  return Object.freeze({
+    body: Buffer.concat([Buffer.from(head, 'utf8'), headerBytes, Buffer.from(tail, 'utf8')]),
+    messageId,
+    subject: SUBJECT,
+    sender: '' as const,
+    recipients: [input.originalSender] as const,
+  });
+}

@@ -1,0 +1,180 @@
+// Where mail for a domain goes: the hosts to try, in order.
+//
+// Policy, in the order it applies:
+// - a static route ("host:port", IPv6 as "[::1]:25") wins and skips MX lookup, like
+//   Postfix's transport map;
+// - MX records sorted by preference, equal preferences shuffled so that load spreads
+//   (RFC 5321 §5.1); each MX name becomes its A then AAAA addresses; names that do
+//   not resolve are skipped; at most MX_ADDRESS_LIMIT addresses are returned
+//   (Postfix smtp_mx_address_limit);
+// - a single MX with an empty exchange ("." — RFC 7505 null MX) means the domain
+//   accepts no mail: `null-mx`;
+// - no MX records: the domain itself is the implicit MX, preference 0 (RFC 5321 §5.1);
+// - a domain that does not exist is a permanent failure (550 5.1.2); timeouts,
+//   SERVFAIL and the like are temporary (451 4.4.3).
+// Lookups go to the configured resolvers only, never the system resolver behind
+// their back; with none configured, c-ares' defaults (resolv.conf) are used.
+import dns from 'node:dns';
+import net from 'node:net';
+import { SmtpError } from '../smtp-error.ts';
+import type { MxFacts } from './record.ts';
+
+/** One address to connect to. `host` is the MX (or route) name the certificate must carry. */
+export interface MxTarget extends MxFacts {
+  readonly ip: string;
+}
+
+export type Destination =
+  | { readonly kind: 'route' | 'mx' | 'implicit'; readonly hosts: readonly MxTarget[] }
+  | { readonly kind: 'null-mx' };
+
+export interface ResolveOptions {
+  /** Domain (lower case) → "host:port"; see config `delivery.routes`. */
+  readonly routes: Readonly<Record<string, string>>;
+  /** "ip" or "ip:port"; empty uses the resolver's defaults. */
+  readonly dnsServers: readonly string[];
+  /** Per-query timeout in ms (c-ares doubles it on each retry). */
+  readonly timeoutMs: number;
+  /** SMTP port of MX hosts (RFC 5321 §4.5.4.1: 25; tests change it). */
+  readonly port: number;
+  /** Source of randomness for equal-preference shuffling; tests pin it. */
+  readonly random?: () => number;
+}
+
+/** Addresses tried per destination at most (Postfix smtp_mx_address_limit default: 5). */
+export const MX_ADDRESS_LIMIT = 5;
+/** Queries per lookup before c-ares gives up (first try included). */
+const DNS_TRIES = 2;
+
+/** c-ares codes (node:dns) that mean "the name does not exist" and "it exists but has no such record". */
+const NXDOMAIN = dns.NOTFOUND;
+const NODATA = dns.NODATA;
+
+type Lookup<T> = { ok: true; value: T } | { ok: false; code: string };
+
+async function attempt<T>(query: Promise<T>): Promise<Lookup<T>> {
+  try {
+    return { ok: true, value: await query };
+  } catch (err) {
+    return { ok: false, code: String((err as NodeJS.ErrnoException).code ?? 'EUNKNOWN') };
+  }
+}
+
+function temporary(domain: string, what: string): SmtpError {
+  return new SmtpError(451, '4.4.3', 'dns', `DNS lookup for ${domain} failed, will retry`, `${what} for ${domain}`);
+}
+
+function makeResolver(opts: ResolveOptions): dns.promises.Resolver {
+  const resolver = new dns.promises.Resolver({ timeout: opts.timeoutMs, tries: DNS_TRIES });
+  if (opts.dnsServers.length) resolver.setServers([...opts.dnsServers]);
+  return resolver;
+}
+
+/** "host:port" or "[v6]:port" (validated by the config schema). */
+function parseRoute(route: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(route);
+  if (!m) throw new SmtpError(451, '4.3.5', 'dns', 'bad route configuration', `route "${route}" is not host:port`);
+  return { host: (m[1] ?? m[2])!, port: Number(m[3]) };
+}
+
+interface Addresses {
+  ips: string[];
+  /** Both lookups said NXDOMAIN. */
+  nxdomain: boolean;
+  /** A lookup failed in a way that may pass (timeout, SERVFAIL, refused). */
+  temporaryError: string | null;
+}
+
+async function addressesOf(resolver: dns.promises.Resolver, name: string): Promise<Addresses> {
+  if (net.isIP(name)) return { ips: [name], nxdomain: false, temporaryError: null };
+  const [a, aaaa] = await Promise.all([attempt(resolver.resolve4(name)), attempt(resolver.resolve6(name))]);
+  const ips: string[] = [];
+  let temporaryError: string | null = null;
+  for (const [type, result] of [['A', a], ['AAAA', aaaa]] as const) {
+    if (result.ok) ips.push(...result.value);
+    else if (result.code !== NXDOMAIN && result.code !== NODATA) temporaryError ??= `${type} lookup of ${name}: ${result.code}`;
+  }
+  const nxdomain = !a.ok && a.code === NXDOMAIN && !aaaa.ok && aaaa.code === NXDOMAIN;
+  return { ips, nxdomain, temporaryError };
+}
+
+/** Fisher–Yates within each run of equal preference; the runs stay in ascending order. */
+function orderByPreference(records: readonly dns.MxRecord[], random: () => number): dns.MxRecord[] {
+  const byPreference = new Map<number, dns.MxRecord[]>();
+  for (const record of records) {
+    const group = byPreference.get(record.priority) ?? [];
+    group.push(record);
+    byPreference.set(record.priority, group);
+  }
+  const ordered: dns.MxRecord[] = [];
+  for (const preference of [...byPreference.keys()].sort((x, y) => x - y)) {
+    const group = byPreference.get(preference)!;
+    for (let i = group.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [group[i], group[j]] = [group[j]!, group[i]!];
+    }
+    ordered.push(...group);
+  }
+  return ordered;
+}
+
+const isNullExchange = (exchange: string) => exchange === '' || exchange === '.';
+
+export async function resolveDestination(domain: string, opts: ResolveOptions): Promise<Destination> {
+  const name = domain.toLowerCase().replace(/\.$/, '');
+  const resolver = makeResolver(opts);
+
+  const route = opts.routes[name];
+  if (route !== undefined) {
+    const { host, port } = parseRoute(route);
+    const found = await addressesOf(resolver, host);
+    if (!found.ips.length) throw temporary(name, found.temporaryError ?? `route host ${host} has no address`);
+    return { kind: 'route', hosts: found.ips.slice(0, MX_ADDRESS_LIMIT).map((ip) => ({ host, ip, port, preference: null })) };
+  }
+
+  const mx = await attempt(resolver.resolveMx(name));
+  if (!mx.ok && mx.code !== NODATA && mx.code !== NXDOMAIN) throw temporary(name, `MX lookup: ${mx.code}`);
+
+  if (!mx.ok || !mx.value.length) {
+    // No MX: the domain is its own MX (RFC 5321 §5.1). An NXDOMAIN on MX is confirmed
+    // by the address lookups, so only a domain that answers NXDOMAIN throughout bounces.
+    const found = await addressesOf(resolver, name);
+    if (found.ips.length) {
+      return { kind: 'implicit', hosts: found.ips.slice(0, MX_ADDRESS_LIMIT).map((ip) => ({ host: name, ip, port: opts.port, preference: 0 })) };
+    }
+    if (found.temporaryError) throw temporary(name, found.temporaryError);
+    if (found.nxdomain || (!mx.ok && mx.code === NXDOMAIN)) {
+      throw new SmtpError(550, '5.1.2', 'dns', `Domain ${name} does not exist`, `NXDOMAIN for ${name}`);
+    }
+    throw new SmtpError(550, '5.1.2', 'dns', `Domain ${name} has no MX and no address`, `no MX, A or AAAA for ${name}`);
+  }
+
+  const records = mx.value;
+  // RFC 7505 §3: a null MX is the only MX of its domain; mixed in with others it is ignored.
+  if (records.length === 1 && isNullExchange(records[0]!.exchange)) return { kind: 'null-mx' };
+  const ordered = orderByPreference(
+    records.filter((r) => !isNullExchange(r.exchange)),
+    opts.random ?? Math.random,
+  );
+
+  // Resolve in order, a batch at a time, until the address limit is reached: names
+  // that fail to resolve make room for the next ones.
+  const hosts: MxTarget[] = [];
+  let temporaryError: string | null = null;
+  let next = 0;
+  while (hosts.length < MX_ADDRESS_LIMIT && next < ordered.length) {
+    const batch = ordered.slice(next, next + MX_ADDRESS_LIMIT - hosts.length);
+    next += batch.length;
+    const found = await Promise.all(batch.map((record) => addressesOf(resolver, record.exchange)));
+    batch.forEach((record, i) => {
+      const result = found[i]!;
+      temporaryError ??= result.temporaryError;
+      for (const ip of result.ips) hosts.push({ host: record.exchange.toLowerCase(), ip, port: opts.port, preference: record.priority });
+    });
+  }
+  if (!hosts.length) {
+    // The MX names may be fixed soon (or the resolver may recover): defer, the queue lifetime bounds it.
+    throw temporary(name, temporaryError ?? `no MX host of ${name} has an address`);
+  }
+  return { kind: 'mx', hosts: hosts.slice(0, MX_ADDRESS_LIMIT) };
+}

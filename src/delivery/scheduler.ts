@@ -1,0 +1,218 @@
+// The delivery worker: claims due recipients from the store, groups them into
+// jobs (one message, one destination domain, one decision → one SMTP
+// transaction), runs at most `concurrency` jobs at once, and settles each job in
+// one store transaction: records, new queue state and any bounce together.
+//
+// The store is the only state that matters: a claim is a lease, so a worker that
+// dies mid-attempt loses nothing (the lease expires and the work is tried again;
+// at worst a message is delivered twice, never zero times).
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log.ts';
+import type { Decision } from '../policy/decision.ts';
+import type { Policy } from '../policy/decide.ts';
+import type { NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
+import { attemptJob, type Job, type RecipientResult } from './attempt.ts';
+import { expired, nextAttemptAt } from './backoff.ts';
+import { bounceFor } from './bounce.ts';
+import { DestinationCache } from './destination-cache.ts';
+import { makeRecord, type DeliveryRecord } from './record.ts';
+import { SessionPool } from './pool.ts';
+import type { Session } from './connection.ts';
+
+export interface DeliveryWorker {
+  /** New work was queued: look now instead of at the next poll. */
+  kick(): void;
+  /** Stops claiming, waits up to `graceMs` for jobs in flight, gives back what never started. */
+  stop(graceMs: number): Promise<void>;
+  reload(config: Config, policy: Policy): void;
+  /** Jobs in flight (for tests and shutdown). */
+  readonly busy: number;
+}
+
+/** How many recipients one claim takes per free job slot: enough to fill a transaction, not so many that leases age. */
+const CLAIM_PER_SLOT = 8;
+
+export function startDelivery(deps: { config: Config; store: Store; logger: Logger; policy: Policy }): DeliveryWorker {
+  let { config, policy } = deps;
+  const { store, logger } = deps;
+  const owner = `worker-${randomUUID()}`;
+  const pool = new SessionPool<Session>({
+    perHost: config.delivery.connections_per_host,
+    idleMs: config.delivery.idle_reuse_ms,
+    maxTransactions: config.delivery.max_transactions_per_connection,
+  });
+  const destinations = new DestinationCache();
+  const ready: Job[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let stopping = false;
+  let pumping = false;
+  let again = false;
+  let timer: NodeJS.Timeout | null = null;
+
+  const schedule = (delayMs: number) => {
+    if (stopping) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(pump, Math.max(0, delayMs));
+  };
+
+  async function pump(): Promise<void> {
+    if (pumping) {
+      again = true;
+      return;
+    }
+    pumping = true;
+    try {
+      do {
+        again = false;
+        await fill();
+      } while (again && !stopping);
+    } catch (err) {
+      logger.error({ event: 'store.error', err }, 'delivery worker could not read the queue');
+    } finally {
+      pumping = false;
+    }
+    if (stopping) return;
+    const next = await store.nextDueAt().catch(() => null);
+    const poll = config.delivery.poll_interval_ms;
+    schedule(next === null ? poll : Math.min(poll, next - Date.now()));
+  }
+
+  async function fill(): Promise<void> {
+    const slots = () => config.delivery.concurrency - inFlight.size;
+    while (!stopping && slots() > 0) {
+      if (!ready.length) {
+        const items = await store.claim({ owner, limit: slots() * CLAIM_PER_SLOT, leaseMs: config.delivery.lease_seconds * 1000 });
+        if (!items.length) return;
+        ready.push(...groupIntoJobs(items, policy));
+      }
+      while (ready.length && slots() > 0 && !stopping) run(ready.shift()!);
+    }
+  }
+
+  function run(job: Job): void {
+    const p = execute(job)
+      .catch((err) => logger.error({ event: 'delivery.error', err, queueId: job.queueId }, 'delivery job failed unexpectedly'))
+      .finally(() => {
+        inFlight.delete(p);
+        if (!stopping) void pump();
+      });
+    inFlight.add(p);
+  }
+
+  async function execute(job: Job): Promise<void> {
+    const started = Date.now();
+    const body = await store.readBody(job.queueId);
+    if (!body) {
+      // Deleted by an operator while claimed: nothing to send, nothing to record.
+      await store.unclaim(job.items);
+      return;
+    }
+    const results = await attemptJob(job, body, {
+      config,
+      pool,
+      destinations,
+      logger,
+    });
+    await settle(job, results, body, started);
+  }
+
+  async function settle(job: Job, results: readonly RecipientResult[], body: Buffer, started: number): Promise<void> {
+    const now = Date.now();
+    const records: DeliveryRecord[] = [];
+    const settlements: Settlement[] = [];
+    const bounced: RecipientResult[] = [];
+    for (let r of results) {
+      const { item } = r;
+      if (r.outcome === 'deferred' && expired(item.receivedAt, now, config.delivery.retry)) {
+        r = { ...r, outcome: 'bounced', smtp: { ...r.smtp, response: `${r.smtp.response} (delivery time expired after ${config.delivery.retry.lifetime_seconds}s in the queue)` } };
+      }
+      records.push(toRecord(job.decision, r, started, now));
+      const error = r.outcome === 'delivered' ? null : r.smtp.response;
+      if (r.outcome === 'deferred') {
+        settlements.push({ queueId: item.queueId, seq: item.seq, outcome: 'deferred', error: r.smtp.response, nextAttemptAt: nextAttemptAt(item.attempt, item.receivedAt, now, config.delivery.retry) });
+      } else {
+        settlements.push({ queueId: item.queueId, seq: item.seq, outcome: r.outcome, error });
+      }
+      if (r.outcome === 'bounced') bounced.push(r);
+    }
+    const bounces: NewMessage[] = [];
+    const bounce = bounced.length ? bounceFor(job, bounced, body, config.server.hostname) : null;
+    if (bounce) bounces.push(bounce);
+    await store.finish(records, settlements, bounces);
+    for (const record of records) {
+      logger.info({ event: 'delivery.record', queueId: record.queueId, seq: record.seq, domain: record.domain, record }, `${record.recipient} ${record.outcome} via ${record.method}`);
+    }
+    if (bounce) {
+      logger.info({ event: 'delivery.bounce_queued', queueId: bounce.queueId, original: job.queueId, recipients: bounced.length }, 'bounce queued to the sender');
+      deliveryWorker.kick();
+    }
+  }
+
+  const deliveryWorker: DeliveryWorker = {
+    kick() {
+      if (!stopping) schedule(0);
+    },
+    async stop(graceMs) {
+      stopping = true;
+      if (timer) clearTimeout(timer);
+      const pending = ready.splice(0);
+      await store.unclaim(pending.flatMap((j) => j.items)).catch(() => undefined);
+      let graceTimer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => (graceTimer = setTimeout(resolve, graceMs)));
+      await Promise.race([Promise.allSettled([...inFlight]), grace]);
+      clearTimeout(graceTimer);
+      // Anything still running keeps its lease: after a restart it is tried again.
+      pool.close();
+    },
+    reload(newConfig, newPolicy) {
+      config = newConfig;
+      policy = newPolicy;
+      destinations.clear();
+    },
+    get busy() {
+      return inFlight.size;
+    },
+  };
+  schedule(0);
+  return deliveryWorker;
+}
+
+/** One job per (message, domain, decision): the recipients that share one SMTP transaction. */
+export function groupIntoJobs(items: readonly QueueItem[], policy: Policy): Job[] {
+  const jobs = new Map<string, Job>();
+  for (const item of items) {
+    const decision = policy.decide(item.recipient);
+    const key = `${item.queueId}\0${item.domain}\0${decisionKey(decision)}`;
+    const job = jobs.get(key);
+    if (job) (job.items as QueueItem[]).push(item);
+    else jobs.set(key, { queueId: item.queueId, domain: item.domain, sender: item.sender, decision, items: [item] });
+  }
+  return [...jobs.values()];
+}
+
+function decisionKey(d: Decision): string {
+  return `${d.rule}|${d.mode}|${d.verification}|${d.floor.minVersion}|${d.floor.minCipherBits}`;
+}
+
+function toRecord(decision: Decision, r: RecipientResult, started: number, now: number): DeliveryRecord {
+  const { item } = r;
+  return makeRecord({
+    queueId: item.queueId,
+    seq: item.seq,
+    messageId: item.messageId,
+    attempt: item.attempt,
+    at: new Date(started).toISOString(),
+    sender: item.sender,
+    recipient: item.recipient,
+    domain: item.domain,
+    decision: { rule: decision.rule, mode: decision.mode, verification: decision.verification, fallbackChain: decision.fallbackChain, reasons: decision.reasons },
+    method: r.method,
+    outcome: r.outcome,
+    mx: r.mx,
+    starttlsOffered: r.starttlsOffered,
+    tls: r.tls,
+    smtp: r.smtp,
+    durationMs: now - started,
+  });
+}

@@ -1,0 +1,177 @@
+// The inbound hop's trace: our Received header (RFC 5321 §4.4), a Message-ID when
+// the application sent none, and the few header values reports need.
+//
+//   Received: from app1.example (app1.example [192.0.2.10])
+//           by relay.example (SealRelay) with ESMTPSA id 0J3k...
+//           (version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256 verify=NO)
+//           for <a@b.example>; Tue, 04 Mar 2025 10:11:12 +0000
+//
+// The TLS comment is sendmail's format, filled from the live socket (tls-session.ts),
+// so the header is evidence of how the message reached us. "for" names the
+// recipient only when there is exactly one: with several, it would disclose the
+// whole envelope to every recipient. Only the header block is read or changed;
+// the body is never parsed.
+
+export interface InboundHop {
+  /** What the client said in EHLO/HELO. */
+  readonly helo: string;
+  readonly ehlo: boolean;
+  /** Reverse DNS name of the client, null when unknown. */
+  readonly clientHostname: string | null;
+  readonly clientIp: string;
+  /** Our name (config.server.hostname). */
+  readonly hostname: string;
+  readonly queueId: string;
+  readonly authenticated: boolean;
+  readonly tls: { readonly version: string; readonly cipher: string; readonly bits: number | null } | null;
+  readonly recipients: readonly string[];
+  readonly date: Date;
+}
+
+/** Header lines are folded to stay within this many characters where possible (RFC 5322 §2.1.1). */
+const FOLD_AT = 78;
+
+/** RFC 3848 with-protocol: ESMTP plus S for TLS and A for AUTH; plain HELO sessions are "SMTP". */
+export function withProtocol(hop: Pick<InboundHop, 'ehlo' | 'tls' | 'authenticated'>): string {
+  if (!hop.ehlo) return 'SMTP';
+  return `ESMTP${hop.tls ? 'S' : ''}${hop.authenticated ? 'A' : ''}`;
+}
+
+/** The Received header field, folded, ending with CRLF. */
+export function receivedHeader(hop: InboundHop): string {
+  const literal = addressLiteral(hop.clientIp);
+  // RFC 5321 §4.4 TCP-info = address-literal / ( Domain FWS address-literal )
+  const tcpInfo = hop.clientHostname ? `${hop.clientHostname} ${literal}` : literal;
+  // Each entry stays on one line when folded.
+  const tokens = [`Received: from ${hop.helo}`, `(${tcpInfo})`, `by ${hop.hostname}`, '(SealRelay)', `with ${withProtocol(hop)}`, `id ${hop.queueId}`];
+  if (hop.tls) {
+    // verify=NO: ingress does not ask clients for certificates.
+    tokens.push(`(version=${hop.tls.version}`, `cipher=${hop.tls.cipher}`);
+    if (hop.tls.bits !== null) tokens.push(`bits=${hop.tls.bits}`);
+    tokens.push('verify=NO)');
+  }
+  if (hop.recipients.length === 1) tokens.push(`for <${hop.recipients[0]}>`);
+  tokens[tokens.length - 1] += ';';
+  tokens.push(rfc5322Date(hop.date));
+  return fold(tokens);
+}
+
+/** RFC 5322 §3.3 date-time in UTC, e.g. "Tue, 04 Mar 2025 10:11:12 +0000". */
+export function rfc5322Date(date: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const two = (n: number) => String(n).padStart(2, '0');
+  return (
+    `${days[date.getUTCDay()]}, ${two(date.getUTCDate())} ${months[date.getUTCMonth()]} ${date.getUTCFullYear()} ` +
+    `${two(date.getUTCHours())}:${two(date.getUTCMinutes())}:${two(date.getUTCSeconds())} +0000`
+  );
+}
+
+/** RFC 5321 §4.1.3 address literal: [192.0.2.1] or [IPv6:2001:db8::1]. */
+export function addressLiteral(ip: string): string {
+  return ip.includes(':') ? `[IPv6:${ip}]` : `[${ip}]`;
+}
+
+/**
+ * Joins tokens with spaces, folding between tokens so that each line stays within
+ * FOLD_AT characters where possible; a token is never split. Continuation lines
+ * start with a tab in place of the space (both are FWS, RFC 5322 §3.2.2).
+ */
+export function fold(tokens: readonly string[]): string {
+  const lines: string[] = [];
+  let current = '';
+  for (const token of tokens) {
+    if (current === '') current = token;
+    else if (current.length + 1 + token.length > FOLD_AT) {
+      lines.push(current);
+      current = `\t${token}`;
+    } else current += ` ${token}`;
+  }
+  lines.push(current);
+  return lines.join('\r\n') + '\r\n';
+}
+
+/**
+ * Offset just past the last header line: the start of the blank line that
+ * separates header and body, or the end of the message when there is no body.
+ * Our fields are inserted here or at 0; lines end with CRLF (data-reader.ts
+ * has refused anything else).
+ */
+export function headerEnd(message: Buffer): number {
+  if (message.length >= 2 && message[0] === 0x0d && message[1] === 0x0a) return 0;
+  const blank = message.indexOf('\r\n\r\n');
+  return blank < 0 ? message.length : blank + 2;
+}
+
+export interface HeaderFacts {
+  /** With its angle brackets, as in the header; null when absent or unparsable. */
+  readonly messageId: string | null;
+  /** Unfolded and RFC 2047-decoded, for reports; null when absent. */
+  readonly subject: string | null;
+}
+
+/** Message-ID and Subject from a header block (the first occurrence of each). */
+export function headerFacts(headerBlock: Buffer): HeaderFacts {
+  let messageId: string | null = null;
+  let subject: string | null = null;
+  let sawMessageId = false;
+  const unfolded = headerBlock.toString('utf8').replace(/\r\n(?=[ \t])/g, '');
+  for (const line of unfolded.split('\r\n')) {
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === 'message-id' && !sawMessageId) {
+      sawMessageId = true;
+      messageId = /<[^<>\s]+>/.exec(value)?.[0] ?? null;
+    } else if (name === 'subject' && subject === null) {
+      subject = decodeEncodedWords(value);
+    }
+  }
+  return { messageId, subject };
+}
+
+/**
+ * The message as it will be queued: our Received on top, and a Message-ID at the
+ * end of the header block when the client sent none (RFC 5322 §3.6.4 says it
+ * SHOULD be present; reports and bounce correlation need it).
+ */
+export function stampMessage(message: Buffer, hop: InboundHop): { body: Buffer; messageId: string; subject: string | null } {
+  const end = headerEnd(message);
+  const facts = headerFacts(message.subarray(0, end));
+  const received = Buffer.from(receivedHeader(hop), 'utf8');
+  if (facts.messageId !== null) {
+    return { body: Buffer.concat([received, message]), messageId: facts.messageId, subject: facts.subject };
+  }
+  // A Message-ID header that did not parse is left alone; we add one that does.
+  const messageId = `<${hop.queueId}.${hop.date.getTime()}@${hop.hostname}>`;
+  const field = Buffer.from(`Message-ID: ${messageId}\r\n`, 'utf8');
+  // With no header/body separator and a non-empty message, the message is all header.
+  return {
+    body: Buffer.concat([received, message.subarray(0, end), field, message.subarray(end)]),
+    messageId,
+    subject: facts.subject,
+  };
+}
+
+const ENCODED_WORD = /=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=/g;
+
+/** RFC 2047 encoded-words, enough for reports: unknown charsets fall back to latin1. */
+export function decodeEncodedWords(value: string): string {
+  // Whitespace between two adjacent encoded-words is not displayed (RFC 2047 §6.2).
+  const joined = value.replace(/(\?=)\s+(?==\?)/g, '$1');
+  return joined.replace(ENCODED_WORD, (_all, charset: string, encoding: string, text: string) => {
+    const bytes =
+      encoding.toUpperCase() === 'B'
+        ? Buffer.from(text, 'base64')
+        : Buffer.from(
+            text.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))),
+            'latin1',
+          );
+    try {
+      return new TextDecoder(charset.split('*')[0]).decode(bytes);
+    } catch {
+      return bytes.toString('latin1');
+    }
+  });
+}

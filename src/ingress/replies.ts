@@ -1,0 +1,41 @@
+// Every refusal ingress sends, in one table, so that codes stay consistent and
+// tests can name them. smtp-server's ENHANCEDSTATUSCODES extension stays off (its
+// automatic code-per-reply mapping would contradict ours, e.g. 5.6.0 for a relay
+// denial), so the RFC 3463 status is written into the text, as most MTAs do.
+import { SmtpError } from '../smtp-error.ts';
+
+export const replies = {
+  /** RFC 3207 §4: on a listener that requires TLS, before STARTTLS. */
+  starttlsFirst: () => new SmtpError(530, '5.7.0', 'mail', 'Must issue a STARTTLS command first'),
+  /** RFC 4954 §6: the mechanism may only be used over an encrypted connection. */
+  encryptionRequired: () => new SmtpError(538, '5.7.11', 'auth', 'Encryption required for requested authentication mechanism'),
+  /** RFC 4954 §6: 454 4.7.0 temporary authentication failure (here: per-IP failure throttle). */
+  authThrottled: () => new SmtpError(454, '4.7.0', 'auth', 'Too many failed authentication attempts, try again later'),
+  /** RFC 4954 §6. */
+  authInvalid: () => new SmtpError(535, '5.7.8', 'auth', 'Authentication credentials invalid'),
+  /** No open relay: neither authenticated nor in relay_networks (Postfix's wording). */
+  relayDenied: () => new SmtpError(554, '5.7.1', 'mail', 'Relay access denied'),
+  /** RFC 5321 §4.5.3.1.10: the client should send the rest in a later transaction. */
+  tooManyRecipients: (limit: number) => new SmtpError(452, '4.5.3', 'rcpt', `Too many recipients (limit ${limit} per message)`),
+  tooManyConnections: () => new SmtpError(421, '4.7.0', 'connect', 'Too many connections from your address, try again later'),
+  /** RFC 1870 §6.2 / RFC 3463 X.3.4. */
+  messageTooBig: (limit: number) => new SmtpError(552, '5.3.4', 'data', `Message size exceeds fixed maximum message size of ${limit} bytes`),
+  /** Postfix smtpd_forbid_bare_newline=reject wording; see data-reader.ts for why. */
+  bareNewline: () => new SmtpError(550, '5.5.2', 'data', 'Bare <LF> or <CR> not allowed, lines must end with <CR><LF>'),
+  /** See data-reader.ts for why 552 and not 500. */
+  lineTooLong: (limit: number) => new SmtpError(552, '5.6.0', 'data', `Message line too long (limit ${limit} bytes including CRLF)`),
+  queueFailed: () => new SmtpError(451, '4.3.0', 'queue', 'Temporary failure queueing the message, try again later'),
+  shuttingDown: () => new SmtpError(421, '4.3.2', 'connect', 'Service shutting down, try again later'),
+} as const;
+
+/** smtp-server reads `responseCode` and sends `message` as the reply text. */
+export type ServerError = Error & { responseCode: number };
+
+export function toServerError(err: SmtpError): ServerError {
+  return Object.assign(new Error(replyText(err)), { responseCode: err.code });
+}
+
+/** "5.7.1 Relay access denied": the text after the reply code. */
+export function replyText(err: SmtpError): string {
+  return `${err.enhanced} ${err.message}`;
+}

@@ -1,0 +1,43 @@
+// The settings one inbound connection runs under, built from Config (and the
+// users file) once per start or reload. A connection takes the current settings
+// when it arrives and keeps them to the end, so a reload never changes the rules
+// halfway through a session.
+import type { Config } from '../config/schema.ts';
+import { NetworkList } from './networks.ts';
+import type { UserDirectory } from './users.ts';
+
+export interface IngressSettings {
+  /** Our name: greeting, Received "by", added Message-IDs. */
+  readonly hostname: string;
+  readonly relayNetworks: NetworkList;
+  readonly plaintextAuthNetworks: NetworkList;
+  readonly requireTlsNetworks: NetworkList;
+  readonly maxMessageBytes: number;
+  readonly maxRecipients: number;
+  readonly maxLineBytes: number;
+  readonly maxConnectionsPerIp: number;
+  readonly authFailureLimit: number;
+  readonly authFailureWindowMs: number;
+  readonly socketTimeoutMs: number;
+  readonly logSubjects: boolean;
+  readonly users: UserDirectory;
+}
+
+export function settingsFrom(config: Config, users: UserDirectory): IngressSettings {
+  const ingress = config.ingress;
+  return Object.freeze({
+    hostname: config.server.hostname,
+    relayNetworks: new NetworkList(ingress.relay_networks),
+    plaintextAuthNetworks: new NetworkList(ingress.auth_plaintext_networks),
+    requireTlsNetworks: new NetworkList(ingress.require_tls_networks),
+    maxMessageBytes: ingress.max_message_bytes,
+    maxRecipients: ingress.max_recipients,
+    maxLineBytes: ingress.max_line_bytes,
+    maxConnectionsPerIp: ingress.max_connections_per_ip,
+    authFailureLimit: ingress.auth_failure_limit,
+    authFailureWindowMs: ingress.auth_failure_window_seconds * 1000,
+    socketTimeoutMs: ingress.socket_timeout_seconds * 1000,
+    logSubjects: config.logging.log_subjects,
+    users,
+  });
+}

@@ -1,0 +1,74 @@
+// startRelay: the whole relay in one process — store, ingress listeners and the
+// delivery worker — built from a Config so that tests start it exactly as
+// `sealrelay start` does, on port 0, and stop it in `finally`.
+import type { Config } from './config/schema.ts';
+import { startDelivery } from './delivery/scheduler.ts';
+import { ensureDevCertificate } from './ingress/dev-cert.ts';
+import { startIngress } from './ingress/index.ts';
+import { loadUsers } from './ingress/users.ts';
+import type { Logger } from './log.ts';
+import { createPolicy } from './policy/decide.ts';
+import { openStore } from './store/open-store.ts';
+
+export interface Relay {
+  readonly listeners: readonly { name: string; host: string; port: number; tls: string }[];
+  readonly storePath: string;
+  /** Stops accepting, lets deliveries in flight finish (bounded), closes the store. */
+  close(): Promise<void>;
+  /** New settings for new connections and the next deliveries; listeners keep their sockets. */
+  reload(config: Config): Promise<void>;
+}
+
+export async function startRelay(opts: { config: Config; logger: Logger; configFile?: string }): Promise<Relay> {
+  let config = opts.config;
+  const { logger } = opts;
+  const credentials = () => ensureDevCertificate(config.ingress.cert_file, config.ingress.key_file, config.server.hostname);
+  const cert = credentials();
+  if (cert.generated) logger.warn({ event: 'relay.dev_cert_generated', certFile: config.ingress.cert_file }, 'generated a self-signed development certificate');
+
+  const store = openStore(config.store);
+  const delivery = startDelivery({ config, store, logger, policy: createPolicy(config) });
+  let ingress;
+  try {
+    ingress = await startIngress({
+      config,
+      store,
+      logger,
+      tlsCredentials: cert,
+      users: loadUsers(config.ingress.users_file),
+      onQueued: () => delivery.kick(),
+    });
+  } catch (err) {
+    await delivery.stop(0);
+    await store.close();
+    throw err;
+  }
+  const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
+  logger.info(
+    { event: 'relay.started', listeners, store: { driver: config.store.driver, path: config.store.path }, configFile: opts.configFile },
+    `SealRelay listening on ${listeners.map((l) => `${l.host}:${l.port} (${l.tls})`).join(', ')}; store ${config.store.driver} ${config.store.path}`,
+  );
+
+  let closing: Promise<void> | null = null;
+  return {
+    listeners,
+    storePath: config.store.path,
+    close() {
+      closing ??= (async () => {
+        await ingress.stopAccepting();
+        await delivery.stop(config.delivery.shutdown_grace_seconds * 1000);
+        await ingress.close();
+        await store.close();
+      })();
+      return closing;
+    },
+    async reload(next) {
+      const users = loadUsers(next.ingress.users_file);
+      const nextCert = ensureDevCertificate(next.ingress.cert_file, next.ingress.key_file, next.server.hostname);
+      const policy = createPolicy(next);
+      ingress.reload(next, nextCert, users);
+      delivery.reload(next, policy);
+      config = next;
+    },
+  };
+}

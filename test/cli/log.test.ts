@@ -1,0 +1,167 @@
+// `sealrelay log`: every filter flag, the table's TLS/MX/SMTP columns, NDJSON, and
+// usage errors (exit 64) for a bad --outcome, --since or --limit.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeliveryRecord } from '../../src/delivery/record.ts';
+import { claimAll, DAY, lines, makeSandbox, message, MINUTE, record, runCli, withStore, HOUR, type Sandbox } from './harness.ts';
+
+const now = Date.now();
+let box: Sandbox;
+
+// Five records over four messages:
+//   MSGA.0 alice   attempt 1 deferred  2 days ago (greylisted, TLS 1.2 unverified)
+//   MSGA.1 bob     attempt 1 delivered 2 days ago (TLS 1.3 to mx.example.org:2525)
+//   MSGB.0 carol   attempt 1 bounced   30 minutes ago (domain rule, forced)
+//   MSGA.0 alice   attempt 2 delivered 10 minutes ago
+//   MSGC.0 dave    attempt 1 deferred  5 minutes ago (connection refused, no TLS)
+//   MSGD.0 eve     attempt 1 dropped   1 minute ago (tls-exclusive, no STARTTLS)
+beforeAll(async () => {
+  box = makeSandbox();
+  await withStore(box.storePath, async (store) => {
+    await store.enqueue(message('MSGA', ['alice@example.com', 'bob@example.org'], now - 3 * DAY));
+    await store.enqueue(message('MSGB', ['carol@example.net'], now - HOUR));
+    await store.enqueue(message('MSGC', ['dave@example.com'], now - HOUR));
+    await store.enqueue(message('MSGD', ['eve@bulk.example'], now - HOUR));
+    await claimAll(store);
+    await store.finish(
+      [
+        record({
+          queueId: 'MSGA', seq: 0, recipient: 'alice@example.com', attempt: 1, at: now - 2 * DAY, outcome: 'deferred',
+          fields: {
+            tls: { protocol: 'TLSv1.2', cipher: 'ECDHE-RSA-AES128-GCM-SHA256', bits: 128, authorized: false, authorizationError: 'DEPTH_ZERO_SELF_SIGNED_CERT', peerCertSubject: null, peerCertFingerprint256: null },
+            smtp: { code: 451, enhanced: '4.7.1', response: '451 4.7.1 Greylisted, please try again later' },
+          },
+        }),
+        record({
+          queueId: 'MSGA', seq: 1, recipient: 'bob@example.org', attempt: 1, at: now - 2 * DAY, outcome: 'delivered',
+          fields: { mx: { host: 'mx.example.org', ip: '127.0.0.1', port: 2525, preference: 10 } },
+        }),
+        record({
+          queueId: 'MSGB', seq: 0, recipient: 'carol@example.net', attempt: 1, at: now - 30 * MINUTE, outcome: 'bounced',
+          fields: {
+            decision: { rule: 'domain:example.net', mode: 'forced', verification: 'ca', fallbackChain: [], reasons: ['domain rule'] },
+            smtp: { code: 550, enhanced: '5.1.1', response: '550 5.1.1 <carol@example.net>: Recipient address rejected: User unknown in virtual mailbox table' },
+          },
+        }),
+        record({
+          queueId: 'MSGC', seq: 0, recipient: 'dave@example.com', attempt: 1, at: now - 5 * MINUTE, outcome: 'deferred',
+          fields: { method: 'none', mx: null, tls: null, starttlsOffered: null, smtp: { code: null, enhanced: null, response: 'connect ECONNREFUSED 127.0.0.1:25' } },
+        }),
+        record({
+          queueId: 'MSGD', seq: 0, recipient: 'eve@bulk.example', attempt: 1, at: now - MINUTE, outcome: 'dropped',
+          fields: {
+            method: 'none', tls: null, starttlsOffered: false,
+            decision: { rule: 'default', mode: 'tls-exclusive', verification: 'none', fallbackChain: [], reasons: ['bulk'] },
+            smtp: { code: null, enhanced: null, response: 'no STARTTLS offered; tls-exclusive drops' },
+          },
+        }),
+      ],
+      [
+        { queueId: 'MSGA', seq: 0, outcome: 'deferred', error: '451 4.7.1 Greylisted', nextAttemptAt: now - 1000 },
+        { queueId: 'MSGA', seq: 1, outcome: 'delivered', error: null },
+        { queueId: 'MSGB', seq: 0, outcome: 'bounced', error: '550 5.1.1 User unknown' },
+        { queueId: 'MSGC', seq: 0, outcome: 'deferred', error: 'connect ECONNREFUSED', nextAttemptAt: now + HOUR },
+        { queueId: 'MSGD', seq: 0, outcome: 'dropped', error: 'no STARTTLS' },
+      ],
+    );
+    const [again] = await claimAll(store);
+    expect(again?.queueId).toBe('MSGA');
+    await store.finish(
+      [record({ queueId: 'MSGA', seq: 0, recipient: 'alice@example.com', attempt: 2, at: now - 10 * MINUTE, outcome: 'delivered' })],
+      [{ queueId: 'MSGA', seq: 0, outcome: 'delivered', error: null }],
+    );
+  });
+});
+
+afterAll(() => box.cleanup());
+
+const log = (...args: string[]) => runCli(['-c', box.configFile, 'log', ...args]);
+
+async function jsonRecords(...args: string[]): Promise<DeliveryRecord[]> {
+  const res = await log('--json', ...args);
+  expect(res.stderr).toBe('');
+  expect(res.code).toBe(0);
+  return lines(res.stdout).map((l) => JSON.parse(l) as DeliveryRecord);
+}
+
+const ids = (records: DeliveryRecord[]) => records.map((r) => `${r.queueId}.${r.seq}#${r.attempt}`);
+
+describe('sealrelay log', () => {
+  it('prints every record as a table, oldest first, with TLS, MX, SMTP and rule/mode', async () => {
+    const res = await log();
+    expect(res.code).toBe(0);
+    const [header, ...rows] = lines(res.stdout);
+    expect(header?.split(/\s{2,}/)).toEqual(['TIME', 'ID', 'ATT', 'RECIPIENT', 'OUTCOME', 'METHOD', 'MX', 'TLS', 'SMTP', 'RULE/MODE']);
+    expect(rows).toHaveLength(6);
+    expect(rows.map((r) => r.split(/\s+/)[1])).toEqual(['MSGA.0', 'MSGA.1', 'MSGB.0', 'MSGA.0', 'MSGC.0', 'MSGD.0']);
+    const [aliceDeferred, bob, carol, , dave] = rows;
+    expect(aliceDeferred).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+MSGA\.0\s+1\s+alice@example\.com\s+deferred\s+tls\s+mx\.example\.com\s/);
+    expect(aliceDeferred).toContain('TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 128b verify=fail(DEPTH_ZERO_SELF_SIGNED_CERT)');
+    expect(aliceDeferred).toContain('451 4.7.1 Greylisted, please try again…');
+    expect(aliceDeferred).toMatch(/default\/opportunistic$/);
+    expect(bob).toContain('mx.example.org:2525');
+    expect(bob).toContain('TLSv1.3 TLS_AES_256_GCM_SHA384 256b verify=ok');
+    expect(bob).toContain('250 2.0.0 Ok: queued as 4ABC');
+    expect(carol).toMatch(/550 5\.1\.1 <carol@example\.net>: Recipien…\s+domain:example\.net\/forced$/);
+    expect(dave).toMatch(/deferred\s+none\s+-\s+-\s+connect ECONNREFUSED 127\.0\.0\.1:25\s+default\/opportunistic$/);
+  });
+
+  it('--json prints one DeliveryRecord per line, unchanged', async () => {
+    const records = await jsonRecords();
+    expect(records).toHaveLength(6);
+    const bob = records.find((r) => r.recipient === 'bob@example.org');
+    expect(bob?.tls).toEqual({ protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', bits: 256, authorized: true, authorizationError: null, peerCertSubject: 'CN=mx.example.org', peerCertFingerprint256: 'AA:BB' });
+    expect(bob?.mx).toEqual({ host: 'mx.example.org', ip: '127.0.0.1', port: 2525, preference: 10 });
+  });
+
+  it('--message matches the queue id or the Message-ID with or without <>', async () => {
+    expect(ids(await jsonRecords('--message', 'MSGA'))).toEqual(['MSGA.0#1', 'MSGA.1#1', 'MSGA.0#2']);
+    expect(ids(await jsonRecords('--message', 'msgb@clinic.example'))).toEqual(['MSGB.0#1']);
+  });
+
+  it('--recipient (case-insensitive) and --domain', async () => {
+    expect(ids(await jsonRecords('--recipient', 'ALICE@example.com'))).toEqual(['MSGA.0#1', 'MSGA.0#2']);
+    expect(ids(await jsonRecords('--domain', 'example.com'))).toEqual(['MSGA.0#1', 'MSGA.0#2', 'MSGC.0#1']);
+  });
+
+  it('--outcome, alone and combined with another filter', async () => {
+    expect(ids(await jsonRecords('--outcome', 'bounced'))).toEqual(['MSGB.0#1']);
+    expect(ids(await jsonRecords('--outcome', 'delivered', '--domain', 'example.com'))).toEqual(['MSGA.0#2']);
+  });
+
+  it('--since takes a duration or an ISO date', async () => {
+    expect(ids(await jsonRecords('--since', '1h'))).toEqual(['MSGB.0#1', 'MSGA.0#2', 'MSGC.0#1', 'MSGD.0#1']);
+    const iso = new Date(now - 15 * MINUTE).toISOString();
+    expect(ids(await jsonRecords('--since', iso))).toEqual(['MSGA.0#2', 'MSGC.0#1', 'MSGD.0#1']);
+  });
+
+  it('--limit', async () => {
+    expect(ids(await jsonRecords('--limit', '2'))).toEqual(['MSGA.0#1', 'MSGA.1#1']);
+  });
+
+  it('says so when nothing matches', async () => {
+    const res = await log('--recipient', 'nobody@example.com');
+    expect(res).toMatchObject({ code: 0, stdout: 'no delivery records match\n' });
+  });
+
+  it.each([
+    [['--outcome', 'lost'], /--outcome.*'lost' is invalid.*delivered, deferred, bounced, dropped, portal-notified/],
+    [['--since', 'yesterday'], /--since.*'yesterday' is invalid.*30m, 1h, 2d/],
+    [['--limit', '0'], /--limit.*'0' is invalid/],
+  ])('rejects %j with exit 64', async (args, message) => {
+    const res = await log(...args);
+    expect(res.code).toBe(64);
+    expect(res.stderr).toMatch(message);
+    expect(res.stdout).toBe('');
+  });
+
+  it('fails with exit 1 when the store does not exist, rather than creating it', async () => {
+    const empty = makeSandbox();
+    try {
+      const res = await runCli(['-c', empty.configFile, 'log']);
+      expect(res.code).toBe(1);
+      expect(res.stderr).toContain(`no store at ${empty.storePath}`);
+    } finally {
+      empty.cleanup();
+    }
+  });
+});

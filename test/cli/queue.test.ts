@@ -1,0 +1,148 @@
+// `sealrelay queue`: list (table, footer, --json), show, and the operator actions
+// flush / hold / release / delete, each checked in the database afterwards.
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { QueueEntry } from '../../src/store/store.ts';
+import { claimAll, HOUR, lines, makeSandbox, message, MINUTE, record, runCli, withStore, type Sandbox } from './harness.ts';
+
+let box: Sandbox;
+let now: number;
+
+// QA (2 recipients, received 2h ago): alice delivered, bob deferred for an hour (last error).
+// QB (1 recipient, received 5m ago, null sender): held.
+beforeEach(async () => {
+  box = makeSandbox();
+  now = Date.now();
+  await withStore(box.storePath, async (store) => {
+    await store.enqueue(message('QA', ['alice@example.com', 'bob@example.org'], now - 2 * HOUR));
+    await store.enqueue(message('QB', ['carol@example.net'], now - 5 * MINUTE, { sender: '' }));
+    await claimAll(store);
+    await store.finish(
+      [
+        record({ queueId: 'QA', seq: 0, recipient: 'alice@example.com', attempt: 1, at: now - HOUR, outcome: 'delivered' }),
+        record({
+          queueId: 'QA', seq: 1, recipient: 'bob@example.org', attempt: 1, at: now - HOUR, outcome: 'deferred',
+          fields: { smtp: { code: 451, enhanced: '4.7.1', response: '451 4.7.1 Greylisted, please try again later, we are very busy today' } },
+        }),
+      ],
+      [
+        { queueId: 'QA', seq: 0, outcome: 'delivered', error: null },
+        { queueId: 'QA', seq: 1, outcome: 'deferred', error: '451 4.7.1 Greylisted, please try again later, we are very busy today', nextAttemptAt: now + HOUR },
+      ],
+    );
+    await store.unclaim([{ queueId: 'QB', seq: 0 }]);
+    expect(await store.hold('QB')).toBe(1);
+  });
+});
+
+afterEach(() => box.cleanup());
+
+const queue = (...args: string[]) => runCli(['-c', box.configFile, 'queue', ...args]);
+const entry = (id: string) => withStore(box.storePath, (s) => s.getQueueEntry(id));
+
+describe('sealrelay queue list', () => {
+  it('lists messages like postqueue -p, with a footer', async () => {
+    const res = await queue();
+    expect(res.code).toBe(0);
+    const [header, qa, qb, footer, ...rest] = lines(res.stdout);
+    expect(rest).toEqual([]);
+    expect(header?.split(/\s{2,}/)).toEqual(['ID', 'AGE', 'SIZE', 'SENDER', 'RECIPIENTS', 'STATE', 'NEXT TRY', 'LAST ERROR']);
+    // Only bob is still waiting in QA: alice was delivered.
+    expect(qa).toMatch(/^QA\s+2h\s+\d+ B\s+app@clinic\.example\s+bob@example\.org\s+queued\s+in (59m|1h)\s+451 4\.7\.1 Greylisted, please try again later, we…$/);
+    expect(qb).toMatch(/^QB\s+5m\s+\d+ B\s+<>\s+carol@example\.net\s+held\s+-$/);
+    expect(footer).toBe('2 messages, 2 recipients, 1 KB');
+  });
+
+  it('`queue list --json` prints one entry per line', async () => {
+    const res = await queue('list', '--json');
+    expect(res.code).toBe(0);
+    const entries = lines(res.stdout).map((l) => JSON.parse(l) as QueueEntry);
+    expect(entries.map((e) => e.queueId)).toEqual(['QA', 'QB']);
+    expect(entries[0]?.recipients.map((r) => r.state)).toEqual(['delivered', 'queued']);
+  });
+
+  it('counts recipients and shows the first', async () => {
+    await withStore(box.storePath, (s) => s.enqueue(message('QC', ['x@a.example', 'y@b.example', 'z@c.example'], now)));
+    const res = await queue();
+    expect(res.stdout).toMatch(/^QC\s+\d+s\s+\d+ B\s+app@clinic\.example\s+x@a\.example \(\+2\)\s+queued\s+now$/m);
+    expect(res.stdout).toContain('3 messages, 5 recipients, 1 KB');
+  });
+
+  it('says so when the queue is empty', async () => {
+    await withStore(box.storePath, async (s) => {
+      await s.deleteEntry('QA');
+      await s.deleteEntry('QB');
+    });
+    expect(await queue()).toMatchObject({ code: 0, stdout: 'queue is empty\n' });
+  });
+});
+
+describe('sealrelay queue show', () => {
+  it("prints the envelope, every recipient's state and the records so far", async () => {
+    const res = await queue('show', 'QA');
+    expect(res.code).toBe(0);
+    expect(res.stdout).toMatch(/^queue id:\s+QA$/m);
+    expect(res.stdout).toMatch(/^message-id:\s+<qa@clinic\.example>$/m);
+    expect(res.stdout).toMatch(/^sender:\s+app@clinic\.example$/m);
+    expect(res.stdout).toMatch(/^\s*0\s+alice@example\.com\s+delivered\s+1\s+-\s+-$/m);
+    // The full last error, untruncated.
+    expect(res.stdout).toMatch(/^\s*1\s+bob@example\.org\s+queued\s+1\s+in (59m|1h)\s+-\s+451 4\.7\.1 Greylisted, please try again later, we are very busy today$/m);
+    expect(res.stdout).toContain('delivery records:');
+    expect(res.stdout).toMatch(/QA\.0\s+1\s+alice@example\.com\s+delivered/);
+    expect(res.stdout).toMatch(/QA\.1\s+1\s+bob@example\.org\s+deferred/);
+  });
+
+  it('--json gives the entry and its records', async () => {
+    const res = await queue('show', 'QB', '--json');
+    const shown = JSON.parse(res.stdout) as { entry: QueueEntry; records: unknown[] };
+    expect(shown.entry.sender).toBe('');
+    expect(shown.entry.recipients[0]?.state).toBe('held');
+    expect(shown.records).toEqual([]);
+  });
+});
+
+describe('sealrelay queue actions', () => {
+  it('flush <id> makes the waiting recipients due now', async () => {
+    const res = await queue('flush', 'QA');
+    expect(res).toMatchObject({ code: 0, stdout: 'flushed 1 recipient of QA\n' });
+    const bob = (await entry('QA'))?.recipients[1];
+    expect(bob?.nextAttemptAt).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('flush without an id flushes the whole queue', async () => {
+    await withStore(box.storePath, (s) => s.releaseHold('QB'));
+    const res = await queue('flush');
+    expect(res).toMatchObject({ code: 0, stdout: 'flushed 1 recipient\n' });
+    expect((await entry('QA'))?.recipients[1]?.nextAttemptAt).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('hold and release', async () => {
+    expect(await queue('hold', 'QA')).toMatchObject({ code: 0, stdout: 'held 1 recipient of QA\n' });
+    expect((await entry('QA'))?.recipients.map((r) => r.state)).toEqual(['delivered', 'held']);
+    expect((await queue()).stdout).toMatch(/^QA\s.*\sheld\s+-\s/m);
+
+    expect(await queue('release', 'QA')).toMatchObject({ code: 0, stdout: 'released 1 recipient of QA\n' });
+    const bob = (await entry('QA'))?.recipients[1];
+    expect(bob?.state).toBe('queued');
+    expect(bob?.nextAttemptAt).toBeLessThanOrEqual(Date.now());
+  });
+
+  it('delete removes the message and says how many recipients went with it', async () => {
+    await withStore(box.storePath, (s) => s.enqueue(message('QC', ['x@a.example', 'y@b.example'], now)));
+    expect(await queue('delete', 'QC')).toMatchObject({ code: 0, stdout: 'deleted QC: 2 recipients removed\n' });
+    expect(await entry('QC')).toBeNull();
+    expect(await entry('QA')).not.toBeNull();
+  });
+
+  it.each([['show'], ['flush'], ['hold'], ['release'], ['delete']])('%s of an unknown id exits 1', async (action) => {
+    const res = await queue(action, 'NOSUCHID');
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('no message NOSUCHID in the queue');
+    expect(res.stdout).toBe('');
+  });
+
+  it('a missing id is a usage error (64)', async () => {
+    const res = await queue('hold');
+    expect(res.code).toBe(64);
+    expect(res.stderr).toContain("missing required argument 'id'");
+  });
+});

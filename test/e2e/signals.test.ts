@@ -1,0 +1,81 @@
+// Process life: SIGTERM stops accepting, lets deliveries in flight finish and
+// exits 0 with nothing lost; SIGHUP reloads the config (and keeps the old one
+// when the new file is broken).
+import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { startMx, type StartedMx } from '../helpers/mx.ts';
+import { spawnRelay, writeConfigFile, type RelayProcess } from '../helpers/relay-process.ts';
+import { queueIdOf, submit, testConfig } from '../helpers/relay.ts';
+
+const started: RelayProcess[] = [];
+const mxs: StartedMx[] = [];
+afterAll(async () => {
+  for (const r of started) r.proc.kill('SIGKILL');
+  await Promise.all(mxs.map((m) => m.close()));
+});
+
+it('SIGTERM: stops accepting, finishes the delivery in flight, exits 0, queue intact', async () => {
+  // A slow receiver: each DATA takes 1.5 s, so a delivery is in flight when SIGTERM lands.
+  const mx = await startMx('tls13', { name: 'mx.slow.test', serverOptions: { onData(stream: NodeJS.ReadableStream, _s: unknown, cb: (err: Error | null) => void) { stream.resume(); stream.on('end', () => setTimeout(() => cb(null), 1500)); } } as never });
+  mxs.push(mx);
+  const dir = mkdtempSync(join(tmpdir(), 'sealrelay-term-'));
+  const config = testConfig({ store: { path: join(dir, 'q.db') }, delivery: { routes: { 'slow.test': `127.0.0.1:${mx.port}` } }, logging: { level: 'info' } });
+  const relay = await spawnRelay(writeConfigFile(dir, config));
+  started.push(relay);
+  const port = relay.ports.starttls!;
+  const id = queueIdOf(await submit({ port, from: 'a@x.test', to: ['u@slow.test'] }));
+  await new Promise((r) => setTimeout(r, 400)); // delivery has started
+  relay.proc.kill('SIGTERM');
+  await relay.waitForLine((l) => l.event === 'relay.stopping');
+  await expect(submit({ port, from: 'a@x.test', to: ['u@slow.test'] })).rejects.toThrow();
+  expect(await relay.exited).toBe(0);
+  const store = new SqliteStore(config.store.path);
+  const records = await store.queryRecords({ message: id });
+  expect(records.map((r) => r.outcome)).toEqual(['delivered']);
+  expect(await store.getQueueEntry(id)).toBeNull();
+  await store.close();
+  expect(relay.lines.some((l) => l.event === 'relay.stopped')).toBe(true);
+}, 60_000);
+
+it('SIGHUP reloads the policy; a broken file is refused and the old config stays', async () => {
+  const mx = await startMx('plain', { name: 'mx.hup.test' });
+  mxs.push(mx);
+  const dir = mkdtempSync(join(tmpdir(), 'sealrelay-hup-'));
+  const config = testConfig({ store: { path: join(dir, 'q.db') }, delivery: { routes: { 'hup.test': `127.0.0.1:${mx.port}` } }, logging: { level: 'info' } });
+  const file = writeConfigFile(dir, config);
+  const relay = await spawnRelay(file);
+  started.push(relay);
+  const port = relay.ports.starttls!;
+
+  // Plain peer under the default (opportunistic) policy: delivered in plaintext.
+  await submit({ port, from: 'a@x.test', to: ['one@hup.test'] });
+  await mx.waitFor(1);
+
+  // Now the domain must be tls-exclusive: after SIGHUP the plain peer gets nothing.
+  const strict = readFileSync(file, 'utf8').replace(/domains: \{\}/, 'domains:\n    hup.test:\n      mode: tls-exclusive');
+  expect(strict).toContain('tls-exclusive');
+  writeFileSync(file, strict);
+  relay.proc.kill('SIGHUP');
+  await relay.waitForLine((l) => l.event === 'relay.reloaded');
+  const id = queueIdOf(await submit({ port, from: 'a@x.test', to: ['two@hup.test'] }));
+  const store = new SqliteStore(config.store.path);
+  for (let i = 0; i < 100 && !(await store.queryRecords({ message: id })).length; i++) await new Promise((r) => setTimeout(r, 100));
+  expect((await store.queryRecords({ message: id })).map((r) => r.outcome)).toEqual(['dropped']);
+  expect(mx.received).toHaveLength(1);
+
+  // A broken file: reload refused with line and key, the relay keeps running on the old config.
+  writeFileSync(file, strict.replace('mode: tls-exclusive', 'mode: tls-exclusive\n      bogus: 1'));
+  relay.proc.kill('SIGHUP');
+  const failed = await relay.waitForLine((l) => l.event === 'relay.reload_failed');
+  expect(JSON.stringify(failed)).toMatch(/bogus/);
+  expect(JSON.stringify(failed)).toMatch(/sealrelay\.yaml:\d+/);
+  const id3 = queueIdOf(await submit({ port, from: 'a@x.test', to: ['three@hup.test'] }));
+  for (let i = 0; i < 100 && !(await store.queryRecords({ message: id3 })).length; i++) await new Promise((r) => setTimeout(r, 100));
+  expect((await store.queryRecords({ message: id3 })).map((r) => r.outcome)).toEqual(['dropped']);
+  await store.close();
+  relay.proc.kill('SIGTERM');
+  expect(await relay.exited).toBe(0);
+}, 60_000);

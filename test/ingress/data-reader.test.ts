@@ -1,0 +1,53 @@
+import { describe, expect, test } from 'vitest';
+import { DataReader } from '../../src/ingress/data-reader.ts';
+
+/** Feeds `text` in every two-chunk split, so no verdict depends on where TCP cut the stream. */
+function verdicts(text: string, limits = { maxBytes: 10_000, maxLineBytes: 1000 }): string[] {
+  const bytes = Buffer.from(text, 'latin1');
+  const out = new Set<string>();
+  for (let cut = 0; cut <= bytes.length; cut++) {
+    const reader = new DataReader(limits);
+    reader.push(bytes.subarray(0, cut));
+    reader.push(bytes.subarray(cut));
+    const r = reader.finish();
+    out.add(r.ok ? `ok ${r.message.toString('latin1') === text}` : r.refusal);
+  }
+  return [...out];
+}
+
+describe('DataReader', () => {
+  test.each([
+    ['CRLF only', 'Subject: x\r\n\r\nline\r\n', 'ok true'],
+    ['empty message', '', 'ok true'],
+    ['bare LF', 'Subject: x\r\n\r\nline\nmore\r\n', 'bare-newline'],
+    ['bare CR', 'Subject: x\r\n\r\nline\rmore\r\n', 'bare-newline'],
+    ['<LF>.<LF>', 'a\r\n\n.\nMAIL FROM:<x@y>\r\n', 'bare-newline'],
+    ['<CR>.<CR>', 'a\r\n\r.\rMAIL FROM:<x@y>\r\n', 'bare-newline'],
+    ['<LF>.<CRLF>', 'a\n.\r\nMAIL FROM:<x@y>\r\n', 'bare-newline'],
+    ['<CRLF>.<LF>', 'a\r\n.\nb\r\n', 'bare-newline'],
+    ['LF first byte', '\nx\r\n', 'bare-newline'],
+    ['CR last byte', 'x\r\ny\r', 'bare-newline'],
+    ['CR CR LF', 'x\r\r\n', 'bare-newline'],
+  ])('%s → %s', (_name, text, expected) => {
+    expect(verdicts(text)).toEqual([expected]);
+  });
+
+  test('line length: 1000 bytes including CRLF is fine, 1001 is not (RFC 5321 §4.5.3.1.6)', () => {
+    expect(verdicts(`${'x'.repeat(998)}\r\nshort\r\n`)).toEqual(['ok true']);
+    expect(verdicts(`short\r\n${'x'.repeat(999)}\r\nshort\r\n`)).toEqual(['line-length']);
+    expect(verdicts(`${'x'.repeat(1001)}`)).toEqual(['line-length']);
+  });
+
+  test('size: over the limit is refused, whatever else is wrong', () => {
+    expect(verdicts('x'.repeat(30) + '\r\n', { maxBytes: 32, maxLineBytes: 1000 })).toEqual(['ok true']);
+    expect(verdicts('x'.repeat(31) + '\r\n', { maxBytes: 32, maxLineBytes: 1000 })).toEqual(['size']);
+    expect(verdicts('x\n'.repeat(20), { maxBytes: 32, maxLineBytes: 1000 })).toEqual(['size']);
+  });
+
+  test('memory stays bounded: nothing is kept once the message is refused', () => {
+    const reader = new DataReader({ maxBytes: 1024, maxLineBytes: 1000 });
+    for (let i = 0; i < 1000; i++) reader.push(Buffer.alloc(1024, 0x61));
+    const r = reader.finish();
+    expect(r).toEqual({ ok: false, refusal: 'size', size: 1024 * 1000 });
+  });
+});
