@@ -6,6 +6,8 @@ set -euo pipefail
 
 need=()
 command -v swaks >/dev/null || need+=(swaks)
+# swaks needs Net::SSLeay for --tls (only a Recommends of the package).
+perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v gpg >/dev/null || need+=(gnupg)
 command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || need+=(postfix)
