@@ -134,8 +134,8 @@ describe('sealrelay log', () => {
     expect(ids(await jsonRecords('--since', iso))).toEqual(['MSGA.0#2', 'MSGC.0#1', 'MSGD.0#1']);
   });
 
-  it('--limit', async () => {
-    expect(ids(await jsonRecords('--limit', '2'))).toEqual(['MSGA.0#1', 'MSGA.1#1']);
+  it('--limit keeps the newest records, still printed oldest first', async () => {
+    expect(ids(await jsonRecords('--limit', '2'))).toEqual(['MSGC.0#1', 'MSGD.0#1']);
   });
 
   it('says so when nothing matches', async () => {
