@@ -1,6 +1,7 @@
 // startRelay: the whole relay in one process — store, ingress listeners and the
 // delivery worker — built from a Config so that tests start it exactly as
 // `sealrelay start` does, on port 0, and stop it in `finally`.
+import { unwatchFile, watchFile } from 'node:fs';
 import type { Config } from './config/schema.ts';
 import { startDelivery } from './delivery/scheduler.ts';
 import { ensureDevCertificate } from './ingress/dev-cert.ts';
@@ -9,6 +10,9 @@ import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
 import { createPolicy } from './policy/decide.ts';
 import { openStore } from './store/open-store.ts';
+
+/** How often the users file is checked for changes, in ms. */
+const USERS_FILE_POLL_MS = 2000;
 
 export interface Relay {
   readonly listeners: readonly { name: string; host: string; port: number; tls: string }[];
@@ -23,8 +27,8 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   let config = opts.config;
   const { logger } = opts;
   const credentials = () => ensureDevCertificate(config.ingress.cert_file, config.ingress.key_file, config.server.hostname);
-  const cert = credentials();
-  if (cert.generated) logger.warn({ event: 'relay.dev_cert_generated', certFile: config.ingress.cert_file }, 'generated a self-signed development certificate');
+  const initialCert = credentials();
+  if (initialCert.generated) logger.warn({ event: 'relay.dev_cert_generated', certFile: config.ingress.cert_file }, 'generated a self-signed development certificate');
 
   const store = openStore(config.store);
   const delivery = startDelivery({ config, store, logger, policy: createPolicy(config) });
@@ -34,7 +38,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
       config,
       store,
       logger,
-      tlsCredentials: cert,
+      tlsCredentials: initialCert,
       users: loadUsers(config.ingress.users_file),
       onQueued: () => delivery.kick(),
     });
@@ -49,12 +53,26 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     `SealRelay listening on ${listeners.map((l) => `${l.host}:${l.port} (${l.tls})`).join(', ')}; store ${config.store.driver} ${config.store.path}`,
   );
 
+  // `sealrelay user add` edits the users file while we run: pick it up without a SIGHUP.
+  let cert = initialCert;
+  const watchedUsersFile = config.ingress.users_file;
+  const onUsersFileChange = () => {
+    try {
+      ingress.reload(config, cert, loadUsers(config.ingress.users_file));
+      logger.info({ event: 'relay.reloaded', usersFile: config.ingress.users_file }, 'users file changed: accounts reloaded');
+    } catch (err) {
+      logger.error({ event: 'relay.reload_failed', usersFile: config.ingress.users_file, err: (err as Error).message }, 'users file changed but cannot be loaded; keeping the old accounts');
+    }
+  };
+  watchFile(watchedUsersFile, { interval: USERS_FILE_POLL_MS, persistent: false }, onUsersFileChange);
+
   let closing: Promise<void> | null = null;
   return {
     listeners,
     storePath: config.store.path,
     close() {
       closing ??= (async () => {
+        unwatchFile(watchedUsersFile, onUsersFileChange);
         await ingress.stopAccepting();
         await delivery.stop(config.delivery.shutdown_grace_seconds * 1000);
         await ingress.close();
@@ -66,9 +84,13 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
       const users = loadUsers(next.ingress.users_file);
       const nextCert = ensureDevCertificate(next.ingress.cert_file, next.ingress.key_file, next.server.hostname);
       const policy = createPolicy(next);
+      if (next.store.path !== config.store.path || next.store.driver !== config.store.driver) {
+        throw new Error('store changes need a restart');
+      }
       ingress.reload(next, nextCert, users);
       delivery.reload(next, policy);
       config = next;
+      cert = nextCert;
     },
   };
 }

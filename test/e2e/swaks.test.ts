@@ -26,6 +26,7 @@ describe('swaks as the submitting client', () => {
   let mx: StartedMx;
   let relay: RelayProcess;
   const password = 'correct horse battery staple';
+  let configFile: string;
 
   beforeAll(async () => {
     mx = await startMx('tls13', { name: 'mx.swaks.test' });
@@ -37,7 +38,7 @@ describe('swaks as the submitting client', () => {
       delivery: { routes: { 'swaks.test': `127.0.0.1:${mx.port}` } },
       logging: { level: 'info' },
     });
-    const file = writeConfigFile(dirname(config.store.path), config);
+    const file = (configFile = writeConfigFile(dirname(config.store.path), config));
     // The account is made with the real CLI, password on stdin, as an operator would.
     const add = execFile(process.execPath, [join(ROOT, 'bin/sealrelay.js'), '--config', file, 'user', 'add', 'app1', '--password-stdin'], { cwd: ROOT });
     add.stdin!.end(`${password}\n`);
@@ -71,6 +72,18 @@ describe('swaks as the submitting client', () => {
       expect(text).toMatch(/^Message-ID: </im);
     });
   }
+
+  it('an account added with `sealrelay user add` while the relay runs can log in without a restart', async () => {
+    const add = execFile(process.execPath, [join(ROOT, 'bin/sealrelay.js'), '--config', configFile, 'user', 'add', 'app2', '--password-stdin'], { cwd: ROOT });
+    add.stdin!.end('second secret\n');
+    expect(await new Promise((r) => add.on('exit', r))).toBe(0);
+    await relay.waitForLine((l) => l.event === 'relay.reloaded' && typeof l.usersFile === 'string');
+    const { code, out } = await swaks([
+      '--server', `127.0.0.1:${relay.ports.starttls}`, '--tls', '--auth', 'PLAIN', '--auth-user', 'app2', '--auth-password', 'second secret',
+      '--from', 'app2@clinic.test', '--to', 'second@swaks.test',
+    ]);
+    expect(code, out).toBe(0);
+  });
 
   it('the required-TLS listener refuses AUTH before STARTTLS', async () => {
     const { code, out } = await swaks([
