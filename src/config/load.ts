@@ -61,7 +61,10 @@ export function parseConfig(text: string, file: string, env: Env = {}): Config {
   const raw: unknown = doc.toJS() ?? {};
   applyEnv(raw, env, file);
   const result = configSchema.safeParse(raw);
-  if (!result.success) throw new ConfigError(result.error.issues.map((i) => toProblem(i, doc, lineCounter, file)));
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => toProblem(i, doc, lineCounter, file));
+    throw new ConfigError(problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0)));
+  }
   return result.data;
 }
 
