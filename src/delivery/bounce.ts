@@ -18,8 +18,9 @@ export function bounceFor(job: Job, bounced: readonly RecipientResult[], body: B
     arrivalDate: new Date(first.receivedAt),
     failures: bounced.map((r) => ({
       recipient: r.item.recipient,
-      // A deferral that outlived the queue lifetime reports 4.4.7 (RFC 3463: delivery time expired).
-      status: r.smtp.enhanced && r.smtp.enhanced.startsWith('5') ? r.smtp.enhanced : r.smtp.code !== null && r.smtp.code >= 500 ? '5.0.0' : '4.4.7',
+      // Like Postfix, a deferral that outlived the queue lifetime keeps its last
+      // status (e.g. 4.7.4) under Action: failed; 4.4.7 "delivery time expired" when it had none.
+      status: r.smtp.enhanced ?? (r.smtp.code !== null && r.smtp.code >= 500 ? '5.0.0' : '4.4.7'),
       diagnostic: r.smtp.response,
       remoteMta: r.mx?.host ?? null,
       action: 'failed' as const,
