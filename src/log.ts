@@ -15,6 +15,7 @@ export const EVENTS = [
   'relay.reloaded',
   'relay.reload_failed',
   'ingress.connect',
+  'ingress.connection_error',
   'ingress.auth_failed',
   'ingress.auth_throttled',
   'ingress.relay_denied',

@@ -15,7 +15,8 @@ import { readConfig, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 
 /** Beyond the grace period, how long close() may still take before we give up and exit 1. */
-const CLOSE_SLACK_MS = 10_000;
+// Ingress may spend up to 10 s draining DATA before delivery's grace period starts.
+const CLOSE_SLACK_MS = 20_000;
 
 export function registerStart(program: Command, context: () => CliContext): void {
   program

@@ -82,7 +82,7 @@ function toProblem(issue: z.core.$ZodIssue, doc: Document, lc: LineCounter, file
 }
 
 /** Line of the deepest node on `path` that exists in the document (the key when it is a map entry). */
-function positionOf(doc: Document, path: string[], lc: LineCounter): { line: number; col: number } | null {
+export function positionOf(doc: Document, path: string[], lc: LineCounter): { line: number; col: number } | null {
   let node: unknown = doc.contents;
   let offset: number | undefined = (doc.contents as { range?: number[] } | null)?.range?.[0];
   for (const segment of path) {

@@ -13,9 +13,9 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
-import { Document, isMap, isScalar, LineCounter, parseDocument } from 'yaml';
+import { Document, isMap, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, type ConfigProblem } from './load.ts';
+import { ConfigError, positionOf, type ConfigProblem } from './load.ts';
 
 /** Account names: safe in YAML keys, logs and Received headers. */
 export const USER_NAME = /^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$/;
@@ -133,19 +133,6 @@ function problem(file: string, pos: { line: number; col: number } | null, key: s
   return { file, line: pos?.line ?? null, column: pos?.col ?? null, key, message };
 }
 
-/** Line of the deepest node on `path` that exists in the document. */
-function positionOf(doc: Document, path: string[], lc: LineCounter): { line: number; col: number } | null {
-  let node: unknown = doc.contents;
-  let offset: number | undefined = (doc.contents as { range?: number[] } | null)?.range?.[0];
-  for (const segment of path) {
-    if (!isMap(node)) break;
-    const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === segment);
-    if (!pair) break;
-    offset = isScalar(pair.key) ? pair.key.range?.[0] : offset;
-    node = pair.value;
-  }
-  return offset === undefined ? null : lc.linePos(offset);
-}
 
 /** Removes one account; false when it was not there. Atomic like writeUserEntry. */
 export function removeUserEntry(file: string, name: string): boolean {

@@ -12,6 +12,7 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import type { Verification } from '../config/schema.ts';
 import type { Floor } from '../policy/decision.ts';
+import { cipherBits } from '../tls/cipher-bits.ts';
 import type { TlsFacts } from './record.ts';
 
 export type { TlsFacts };
@@ -26,36 +27,10 @@ const PROTOCOL_RANK: Readonly<Record<string, number>> = {
   'TLSv1.3': 6,
 };
 
-/**
- * Symmetric key strength by cipher family, first match wins. Works on OpenSSL names
- * (ECDHE-RSA-AES128-GCM-SHA256, DES-CBC3-SHA) and IANA names (TLS_AES_256_GCM_SHA384,
- * TLS_RSA_WITH_3DES_EDE_CBC_SHA). 3DES counts 112 bits (its effective strength, NIST
- * SP 800-57), not its 168-bit key. Unknown ciphers count 0: never above a floor.
- */
-const CIPHER_BITS: readonly (readonly [RegExp, number])[] = [
-  [/NULL/, 0],
-  [/EXP/, 40],
-  [/RC4/, 128],
-  [/3DES|DES-CBC3|DES_EDE/, 112],
-  [/DES/, 56],
-  [/CHACHA20/, 256],
-  [/AES[_-]?256/, 256],
-  [/AES[_-]?128/, 128],
-  [/CAMELLIA[_-]?256/, 256],
-  [/CAMELLIA[_-]?128/, 128],
-  [/ARIA[_-]?256/, 256],
-  [/ARIA[_-]?128/, 128],
-  [/SEED|IDEA|SM4/, 128],
-];
 
 /** Cipher families no floor accepts whatever their key size (RFC 7465 for RC4; NULL and export are not encryption). */
 const NEVER_ACCEPTABLE = /NULL|EXP|RC4|MD5/;
 
-export function cipherBits(name: string): number {
-  const upper = name.toUpperCase();
-  for (const [pattern, bits] of CIPHER_BITS) if (pattern.test(upper)) return bits;
-  return 0;
-}
 
 /** "CN=mx1.example.test" style, attributes in certificate order; multi-valued attributes repeat. */
 function formatSubject(subject: tls.Certificate | undefined): string | null {
@@ -77,7 +52,8 @@ export function readTlsFacts(socket: tls.TLSSocket): TlsFacts {
   return Object.freeze({
     protocol: socket.getProtocol() ?? 'unknown',
     cipher: cipher?.name ?? 'unknown',
-    bits: cipher?.name ? cipherBits(cipher.name) : 0,
+    // An unknown cipher counts 0 bits: never above a floor.
+    bits: (cipher?.name ? cipherBits(cipher.name) : null) ?? 0,
     authorized: socket.authorized === true,
     authorizationError: authorizationError === undefined || authorizationError === null ? null : authorizationError instanceof Error ? authorizationError.message : String(authorizationError),
     peerCertSubject: hasCert ? formatSubject(cert.subject) : null,

@@ -42,11 +42,10 @@ export async function acceptMessage(opts: {
     logger.info({ event: 'ingress.rejected', reason: 'connection_lost', ...who }, 'client went away during DATA');
     return { error: replies.queueFailed() };
   }
-  const refusal: DataRefusal | null = stream.sizeExceeded ? 'size' : result.ok ? null : result.refusal;
-  if (refusal || !result.ok) {
-    const reason = refusal ?? 'size';
-    logger.info({ event: 'ingress.rejected', reason, size: result.size, ...who }, `message refused: ${reason}`);
-    return { error: refusalReply(reason, settings.maxMessageBytes, settings.maxLineBytes) };
+  // The reader applies this session's limits (smtp-server's stream.sizeExceeded uses the server-wide value, which a reload may have changed).
+  if (!result.ok) {
+    logger.info({ event: 'ingress.rejected', reason: result.refusal, size: result.size, ...who }, `message refused: ${result.refusal}`);
+    return { error: refusalReply(result.refusal, settings.maxMessageBytes, settings.maxLineBytes) };
   }
 
   const queueId = newQueueId();

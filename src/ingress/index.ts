@@ -57,7 +57,7 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
     for (const spec of specs) listeners.push(await openListener(spec, sessions, opts.tlsCredentials));
   } catch (err) {
     for (const l of listeners) closeListener(l);
-    await Promise.all(listeners.map((l) => stopListener(l, sessions, 0)));
+    await Promise.all(listeners.map((l) => stopListener(l, sessions, 1)));
     throw new Error(`cannot listen: ${(err as Error).message}`, { cause: err });
   }
   let configured = specs;

@@ -29,7 +29,7 @@ export interface InboundHop {
 }
 
 /** Header lines are folded to stay within this many characters where possible (RFC 5322 §2.1.1). */
-const FOLD_AT = 78;
+const FOLD_AT_CHARS = 78;
 
 /** RFC 3848 with-protocol: ESMTP plus S for TLS and A for AUTH; plain HELO sessions are "SMTP". */
 export function withProtocol(hop: Pick<InboundHop, 'ehlo' | 'tls' | 'authenticated'>): string {
@@ -74,7 +74,7 @@ export function addressLiteral(ip: string): string {
 
 /**
  * Joins tokens with spaces, folding between tokens so that each line stays within
- * FOLD_AT characters where possible; a token is never split. Continuation lines
+ * FOLD_AT_CHARS characters where possible; a token is never split. Continuation lines
  * start with a tab in place of the space (both are FWS, RFC 5322 §3.2.2).
  */
 export function fold(tokens: readonly string[]): string {
@@ -82,7 +82,7 @@ export function fold(tokens: readonly string[]): string {
   let current = '';
   for (const token of tokens) {
     if (current === '') current = token;
-    else if (current.length + 1 + token.length > FOLD_AT) {
+    else if (current.length + 1 + token.length > FOLD_AT_CHARS) {
       lines.push(current);
       current = `\t${token}`;
     } else current += ` ${token}`;

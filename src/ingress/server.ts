@@ -59,7 +59,11 @@ class ListenerServer extends SMTPServer {
   }
 }
 
+const guarded = new WeakSet<SMTPConnection>();
+
 function guardAuth(connection: SMTPConnection, sessions: IngressSessions): void {
+  if (guarded.has(connection)) return;
+  guarded.add(connection);
   const original = connection.handler_AUTH;
   connection.handler_AUTH = function (this: SMTPConnection, command: Buffer, callback: () => void) {
     const refused = sessions.authGate(this.session.id, this.secure);
@@ -99,9 +103,8 @@ export async function openListener(spec: ListenerSpec, sessions: IngressSessions
     logger: false,
   };
   const server = new ListenerServer(options, sessions);
-  server.on('error', () => {
-    // Per-connection socket and TLS handshake errors: the connection is gone, nothing to do.
-  });
+  // Per-connection socket and TLS handshake errors: the connection is gone; say so for operators.
+  server.on('error', (err: Error) => sessions.connectionError(spec.name, err));
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error) => reject(err);
     server.server.once('error', onError);
@@ -130,7 +133,8 @@ export function updateListener(listener: Listener, sessions: IngressSessions, cr
  */
 export function stopListener(listener: Listener, sessions: IngressSessions, drainMs: number): Promise<void> {
   const { server } = listener;
-  server.options.closeTimeout = drainMs;
+  // smtp-server reads 0 as "use the 30 s default".
+  server.options.closeTimeout = Math.max(1, drainMs);
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   const text = replyText(replies.shuttingDown());
   for (const connection of [...server.connections]) {

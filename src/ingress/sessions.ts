@@ -51,6 +51,11 @@ export class IngressSessions {
   readonly #sessions = new Map<string, SessionState>();
   readonly #connectionsPerIp = new Map<string, number>();
 
+  /** A connection failed below SMTP (reset, failed TLS handshake): logged, nothing else to do. */
+  connectionError(listener: string, err: Error & { code?: string; remote?: string }): void {
+    this.#logger.info({ event: 'ingress.connection_error', listener, code: err.code, remote: err.remote, err: err.message }, 'inbound connection failed');
+  }
+
   constructor(opts: { settings: IngressSettings; store: Pick<Store, 'enqueue'>; logger: Logger; onQueued?: (queueId: string) => void }) {
     this.#settings = opts.settings;
     this.#store = opts.store;

@@ -31,6 +31,8 @@ const KEY_BYTES = 32;
 const MAX_N = 2 ** 20;
 const MAX_R = 32;
 const MAX_P = 16;
+/** scrypt needs 128 * N * r bytes: one AUTH may not take more than this. */
+const MAX_MEMORY_BYTES = 256 * 1024 * 1024;
 
 interface ParsedHash {
   readonly N: number;
@@ -120,6 +122,7 @@ function checkParams(N: number, r: number, p: number): void {
   if (!Number.isInteger(N) || N < 2 || N > MAX_N || (N & (N - 1)) !== 0) throw new Error(`scrypt N must be a power of two up to ${MAX_N}`);
   if (!Number.isInteger(r) || r < 1 || r > MAX_R) throw new Error(`scrypt r must be 1-${MAX_R}`);
   if (!Number.isInteger(p) || p < 1 || p > MAX_P) throw new Error(`scrypt p must be 1-${MAX_P}`);
+  if (128 * N * r > MAX_MEMORY_BYTES) throw new Error(`scrypt N and r need more than ${MAX_MEMORY_BYTES / 1024 / 1024} MiB`);
 }
 
 function derive(password: string, salt: Buffer, keylen: number, params: { N: number; r: number; p: number }): Promise<Buffer> {

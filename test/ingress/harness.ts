@@ -223,17 +223,17 @@ export class RawClient {
   }
 
   /** STARTTLS, then the TLS handshake on the same socket. */
-  async starttls(): Promise<void> {
+  async starttls(opts: tls.ConnectionOptions = {}): Promise<void> {
     const r = await this.cmd('STARTTLS');
     if (r.code !== 220) throw new Error(`STARTTLS got ${r.code} ${r.text}`);
-    await this.upgrade();
+    await this.upgrade(opts);
   }
 
   /** The TLS handshake on the current socket, without sending STARTTLS. */
-  async upgrade(): Promise<void> {
+  async upgrade(opts: tls.ConnectionOptions = {}): Promise<void> {
     const raw = this.#socket;
     raw.removeAllListeners('data');
-    const secure = tls.connect({ socket: raw as net.Socket, rejectUnauthorized: false, servername: HOSTNAME });
+    const secure = tls.connect({ socket: raw as net.Socket, rejectUnauthorized: false, servername: HOSTNAME, ...opts });
     await new Promise<void>((resolve, reject) => {
       secure.once('secureConnect', () => resolve());
       secure.once('error', reject);

@@ -31,6 +31,7 @@ describe('password hashes', () => {
     ['not a hash', 'plaintext'],
     ['N not a power of two', 'scrypt$1000$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA=='],
     ['N too large (DoS guard)', 'scrypt$67108864$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA=='],
+    ['N and r needing 1 GiB (DoS guard)', 'scrypt$1048576$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA=='],
   ])('a malformed stored hash never matches: %s', async (_name, stored) => {
     expect(await verifyPassword('plaintext', stored)).toBe(false);
   });
