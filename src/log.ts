@@ -26,6 +26,7 @@ export const EVENTS = [
   'delivery.bounce_queued',
   'delivery.error',
   'store.error',
+  'store.recovered',
 ] as const;
 export type LogEvent = (typeof EVENTS)[number];
 

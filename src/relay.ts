@@ -31,6 +31,10 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   if (initialCert.generated) logger.warn({ event: 'relay.dev_cert_generated', certFile: config.ingress.cert_file }, 'generated a self-signed development certificate');
 
   const store = openStore(config.store);
+  const interrupted = await store.recoverInterrupted();
+  if (interrupted) {
+    logger.warn({ event: 'store.recovered', interrupted }, `${interrupted} recipient(s) were mid-attempt when the last run stopped: retrying them now (each may arrive twice)`);
+  }
   const delivery = startDelivery({ config, store, logger, policy: createPolicy(config) });
   let ingress;
   try {

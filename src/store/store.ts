@@ -87,6 +87,13 @@ export interface Store {
   finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces?: readonly NewMessage[]): Promise<void>;
   /** Gives claimed items back untouched (shutdown before they were tried). */
   unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void>;
+  /**
+   * At start: frees claims left by a previous run that died mid-attempt, so the work
+   * is retried now rather than when the lease expires. A single-node store frees every
+   * lease (no other worker can hold one); a shared store frees only expired ones.
+   * Returns how many recipients were interrupted: each may be delivered twice.
+   */
+  recoverInterrupted(): Promise<number>;
   /** Earliest time anything queued becomes due, or null when the queue is empty. */
   nextDueAt(): Promise<number | null>;
 

@@ -62,3 +62,37 @@ it('every message answered 250 before a SIGKILL is delivered after restart', asy
   relay.proc.kill('SIGTERM');
   expect(await relay.exited).toBe(0);
 }, 90_000);
+
+it('deferred work survives a restart: queued while the MX is down, delivered by the next process', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sealrelay-deferred-'));
+  // The route points at a port nothing listens on yet: every attempt is deferred.
+  const down = await startMx('plain', { name: 'mx.later.test' });
+  const port = down.port;
+  await down.close();
+  const config = testConfig({
+    store: { path: join(dir, 'queue.db') },
+    delivery: { routes: { 'later.test': `127.0.0.1:${port}` }, retry: { first_seconds: 0.2, max_seconds: 0.3 } },
+    logging: { level: 'info' },
+  });
+  const file = writeConfigFile(dir, config);
+  let relay = await spawnRelay(file);
+  relays.push(relay);
+  const id = queueIdOf(await submit({ port: relay.ports.starttls!, from: 'app@crash.test', to: ['pat@later.test'] }));
+  await relay.waitForLine((l) => l.event === 'delivery.record' && (l.record as { outcome: string }).outcome === 'deferred');
+  relay.proc.kill('SIGKILL');
+  await relay.exited;
+
+  const up = await startMx('tls13', { name: 'mx.later.test', port });
+  try {
+    relay = await spawnRelay(file);
+    relays.push(relay);
+    const [msg] = await up.waitFor(1, 15_000);
+    expect(msg!.envelope.to).toEqual(['pat@later.test']);
+    const delivered = await relay.waitForLine((l) => l.event === 'delivery.record' && (l.record as { outcome: string }).outcome === 'delivered');
+    expect(delivered.queueId).toBe(id);
+    relay.proc.kill('SIGTERM');
+    expect(await relay.exited).toBe(0);
+  } finally {
+    await up.close();
+  }
+}, 60_000);

@@ -42,7 +42,8 @@ export function record(item: QueueItem, over: Partial<DeliveryRecord> = {}): Del
   });
 }
 
-export function storeContract(name: string, open: () => Promise<Store>): void {
+/** `singleNode`: the store is owned by one relay process, so every lease found at start is an orphan. */
+export function storeContract(name: string, open: () => Promise<Store>, opts: { singleNode: boolean }): void {
   describe(`Store contract: ${name}`, () => {
     const withStore = async (fn: (s: Store) => Promise<void>) => {
       const s = await open();
@@ -135,6 +136,16 @@ export function storeContract(name: string, open: () => Promise<Store>): void {
         expect(await s.deleteEntry(m.queueId)).toBe(2);
         expect(await s.getQueueEntry(m.queueId)).toBeNull();
         expect(await s.deleteEntry('nope')).toBe(0);
+      }));
+
+    it('recoverInterrupted frees the claims of a run that died, and says how many', () =>
+      withStore(async (s) => {
+        await s.enqueue(message({ recipients: ['x@one.test', 'y@one.test'] }));
+        // A shared store can only know a worker is dead once its lease expired.
+        expect(await s.claim({ owner: 'dead', limit: 1, leaseMs: opts.singleNode ? 600_000 : 1, now: Date.now() - 10 })).toHaveLength(1);
+        expect(await s.recoverInterrupted()).toBe(1);
+        const again = await s.claim({ owner: 'new', limit: 10, leaseMs: 60_000 });
+        expect(again.map((i) => i.attempt).sort()).toEqual([1, 2]);
       }));
 
     it('unclaim gives work back without counting an attempt', () =>

@@ -8,7 +8,7 @@ import { message, storeContract } from './contract.ts';
 
 const tempDb = () => join(mkdtempSync(join(tmpdir(), 'sealrelay-store-')), 'nested', 'queue.db');
 
-storeContract('sqlite', async () => new SqliteStore(tempDb()));
+storeContract('sqlite', async () => new SqliteStore(tempDb()), { singleNode: true });
 
 it('runs in WAL mode with full fsync, and a reopened file keeps the queue', async () => {
   const path = tempDb();

@@ -78,6 +78,7 @@ export class SqliteStore implements Store {
       unclaim: this.db.prepare(
         `UPDATE recipients SET lease_owner = NULL, lease_until = 0, attempts = max(attempts - 1, 0) WHERE queue_id = ? AND seq = ?`,
       ),
+      recover: this.db.prepare(`UPDATE recipients SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL AND state = 'queued'`),
       nextDue: this.db.prepare(`SELECT min(max(next_attempt_at, lease_until)) FROM recipients WHERE state = 'queued'`).pluck(),
       listMessages: this.db.prepare(
         `SELECT queue_id, sender, message_id, size, received_at FROM messages ORDER BY received_at LIMIT ?`,
@@ -209,6 +210,11 @@ export class SqliteStore implements Store {
     this.db.transaction(() => {
       for (const i of items) this.stmt.unclaim.run(i.queueId, i.seq);
     })();
+  }
+
+  async recoverInterrupted(): Promise<number> {
+    // One relay process owns an SQLite queue, so every lease found at start is an orphan.
+    return this.stmt.recover.run().changes;
   }
 
   async nextDueAt(): Promise<number | null> {
