@@ -159,3 +159,24 @@ export class PeakSampler {
     return this.peak;
   }
 }
+
+/** Whole-machine CPU from /proc/stat, in ticks: busy (everything but idle and iowait) and total. */
+export function systemCpu(): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0] ?? '';
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is already inside user).
+  const total = ticks.slice(0, 8).reduce((a, b) => a + b, 0);
+  const idle = (ticks[3] ?? 0) + (ticks[4] ?? 0);
+  return { busy: total - idle, total };
+}
+
+/**
+ * Share of all cores busy over the next `ms` (0..1). Taken just before a run while
+ * the bench itself is idle, it shows whether something else was eating the cores.
+ */
+export async function backgroundBusy(ms: number): Promise<number> {
+  const a = systemCpu();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const b = systemCpu();
+  return b.total > a.total ? (b.busy - a.busy) / (b.total - a.total) : 0;
+}

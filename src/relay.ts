@@ -1,7 +1,7 @@
 // startRelay: the whole relay in one process — store, ingress listeners and the
 // delivery worker — built from a Config so that tests start it exactly as
 // `sealrelay start` does, on port 0, and stop it in `finally`.
-import { unwatchFile, watchFile } from 'node:fs';
+import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { Config } from './config/schema.ts';
 import { startDelivery } from './delivery/scheduler.ts';
 import { ensureDevCertificate } from './ingress/dev-cert.ts';
@@ -60,7 +60,9 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   // `sealrelay user add` edits the users file while we run: pick it up without a SIGHUP.
   let cert = initialCert;
   const watchedUsersFile = config.ingress.users_file;
-  const onUsersFileChange = () => {
+  const onUsersFileChange = (now: Stats, before: Stats) => {
+    // watchFile also reports a file that is still missing; only real changes count.
+    if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
     try {
       ingress.reload(config, cert, loadUsers(config.ingress.users_file));
       logger.info({ event: 'relay.reloaded', usersFile: config.ingress.users_file }, 'users file changed: accounts reloaded');

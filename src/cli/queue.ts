@@ -2,13 +2,16 @@
 // actions on it, like postsuper: flush (retry now), hold, release, delete.
 // Every action goes through the Store, so a running relay sees it at its next
 // poll; nothing here talks to the relay process itself.
-import type { Command } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 import type { QueueEntry, Store } from '../store/store.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { recordTable } from './log.ts';
 import { renderTable, truncate } from './table.ts';
 import { formatDuration, formatRelative, isoSeconds } from './time.ts';
+
+/** Messages `queue list` shows unless told otherwise: enough to read, bounded for a 100,000-message queue. */
+const DEFAULT_LIST_LIMIT = 1000;
 
 /** Width of "last error" in the list; `queue show` prints it whole. */
 const LAST_ERROR_WIDTH = 50;
@@ -22,8 +25,12 @@ export function registerQueueCommands(program: Command, context: () => CliContex
     .command('list', { isDefault: true })
     .description('list queued messages (like postqueue -p)')
     .option('--json', 'one JSON queue entry per line')
-    .action(async (opts: { json?: boolean }) => {
-      const entries = await withStore(readConfig(context()), (store) => store.listQueue());
+    .option('--limit <n>', `the oldest n messages (0: all; default ${DEFAULT_LIST_LIMIT})`, parseLimit, DEFAULT_LIST_LIMIT)
+    .action(async (opts: { json?: boolean; limit: number }) => {
+      const { entries, stats } = await withStore(readConfig(context()), async (store) => ({
+        entries: await store.listQueue(opts.limit ? { limit: opts.limit } : {}),
+        stats: await store.queueStats(),
+      }));
       if (opts.json) {
         for (const e of entries) console.log(JSON.stringify(e));
         return;
@@ -34,7 +41,8 @@ export function registerQueueCommands(program: Command, context: () => CliContex
       }
       console.log(queueTable(entries, Date.now()));
       console.log();
-      console.log(queueFooter(entries));
+      if (entries.length < stats.messages) console.log(`(the oldest ${entries.length} of ${stats.messages} messages; --limit 0 lists all)`);
+      console.log(queueFooter(stats));
     });
 
   queue
@@ -152,10 +160,16 @@ function entryState(pending: readonly Recipient[], now: number): string {
   return 'queued';
 }
 
-export function queueFooter(entries: readonly QueueEntry[]): string {
-  const recipients = entries.reduce((n, e) => n + pendingOf(e).length, 0);
-  const bytes = entries.reduce((n, e) => n + e.size, 0);
-  return `${plural(entries.length, 'message')}, ${plural(recipients, 'recipient')}, ${Math.ceil(bytes / 1024)} KB`;
+/** Totals of the whole queue, not just the rows listed. */
+export function queueFooter(stats: { messages: number; recipients: number; held: number; bytes: number }): string {
+  const held = stats.held ? ` (${stats.held} held)` : '';
+  return `${plural(stats.messages, 'message')}, ${plural(stats.recipients, 'recipient')}${held}, ${Math.ceil(stats.bytes / 1024)} KB`;
+}
+
+function parseLimit(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number (0 for all)');
+  return n;
 }
 
 function entryDetails(e: QueueEntry, now: number): string {

@@ -123,7 +123,7 @@ export const configSchema = z
         /** Attempts in flight at once across all destinations. */
         concurrency: z.number().int().positive().default(20),
         /** Open connections per destination host. */
-        connections_per_host: z.number().int().positive().default(5),
+        connections_per_host: z.number().int().positive().default(10),
         /** A delivery connection is kept open this long for more queued mail to the same host. */
         idle_reuse_ms: z.number().int().nonnegative().default(5000),
         /** Transactions sent over one connection before it is replaced (Postfix smtp_connection_reuse_count_limit). */

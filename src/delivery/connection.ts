@@ -16,6 +16,7 @@
 //   connection is 451 4.4.2 (RFC 3463 "bad connection").
 // The nodemailer connection never leaves this module. What we read from its
 // internals is marked "nodemailer internal" below.
+import { isAscii } from 'node:buffer';
 import net from 'node:net';
 import tls from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
@@ -192,7 +193,7 @@ class SmtpSession implements Session {
           to,
           size: body.length,
           // RFC 6152: declare 8-bit content when there is any (when the server offers 8BITMIME).
-          use8BitMime: body.some((byte) => byte > 0x7f),
+          use8BitMime: !isAscii(body),
         },
         body,
         (err, info) => {

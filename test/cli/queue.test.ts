@@ -49,7 +49,7 @@ describe('sealrelay queue list', () => {
     // Only bob is still waiting in QA: alice was delivered.
     expect(qa).toMatch(/^QA\s+2h\s+\d+ B\s+app@clinic\.example\s+bob@example\.org\s+queued\s+in (59m|1h)\s+451 4\.7\.1 Greylisted, please try again later, we…$/);
     expect(qb).toMatch(/^QB\s+5m\s+\d+ B\s+<>\s+carol@example\.net\s+held\s+-$/);
-    expect(footer).toBe('2 messages, 2 recipients, 1 KB');
+    expect(footer).toBe('2 messages, 2 recipients (1 held), 1 KB');
   });
 
   it('`queue list --json` prints one entry per line', async () => {
@@ -64,7 +64,17 @@ describe('sealrelay queue list', () => {
     await withStore(box.storePath, (s) => s.enqueue(message('QC', ['x@a.example', 'y@b.example', 'z@c.example'], now)));
     const res = await queue();
     expect(res.stdout).toMatch(/^QC\s+\d+s\s+\d+ B\s+app@clinic\.example\s+x@a\.example \(\+2\)\s+queued\s+now$/m);
-    expect(res.stdout).toContain('3 messages, 5 recipients, 1 KB');
+    expect(res.stdout).toContain('3 messages, 5 recipients (1 held), 1 KB');
+  });
+
+  it('--limit lists the oldest n and says how many there are in all', async () => {
+    const res = await queue('list', '--limit', '1');
+    expect(res.stdout).toMatch(/^QA\s/m);
+    expect(res.stdout).not.toMatch(/^QB\s/m);
+    const total = /\(the oldest 1 of (\d+) messages; --limit 0 lists all\)/.exec(res.stdout)?.[1];
+    expect(Number(total)).toBeGreaterThan(1);
+    expect(res.stdout).toMatch(new RegExp(`^${total} messages, \\d+ recipients`, 'm'));
+    expect((await queue('list', '--limit', 'x')).code).toBe(64);
   });
 
   it('says so when the queue is empty', async () => {

@@ -11,9 +11,14 @@ const MIGRATIONS: readonly string[] = [
      size        INTEGER NOT NULL,
      received_at INTEGER NOT NULL,
      client_ip   TEXT,
-     auth_user   TEXT,
-     body        BLOB NOT NULL
+     auth_user   TEXT
    );
+   -- Bodies apart from the envelope rows, so queue scans never page through message data.
+   CREATE TABLE bodies (
+     queue_id TEXT PRIMARY KEY REFERENCES messages(queue_id) ON DELETE CASCADE,
+     body     BLOB NOT NULL
+   );
+   CREATE INDEX messages_received_at ON messages (received_at);
    CREATE TABLE recipients (
      queue_id        TEXT NOT NULL REFERENCES messages(queue_id) ON DELETE CASCADE,
      seq             INTEGER NOT NULL,
