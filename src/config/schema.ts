@@ -127,7 +127,7 @@ export const configSchema = z
         /** A delivery connection is kept open this long for more queued mail to the same host. */
         idle_reuse_ms: z.number().int().nonnegative().default(5000),
         /** Transactions sent over one connection before it is replaced (Postfix smtp_connection_reuse_count_limit). */
-        max_transactions_per_connection: z.number().int().positive().default(100),
+        max_transactions_per_connection: z.number().int().positive().default(1000),
         connect_timeout_ms: z.number().int().positive().default(30_000),
         greeting_timeout_ms: z.number().int().positive().default(30_000),
         socket_timeout_ms: z.number().int().positive().default(120_000),

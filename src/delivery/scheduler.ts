@@ -47,6 +47,8 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
   let pumping = false;
+  /** The last claim was full: more due work may be waiting in the store. */
+  let backlog = false;
   let again = false;
   let timer: NodeJS.Timeout | null = null;
 
@@ -73,16 +75,25 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       pumping = false;
     }
     if (stopping) return;
-    const next = await store.nextDueAt().catch(() => null);
     const poll = config.delivery.poll_interval_ms;
+    // Only an idle worker needs to know when the next deferred work falls due.
+    const next = backlog ? null : await store.nextDueAt().catch(() => null);
     schedule(next === null ? poll : Math.min(poll, next - Date.now()));
   }
 
   async function fill(): Promise<void> {
     const slots = () => config.delivery.concurrency - inFlight.size;
-    while (!stopping && slots() > 0) {
+    while (!stopping) {
+      if (slots() <= 0) {
+        // Saturated: whatever woke us stays in the store until a slot frees.
+        backlog = true;
+        return;
+      }
       if (!ready.length) {
-        const items = await store.claim({ owner, limit: slots() * CLAIM_PER_SLOT, leaseMs: config.delivery.lease_seconds * 1000 });
+        const limit = slots() * CLAIM_PER_SLOT;
+        const items = await store.claim({ owner, limit, leaseMs: config.delivery.lease_seconds * 1000 });
+        // A full claim means more may be due: claim again as soon as a job slot frees.
+        backlog = items.length === limit;
         if (!items.length) return;
         ready.push(...groupIntoJobs(items, policy));
       }
@@ -95,7 +106,9 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       .catch((err) => logger.error({ event: 'delivery.error', err, queueId: job.queueId }, 'delivery job failed unexpectedly'))
       .finally(() => {
         inFlight.delete(p);
-        if (!stopping) void pump();
+        // New work arrives by kick() and deferred work by the poll: a freed slot only
+        // needs a pump when claimed jobs wait or the last claim left work behind.
+        if (!stopping && (ready.length || backlog)) void pump();
       });
     inFlight.add(p);
   }

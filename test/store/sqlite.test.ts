@@ -4,11 +4,26 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { ThreadedSqliteStore } from '../../src/store/sqlite/threaded-store.ts';
 import { message, storeContract } from './contract.ts';
 
 const tempDb = () => join(mkdtempSync(join(tmpdir(), 'sealrelay-store-')), 'nested', 'queue.db');
 
 storeContract('sqlite', async () => new SqliteStore(tempDb()), { singleNode: true });
+// The relay's form: the same store in its own thread, behind messages.
+storeContract('sqlite in a worker thread', () => ThreadedSqliteStore.open(tempDb()), { singleNode: true });
+
+it('the threaded store reports a database it cannot open, and a closed store refuses work', async () => {
+  const path = tempDb();
+  await new SqliteStore(path).close();
+  const raw = new Database(path);
+  raw.pragma('user_version = 99');
+  raw.close();
+  await expect(ThreadedSqliteStore.open(path)).rejects.toThrow(/newer than this SealRelay/);
+  const s = await ThreadedSqliteStore.open(tempDb());
+  await s.close();
+  await expect(s.enqueue(message())).rejects.toThrow(/store thread exited|closed/);
+});
 
 it('runs in WAL mode with full fsync, and a reopened file keeps the queue', async () => {
   const path = tempDb();

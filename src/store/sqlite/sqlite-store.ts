@@ -19,6 +19,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { DeliveryRecord } from '../../delivery/record.ts';
 import { domainOf, type NewMessage, type QueueEntry, type QueueItem, type RecordFilter, type Settlement, type Store } from '../store.ts';
+import { Checkpointer } from './checkpointer.ts';
 import { migrate } from './migrations.ts';
 
 interface PendingEnqueue {
@@ -36,9 +37,14 @@ export class SqliteStore implements Store {
   private flushScheduled = false;
   private closed = false;
   private sync: 'full' | 'normal' = 'full';
+  private checkpointer: Checkpointer | null = null;
   private readonly stmt;
 
-  constructor(path: string) {
+  /**
+   * `checkpointsApart`: for the long-running relay, WAL checkpoints run on a thread
+   * of their own (checkpointer.ts); short-lived users (the CLI) keep SQLite's own.
+   */
+  constructor(path: string, opts: { checkpointsApart?: boolean; onError?: (message: string) => void } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -47,6 +53,10 @@ export class SqliteStore implements Store {
     // Another process (the CLI) may hold the write lock briefly.
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
+    if (opts.checkpointsApart && path !== ':memory:') {
+      this.db.pragma('wal_autocheckpoint = 0');
+      this.checkpointer = new Checkpointer(path, opts.onError ?? (() => undefined));
+    }
     this.stmt = {
       insertMessage: this.db.prepare(
         `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user)
@@ -325,6 +335,7 @@ export class SqliteStore implements Store {
     this.flushPending();
     this.closed = true;
     this.db.close();
+    await this.checkpointer?.stop();
   }
 }
 

@@ -1,0 +1,55 @@
+// WAL checkpoints on a thread of their own.
+//
+// SQLite's automatic checkpoint runs inside whichever commit crosses the WAL
+// threshold: it copies pages into the database file and fsyncs it, and the commit
+// — with every enqueue waiting behind it for its 250 — stalls for tens of
+// milliseconds. The store turns the automatic checkpoint off on its connection;
+// this thread checkpoints PASSIVE-ly (never blocking writers) on a second
+// connection every CHECKPOINT_INTERVAL_MS, and truncates the WAL at the end.
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+
+/** How often to checkpoint, in ms: keeps the WAL to a few MB under load. */
+const CHECKPOINT_INTERVAL_MS = 500;
+
+// Plain CommonJS: the thread needs no TypeScript loader.
+const SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path);
+db.pragma('busy_timeout = 5000');
+const checkpoint = (mode) => {
+  try { db.pragma('wal_checkpoint(' + mode + ')'); } catch (err) { parentPort.postMessage({ error: String((err && err.message) || err) }); }
+};
+const timer = setInterval(() => checkpoint('PASSIVE'), workerData.intervalMs);
+parentPort.on('message', () => {
+  clearInterval(timer);
+  checkpoint('TRUNCATE');
+  db.close();
+  parentPort.postMessage({ stopped: true });
+});
+`;
+
+export class Checkpointer {
+  private readonly worker: Worker;
+
+  constructor(path: string, onError: (message: string) => void) {
+    const driver = createRequire(import.meta.url).resolve('better-sqlite3');
+    this.worker = new Worker(SOURCE, { eval: true, workerData: { driver, path, intervalMs: CHECKPOINT_INTERVAL_MS } });
+    this.worker.on('message', (msg: { error?: string }) => msg.error && onError(msg.error));
+    this.worker.on('error', (err) => onError(err.message));
+    // Checkpoints must never keep a finished process alive.
+    this.worker.unref();
+  }
+
+  /** A last checkpoint that empties the WAL; call it after the store's own connection closed. */
+  async stop(): Promise<void> {
+    const done = new Promise<void>((resolve) => {
+      this.worker.on('message', (msg: { stopped?: boolean }) => msg.stopped && resolve());
+      this.worker.once('exit', () => resolve());
+    });
+    this.worker.postMessage('stop');
+    await done;
+    await this.worker.terminate();
+  }
+}

@@ -1,0 +1,141 @@
+// The Store the relay uses on SQLite: SqliteStore running in a worker thread
+// (store-worker.ts), so that fsyncs and checkpoints never block the event loop
+// that serves SMTP sessions. Calls keep their order; each resolves only when the
+// worker has finished it — for `enqueue`, after the commit, as before.
+import { Worker } from 'node:worker_threads';
+import type { DeliveryRecord } from '../../delivery/record.ts';
+import type { NewMessage, QueueEntry, QueueItem, RecordFilter, Settlement, Store } from '../store.ts';
+
+type Op = Exclude<keyof Store, never>;
+export interface StoreRequest {
+  id: number;
+  op: Op;
+  args: unknown[];
+}
+export interface StoreResponse {
+  id: number;
+  value?: unknown;
+  error?: { name: string; message: string };
+}
+
+// The worker runs TypeScript like the rest of the relay: register tsx in it, then load the entry.
+const BOOTSTRAP = `import('tsx/esm/api').then(({ register }) => { register(); return import(require('node:worker_threads').workerData.entry); });`;
+const ENTRY = new URL('./store-worker.ts', import.meta.url).href;
+/** After `close` was answered, how long the thread may take to end before it is terminated, in ms. */
+const WORKER_EXIT_WAIT_MS = 1000;
+
+export class ThreadedSqliteStore implements Store {
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private failure: Error | null = null;
+
+  private constructor(
+    private readonly worker: Worker,
+    onError: (message: string) => void,
+  ) {
+    worker.on('message', (res: StoreResponse & { log?: string }) => {
+      if (res.log) return onError(res.log);
+      const call = this.pending.get(res.id);
+      if (!call) return;
+      this.pending.delete(res.id);
+      if (res.error) call.reject(Object.assign(new Error(res.error.message), { name: res.error.name }));
+      else call.resolve(res.value);
+    });
+    const fail = (err: Error) => {
+      this.failure = err;
+      for (const call of this.pending.values()) call.reject(err);
+      this.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`store thread exited (code ${code})`)));
+  }
+
+  /** Starts the thread and opens (and migrates) the database; rejects with the reason it could not. */
+  static async open(path: string, onBackgroundError: (message: string) => void = () => undefined): Promise<ThreadedSqliteStore> {
+    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { entry: ENTRY, path } });
+    let onMessage!: (m: { ready?: boolean; fatal?: string }) => void;
+    let onError!: (err: Error) => void;
+    let onExit!: (code: number) => void;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        onMessage = (m) => (m.ready ? resolve() : m.fatal ? reject(new Error(m.fatal)) : undefined);
+        onError = reject;
+        onExit = (code) => reject(new Error(`store thread exited during start (code ${code})`));
+        worker.on('message', onMessage).on('error', onError).on('exit', onExit);
+      });
+    } catch (err) {
+      await worker.terminate();
+      throw err;
+    } finally {
+      // Only our own listeners: Worker keeps internal ones that must stay.
+      worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+    }
+    return new ThreadedSqliteStore(worker, onBackgroundError);
+  }
+
+  private call<T>(op: Op, ...args: unknown[]): Promise<T> {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ id, op, args } satisfies StoreRequest);
+    });
+  }
+
+  enqueue(message: NewMessage): Promise<void> {
+    return this.call('enqueue', message);
+  }
+  claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]> {
+    return this.call('claim', opts);
+  }
+  async readBody(queueId: string): Promise<Buffer | null> {
+    // Buffers arrive as plain Uint8Arrays; wrap without copying.
+    const body = await this.call<Uint8Array | null>('readBody', queueId);
+    return body && Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  }
+  finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = []): Promise<void> {
+    return this.call('finish', records, settlements, bounces);
+  }
+  unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void> {
+    return this.call('unclaim', items);
+  }
+  recoverInterrupted(): Promise<number> {
+    return this.call('recoverInterrupted');
+  }
+  nextDueAt(): Promise<number | null> {
+    return this.call('nextDueAt');
+  }
+  listQueue(opts?: { limit?: number }): Promise<QueueEntry[]> {
+    return this.call('listQueue', opts);
+  }
+  getQueueEntry(queueId: string): Promise<QueueEntry | null> {
+    return this.call('getQueueEntry', queueId);
+  }
+  hold(queueId: string): Promise<number> {
+    return this.call('hold', queueId);
+  }
+  releaseHold(queueId: string): Promise<number> {
+    return this.call('releaseHold', queueId);
+  }
+  flush(queueId?: string): Promise<number> {
+    return this.call('flush', queueId);
+  }
+  deleteEntry(queueId: string): Promise<number> {
+    return this.call('deleteEntry', queueId);
+  }
+  queueStats(): Promise<{ messages: number; recipients: number; held: number; bytes: number }> {
+    return this.call('queueStats');
+  }
+  queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]> {
+    return this.call('queryRecords', filter);
+  }
+  async close(): Promise<void> {
+    if (this.failure) return;
+    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    await this.call('close');
+    // The worker closes its port after answering and ends by itself; make sure it does.
+    const timer = setTimeout(() => void this.worker.terminate(), WORKER_EXIT_WAIT_MS);
+    await exited;
+    clearTimeout(timer);
+  }
+}
