@@ -50,6 +50,7 @@ const USAGE = `usage: npm run bench -- [options]
   --warmup W            messages delivered before each measured run, not counted (default 100)
   --compare postfix     also run the load through a stock Postfix (needs root and postfix)
   --no-half             skip the half-load latency run
+  --half-repeats N      half-load runs to make; the median one is judged (default 3)
   --submit-tls starttls|plain   submission hop (default starttls)
   --postfix-tls verify|encrypt  Postfix's smtp_tls_security_level (default verify, like forced+ca)
   --queue-messages N    deferred messages for the queue scenario (default 100000)
@@ -69,6 +70,8 @@ interface Options {
   warmup: number;
   compare: 'postfix' | null;
   half: boolean;
+  /** Half-load runs to make; the target is judged on the median one. */
+  halfRepeats: number;
   submitTls: 'starttls' | 'plain';
   postfixTls: 'verify' | 'encrypt';
   queueMessages: number;
@@ -92,6 +95,7 @@ function parseOptions(argv: string[]): Options {
       warmup: { type: 'string', default: '100' },
       compare: { type: 'string' },
       'no-half': { type: 'boolean', default: false },
+      'half-repeats': { type: 'string', default: '3' },
       'submit-tls': { type: 'string', default: 'starttls' },
       'postfix-tls': { type: 'string', default: 'verify' },
       'queue-messages': { type: 'string', default: '100000' },
@@ -128,6 +132,7 @@ function parseOptions(argv: string[]): Options {
     warmup: int('warmup', values.warmup, 0),
     compare: values.compare === undefined ? null : oneOf('compare', values.compare, ['postfix'] as const),
     half: !values['no-half'],
+    halfRepeats: int('half-repeats', values['half-repeats'], 1),
     submitTls: oneOf('submit-tls', values['submit-tls'], ['starttls', 'plain'] as const),
     postfixTls: oneOf('postfix-tls', values['postfix-tls'], ['verify', 'encrypt'] as const),
     queueMessages: int('queue-messages', values['queue-messages'], 1),
@@ -154,7 +159,9 @@ interface Results {
   options: Omit<Options, 'out' | 'keep' | 'check' | 'profile'>;
   throughput: {
     sealrelayFull?: ThroughputResult;
+    /** The median (by p99 accept latency) of the half-load runs. */
     sealrelayHalf?: ThroughputResult;
+    sealrelayHalfRuns?: { p50: number; p99: number; ratePerSec: number | null; failed: number }[];
     postfixFull?: ThroughputResult;
     /** Why Postfix was not measured, when asked to and it could not be. */
     postfixSkipped?: string;
@@ -235,10 +242,21 @@ async function main(): Promise<number> {
     if (full) log(oneLine(full));
 
     if (opts.half && full && full.submission.msgsPerSec > 0) {
+      // A p99 on a shared 2-core machine moves from run to run: repeat the half-load
+      // run and judge the median run (all of them are kept in the results).
       const rate = full.submission.msgsPerSec / 2;
-      const half = await attempt('sealrelay-half', () => runThroughput({ ...common, relay: 'sealrelay', label: 'sealrelay-half', ratePerSec: rate, ...profiled('sealrelay-half') }, log));
-      results.throughput.sealrelayHalf = half;
-      if (half) log(oneLine(half));
+      const halves: ThroughputResult[] = [];
+      for (let i = 1; i <= opts.halfRepeats; i++) {
+        const label = opts.halfRepeats > 1 ? `sealrelay-half#${i}` : 'sealrelay-half';
+        const half = await attempt(label, () => runThroughput({ ...common, relay: 'sealrelay', label, ratePerSec: rate, ...profiled(label) }, log));
+        if (half) {
+          log(oneLine(half));
+          halves.push(half);
+        }
+      }
+      const byP99 = [...halves].sort((a, b) => a.acceptLatencyMs.p99 - b.acceptLatencyMs.p99);
+      results.throughput.sealrelayHalf = byP99[Math.floor((byP99.length - 1) / 2)];
+      results.throughput.sealrelayHalfRuns = halves.map((h) => ({ p50: h.acceptLatencyMs.p50, p99: h.acceptLatencyMs.p99, ratePerSec: h.load.ratePerSec, failed: h.failed }));
     }
 
     if (opts.compare === 'postfix') {
@@ -298,7 +316,7 @@ function evaluateTargets(r: Results): Results['targets'] {
   if (half) {
     targets.halfLoadP99 = {
       target: `p99 accept latency ≤ ${TARGET.halfLoadP99Ms} ms at half of peak load`,
-      measured: `${half.acceptLatencyMs.p99} ms at ${half.load.ratePerSec} msgs/s`,
+      measured: `${half.acceptLatencyMs.p99} ms at ${half.load.ratePerSec} msgs/s (median of ${r.throughput.sealrelayHalfRuns?.length ?? 1} runs: ${(r.throughput.sealrelayHalfRuns ?? []).map((h) => h.p99).join(', ')} ms)`,
       met: half.failed === 0 && half.acceptLatencyMs.p99 <= TARGET.halfLoadP99Ms,
     };
   }

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -46,4 +46,19 @@ it('refuses a database from a newer SealRelay', async () => {
   raw.pragma('user_version = 99');
   raw.close();
   expect(() => new SqliteStore(path)).toThrow(/newer than this SealRelay/);
+});
+
+it('checkpoints apart: the store never checkpoints itself; the checkpoint thread does once the store is quiet', async () => {
+  const path = tempDb();
+  const s = new SqliteStore(path, { checkpointsApart: true });
+  const before = statSync(path).size;
+  await Promise.all(Array.from({ length: 300 }, () => s.enqueue(message({ body: Buffer.alloc(20_000, 'x') }))));
+  // Right after the commits everything still sits in the WAL: the store's connection does not checkpoint.
+  expect(statSync(path).size).toBe(before);
+  expect(statSync(`${path}-wal`).size).toBeGreaterThan(300 * 20_000);
+  // After a quiet moment the checkpoint thread has copied the pages into the database file.
+  for (let i = 0; i < 40 && statSync(path).size < 300 * 20_000; i++) await new Promise((r) => setTimeout(r, 100));
+  expect(statSync(path).size).toBeGreaterThan(300 * 20_000);
+  await s.close();
+  expect(existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0).toBe(0);
 });
