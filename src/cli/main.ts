@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import pkg from '../../package.json' with { type: 'json' };
 import { ConfigError, formatProblem } from '../config/load.ts';
 import { registerConfigCommands } from './config-check.ts';
+import { registerDomainCommands } from './domains.ts';
 import type { CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { registerLog } from './log.ts';
@@ -30,6 +31,7 @@ registerConfigCommands(program, context);
 registerUserCommands(program, context);
 registerLog(program, context);
 registerQueueCommands(program, context);
+registerDomainCommands(program, context);
 
 try {
   await program.parseAsync(process.argv);

@@ -78,7 +78,7 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
             floor: job.decision.floor,
             verification: job.decision.verification,
             caFile: config.tls.ca_file ?? undefined,
-            requireTls: requiresTls(job.decision.mode),
+            requireTls: requiresTls(job.decision.mode) || job.decision.tlsExpected,
             allowTls: job.decision.mode !== 'none',
             timeouts: {
               connectMs: config.delivery.connect_timeout_ms,
@@ -102,7 +102,12 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
       const tlsSeen = err instanceof NoAcceptableTls ? { starttlsOffered: err.starttlsOffered, tls: err.tls } : {};
       const e = asSmtpError(err);
       const outcome = action === 'drop' ? 'dropped' : action === 'bounce' ? 'bounced' : 'deferred';
-      const reason = action === 'drop' ? `dropped by mode tls-exclusive: ${e.reason}` : e.reason;
+      const reason =
+        action === 'drop'
+          ? `dropped by mode tls-exclusive: ${e.reason}`
+          : err instanceof NoAcceptableTls && job.decision.tlsExpected && !requiresTls(job.decision.mode)
+            ? `possible-downgrade: ${job.domain} is known to offer TLS, but ${e.reason}`
+            : e.reason;
       return fromError(new SmtpError(e.code, e.enhanced, e.stage, e.message, reason), outcome, mx, tlsSeen);
     }
   }

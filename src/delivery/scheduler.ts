@@ -9,9 +9,9 @@
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
-import type { Decision } from '../policy/decision.ts';
+import { expectTls, type Decision } from '../policy/decision.ts';
 import type { Policy } from '../policy/decide.ts';
-import type { NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
+import type { DomainKnowledge, NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
 import { attemptJob, type Job, type RecipientResult } from './attempt.ts';
 import { expired, nextAttemptAt } from './backoff.ts';
 import { bounceFor } from './bounce.ts';
@@ -113,8 +113,9 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     inFlight.add(p);
   }
 
-  async function execute(job: Job): Promise<void> {
+  async function execute(claimed: Job): Promise<void> {
     const started = Date.now();
+    const job = withDomainKnowledge(claimed, await store.getDomain(claimed.domain));
     const body = await store.readBody(job.queueId);
     if (!body) {
       // Deleted by an operator while claimed: nothing to send, nothing to record.
@@ -189,6 +190,18 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   };
   schedule(0);
   return deliveryWorker;
+}
+
+/**
+ * A domain that has delivered over TLS is TLS-known: from then on even an
+ * opportunistic decision expects TLS, so a stripped STARTTLS or a failed handshake
+ * is a possible downgrade (deferred), never plaintext. Only `none`, which an
+ * operator names on purpose, is left as it is.
+ */
+export function withDomainKnowledge(job: Job, knowledge: DomainKnowledge | null): Job {
+  if (!knowledge?.tlsKnownSince || job.decision.mode === 'none') return job;
+  const since = new Date(knowledge.tlsKnownSince).toISOString();
+  return { ...job, decision: expectTls(job.decision, `${job.domain} is TLS-known: delivered over TLS since ${since}`) };
 }
 
 /** One job per (message, domain, decision): the recipients that share one SMTP transaction. */

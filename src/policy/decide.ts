@@ -16,6 +16,7 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls'>): Policy {
     ...config.policies.default,
     floor,
     fallbackChain: [],
+    tlsExpected: false,
     rule: 'default',
     reasons: [`policies.default: mode ${config.policies.default.mode}`],
   });
@@ -23,7 +24,7 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls'>): Policy {
   for (const [domain, entry] of domains) {
     byDomain.set(
       domain,
-      makeDecision({ ...entry, floor, fallbackChain: [], rule: `domain:${domain}`, reasons: [`policies.domains.${domain}: mode ${entry.mode}`] }),
+      makeDecision({ ...entry, floor, fallbackChain: [], tlsExpected: false, rule: `domain:${domain}`, reasons: [`policies.domains.${domain}: mode ${entry.mode}`] }),
     );
   }
   return {

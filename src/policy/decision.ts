@@ -17,6 +17,11 @@ export interface Decision {
   readonly floor: Floor;
   readonly verification: Verification;
   readonly fallbackChain: readonly FallbackStep[];
+  /**
+   * Domain knowledge says this domain has TLS (it delivered over TLS before): a
+   * missing STARTTLS or a failed handshake is a possible downgrade, never plaintext.
+   */
+  readonly tlsExpected: boolean;
   /** Name of the rule that produced this decision ("default" or "domain:example.com"). */
   readonly rule: string;
   /** Why, in words an auditor can read. */
@@ -29,6 +34,12 @@ export function makeDecision(d: Decision): Decision {
   if (d.floor.minCipherBits < 128) throw new RangeError('the floor never accepts ciphers under 128 bits');
   if (d.mode === 'tls-exclusive' && d.fallbackChain.length) throw new TypeError('tls-exclusive has no fallback: it drops');
   return Object.freeze({ ...d, fallbackChain: Object.freeze([...d.fallbackChain]), reasons: Object.freeze([...d.reasons]) });
+}
+
+/** The decision raised by what we know of the domain; reasons say why. Never lowers anything. */
+export function expectTls(d: Decision, why: string): Decision {
+  if (d.tlsExpected) return d;
+  return makeDecision({ ...d, tlsExpected: true, reasons: [...d.reasons, why] });
 }
 
 /** Modes that must never put the message on the wire in plaintext. */

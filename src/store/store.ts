@@ -74,6 +74,19 @@ export interface RecordFilter {
   readonly limit?: number;
 }
 
+/** What the relay has learned about a recipient domain from its own deliveries. */
+export interface DomainKnowledge {
+  readonly domain: string;
+  /** First delivery over TLS (ms since the epoch): from then on the domain is TLS-known. */
+  readonly tlsKnownSince: number | null;
+  readonly lastTlsAt: number | null;
+  /** Last attempt whose MX advertised STARTTLS, and last whose MX did not. */
+  readonly lastStarttlsAt: number | null;
+  readonly lastNoStarttlsAt: number | null;
+  readonly lastAttemptAt: number;
+  readonly attempts: number;
+}
+
 export interface Store {
   /** Resolves only once message and envelope are durably committed. */
   enqueue(message: NewMessage): Promise<void>;
@@ -81,8 +94,9 @@ export interface Store {
   claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]>;
   readBody(queueId: string): Promise<Buffer | null>;
   /**
-   * Ends attempts in one transaction: writes the records, settles the recipients,
-   * enqueues any bounces, and removes messages with no recipient left to try.
+   * Ends attempts in one transaction: writes the records, learns from them what
+   * each domain's MX offered (domain knowledge), settles the recipients, enqueues
+   * any bounces, and removes messages with no recipient left to try.
    */
   finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces?: readonly NewMessage[]): Promise<void>;
   /** Gives claimed items back untouched (shutdown before they were tried). */
@@ -108,6 +122,12 @@ export interface Store {
   queueStats(): Promise<{ messages: number; recipients: number; held: number; bytes: number }>;
 
   queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]>;
+
+  /** Domain knowledge, learned in `finish` from the records of each attempt. */
+  getDomain(domain: string): Promise<DomainKnowledge | null>;
+  listDomains(): Promise<DomainKnowledge[]>;
+  /** Forgets a domain (operator reset); false when it was not known. */
+  forgetDomain(domain: string): Promise<boolean>;
   close(): Promise<void>;
 }
 

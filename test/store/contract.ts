@@ -149,6 +149,30 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
         expect(again.map((i) => i.attempt).sort()).toEqual([1, 2]);
       }));
 
+    it('finish learns domain knowledge: TLS-known after a delivery over TLS; forget resets it', () =>
+      withStore(async (s) => {
+        await s.enqueue(message({ recipients: ['a@one.test', 'b@two.test'] }));
+        const items = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        const one = items.find((i) => i.domain === 'one.test')!;
+        const two = items.find((i) => i.domain === 'two.test')!;
+        const tls = { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', bits: 256, authorized: false, authorizationError: null, peerCertSubject: null, peerCertFingerprint256: null };
+        await s.finish(
+          [record(one, { method: 'tls', starttlsOffered: true, tls }), record(two, { starttlsOffered: false })],
+          items.map((i) => ({ queueId: i.queueId, seq: i.seq, outcome: 'delivered' as const, error: null })),
+        );
+        const known = await s.getDomain('ONE.test');
+        expect(known).toMatchObject({ domain: 'one.test', attempts: 1, lastNoStarttlsAt: null });
+        expect(known?.tlsKnownSince).toBeGreaterThan(0);
+        expect(known?.lastStarttlsAt).toBe(known?.tlsKnownSince);
+        const plain = await s.getDomain('two.test');
+        expect(plain).toMatchObject({ tlsKnownSince: null, lastStarttlsAt: null });
+        expect(plain?.lastNoStarttlsAt).toBeGreaterThan(0);
+        expect((await s.listDomains()).map((d) => d.domain)).toEqual(['one.test', 'two.test']);
+        expect(await s.forgetDomain('one.test')).toBe(true);
+        expect(await s.getDomain('one.test')).toBeNull();
+        expect(await s.forgetDomain('one.test')).toBe(false);
+      }));
+
     it('unclaim gives work back without counting an attempt', () =>
       withStore(async (s) => {
         await s.enqueue(message({ recipients: ['x@one.test'] }));

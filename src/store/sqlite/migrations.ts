@@ -52,6 +52,16 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX records_recipient ON records (recipient COLLATE NOCASE);
    CREATE INDEX records_domain ON records (domain, at);
    CREATE INDEX records_at ON records (at);`,
+  // Domain knowledge: what each recipient domain's MX offered, learned from attempts.
+  `CREATE TABLE domains (
+     domain             TEXT PRIMARY KEY,
+     tls_known_since    INTEGER,
+     last_tls_at        INTEGER,
+     last_starttls_at   INTEGER,
+     last_no_starttls_at INTEGER,
+     last_attempt_at    INTEGER NOT NULL,
+     attempts           INTEGER NOT NULL DEFAULT 0
+   );`,
 ];
 
 export function migrate(db: Database.Database): void {

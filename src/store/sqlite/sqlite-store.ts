@@ -18,7 +18,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { DeliveryRecord } from '../../delivery/record.ts';
-import { domainOf, type NewMessage, type QueueEntry, type QueueItem, type RecordFilter, type Settlement, type Store } from '../store.ts';
+import { domainOf, type DomainKnowledge, type NewMessage, type QueueEntry, type QueueItem, type RecordFilter, type Settlement, type Store } from '../store.ts';
 import { Checkpointer } from './checkpointer.ts';
 import { migrate } from './migrations.ts';
 
@@ -96,6 +96,20 @@ export class SqliteStore implements Store {
       unclaim: this.db.prepare(
         `UPDATE recipients SET lease_owner = NULL, lease_until = 0, attempts = max(attempts - 1, 0) WHERE queue_id = ? AND seq = ?`,
       ),
+      learnDomain: this.db.prepare(
+        `INSERT INTO domains (domain, tls_known_since, last_tls_at, last_starttls_at, last_no_starttls_at, last_attempt_at, attempts)
+         VALUES (@domain, @tls, @tls, @offered, @notOffered, @at, 1)
+         ON CONFLICT (domain) DO UPDATE SET
+           tls_known_since     = coalesce(tls_known_since, excluded.tls_known_since),
+           last_tls_at         = coalesce(excluded.last_tls_at, last_tls_at),
+           last_starttls_at    = coalesce(excluded.last_starttls_at, last_starttls_at),
+           last_no_starttls_at = coalesce(excluded.last_no_starttls_at, last_no_starttls_at),
+           last_attempt_at     = max(last_attempt_at, excluded.last_attempt_at),
+           attempts            = attempts + 1`,
+      ),
+      getDomain: this.db.prepare(`SELECT * FROM domains WHERE domain = ?`),
+      listDomains: this.db.prepare(`SELECT * FROM domains ORDER BY domain`),
+      forgetDomain: this.db.prepare(`DELETE FROM domains WHERE domain = ?`),
       recover: this.db.prepare(`UPDATE recipients SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL AND state = 'queued'`),
       // Walks recipients_due in order and stops at the first unleased row: few rows are leased at once.
       nextDue: this.db.prepare(
@@ -225,6 +239,7 @@ export class SqliteStore implements Store {
           json: JSON.stringify(r),
         });
       }
+      this.learn(records);
       const touched = new Set<string>();
       for (const s of settlements) {
         if (s.outcome === 'deferred') this.stmt.settleDeferred.run({ queueId: s.queueId, seq: s.seq, nextAttemptAt: s.nextAttemptAt, error: s.error });
@@ -234,6 +249,38 @@ export class SqliteStore implements Store {
       for (const m of bounces) this.insertMessage(m);
       for (const id of touched) this.stmt.deleteIfDone.run(id, id);
     });
+  }
+
+  /** One observation per domain and attempt (an attempt has one record per recipient). */
+  private learn(records: readonly DeliveryRecord[]): void {
+    const seen = new Set<string>();
+    for (const r of records) {
+      const key = `${r.domain}\0${r.queueId}\0${r.attempt}\0${r.mx?.host ?? ''}`;
+      if (seen.has(key) || r.starttlsOffered === null) continue;
+      seen.add(key);
+      const at = Date.parse(r.at);
+      const deliveredOverTls = r.outcome === 'delivered' && r.tls !== null;
+      this.stmt.learnDomain.run({
+        domain: r.domain,
+        tls: deliveredOverTls ? at : null,
+        offered: r.starttlsOffered ? at : null,
+        notOffered: r.starttlsOffered ? null : at,
+        at,
+      });
+    }
+  }
+
+  async getDomain(domain: string): Promise<DomainKnowledge | null> {
+    const row = this.stmt.getDomain.get(domain.toLowerCase()) as DomainRow | undefined;
+    return row ? toKnowledge(row) : null;
+  }
+
+  async listDomains(): Promise<DomainKnowledge[]> {
+    return (this.stmt.listDomains.all() as DomainRow[]).map(toKnowledge);
+  }
+
+  async forgetDomain(domain: string): Promise<boolean> {
+    return this.stmt.forgetDomain.run(domain.toLowerCase()).changes > 0;
   }
 
   async unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void> {
@@ -337,6 +384,28 @@ export class SqliteStore implements Store {
     this.db.close();
     await this.checkpointer?.stop();
   }
+}
+
+interface DomainRow {
+  domain: string;
+  tls_known_since: number | null;
+  last_tls_at: number | null;
+  last_starttls_at: number | null;
+  last_no_starttls_at: number | null;
+  last_attempt_at: number;
+  attempts: number;
+}
+
+function toKnowledge(r: DomainRow): DomainKnowledge {
+  return {
+    domain: r.domain,
+    tlsKnownSince: r.tls_known_since,
+    lastTlsAt: r.last_tls_at,
+    lastStarttlsAt: r.last_starttls_at,
+    lastNoStarttlsAt: r.last_no_starttls_at,
+    lastAttemptAt: r.last_attempt_at,
+    attempts: r.attempts,
+  };
 }
 
 interface ClaimRow {

@@ -4,7 +4,7 @@
 // worker has finished it — for `enqueue`, after the commit, as before.
 import { Worker } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
-import type { NewMessage, QueueEntry, QueueItem, RecordFilter, Settlement, Store } from '../store.ts';
+import type { DomainKnowledge, NewMessage, QueueEntry, QueueItem, RecordFilter, Settlement, Store } from '../store.ts';
 
 type Op = Exclude<keyof Store, never>;
 export interface StoreRequest {
@@ -128,6 +128,15 @@ export class ThreadedSqliteStore implements Store {
   }
   queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]> {
     return this.call('queryRecords', filter);
+  }
+  getDomain(domain: string): Promise<DomainKnowledge | null> {
+    return this.call('getDomain', domain);
+  }
+  listDomains(): Promise<DomainKnowledge[]> {
+    return this.call('listDomains');
+  }
+  forgetDomain(domain: string): Promise<boolean> {
+    return this.call('forgetDomain', domain);
   }
   async close(): Promise<void> {
     if (this.failure) return;
