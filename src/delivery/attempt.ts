@@ -7,9 +7,10 @@ import type { Decision } from '../policy/decision.ts';
 import { requiresTls } from '../policy/decision.ts';
 import type { QueueItem } from '../store/store.ts';
 import { SmtpError, parseReply } from '../smtp-error.ts';
-import { NoAcceptableTls, openSession, type Session } from './connection.ts';
+import { NoAcceptableTls, openSession, type Session, type SessionOptions } from './connection.ts';
 import type { DestinationCache } from './destination-cache.ts';
 import type { SessionPool } from './pool.ts';
+import type { MxTarget } from './resolve-mx.ts';
 import type { MxFacts, Method, Outcome, TlsFacts } from './record.ts';
 import { afterHostFailure, type HostFailure } from './trouble.ts';
 
@@ -68,26 +69,25 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
   for (const [i, host] of destination.hosts.entries()) {
     const mx: MxFacts = { host: host.host, ip: host.ip, port: host.port, preference: host.preference };
     const isLast = i === destination.hosts.length - 1;
-    const key = `${host.ip}|${host.port}|${host.host}|${job.decision.mode}|${job.decision.verification}|${job.decision.floor.minVersion}|${job.decision.floor.minCipherBits}`;
+    const options: SessionOptions = {
+      name: config.server.hostname,
+      floor: job.decision.floor,
+      verification: job.decision.verification,
+      caFile: config.tls.ca_file ?? undefined,
+      requireTls: requiresTls(job.decision.mode) || job.decision.tlsExpected,
+      allowTls: job.decision.mode !== 'none',
+      timeouts: {
+        connectMs: config.delivery.connect_timeout_ms,
+        greetingMs: config.delivery.greeting_timeout_ms,
+        socketMs: config.delivery.socket_timeout_ms,
+      },
+      logger,
+    };
     try {
       return await deps.pool.with(
-        key,
-        () =>
-          openSession(host, {
-            name: config.server.hostname,
-            floor: job.decision.floor,
-            verification: job.decision.verification,
-            caFile: config.tls.ca_file ?? undefined,
-            requireTls: requiresTls(job.decision.mode) || job.decision.tlsExpected,
-            allowTls: job.decision.mode !== 'none',
-            timeouts: {
-              connectMs: config.delivery.connect_timeout_ms,
-              greetingMs: config.delivery.greeting_timeout_ms,
-              socketMs: config.delivery.socket_timeout_ms,
-            },
-            logger,
-          }),
-        (session) => transact(job, body, session, mx),
+        sessionKey(host, options),
+        () => openSession(host, options),
+        (session) => transact(job, body, session, mx, options.requireTls),
       );
     } catch (err) {
       const failure: HostFailure =
@@ -115,10 +115,23 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
   throw new Error('no host produced a result');
 }
 
+/**
+ * Sessions are shared only between attempts with the same security profile: every
+ * option that decided what TLS the session had to have is part of the key, so a
+ * session opened for a plaintext-tolerant attempt never carries one that needs TLS.
+ */
+function sessionKey(host: MxTarget, o: SessionOptions): string {
+  return [host.ip, host.port, host.host, o.requireTls, o.allowTls, o.verification, o.floor.minVersion, o.floor.minCipherBits, o.caFile ?? ''].join('|');
+}
+
 /** One transaction on an open session; a failure mid-way defers or bounces everyone in it. */
-async function transact(job: Job, body: Buffer, session: Session, mx: MxFacts): Promise<RecipientResult[]> {
+async function transact(job: Job, body: Buffer, session: Session, mx: MxFacts, requireTls: boolean): Promise<RecipientResult[]> {
   const method: Method = session.tls ? 'tls' : 'plaintext';
   const seen = { mx, starttlsOffered: session.starttlsOffered, tls: session.tls };
+  if (requireTls && !session.tls) {
+    // Belt and braces behind sessionKey: whatever happened, this never goes out in plaintext.
+    return job.items.map((item) => ({ item, outcome: 'deferred', method: 'none', ...seen, smtp: { code: 451, enhanced: '4.7.4', response: 'refused to send: the session is not encrypted and this recipient requires TLS' } }));
+  }
   try {
     const sent = await session.send({ from: job.sender, to: job.items.map((i) => i.recipient) }, body);
     return job.items.map((item) => {

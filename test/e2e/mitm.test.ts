@@ -1,0 +1,61 @@
+// A STARTTLS-stripping man in the middle (test/helpers/mitm.ts) in front of a
+// TLS-capable receiver: a TLS-known domain gets zero plaintext deliveries; an
+// unknown domain under opportunistic gets plaintext, and its record says so.
+import { afterAll, expect, it } from 'vitest';
+import { startDnsStub, type DnsStub } from '../helpers/dns-stub.ts';
+import { startStripTlsProxy } from '../helpers/mitm.ts';
+import { startMxSet, type MxSet } from '../helpers/mx.ts';
+import { queueIdOf, startTestRelay, submit, testConfig, type TestRelay } from '../helpers/relay.ts';
+
+let dns: DnsStub | undefined;
+let mxs: MxSet | undefined;
+let relay: TestRelay | undefined;
+let proxy: Awaited<ReturnType<typeof startStripTlsProxy>> | undefined;
+afterAll(async () => {
+  await relay?.close();
+  await proxy?.close();
+  await mxs?.close();
+  await dns?.close();
+});
+
+it('stripping STARTTLS: TLS-known domain deferred as possible-downgrade, unknown domain in plaintext (recorded)', async () => {
+  mxs = await startMxSet([{ kind: 'tls13', name: 'mx.victim.test' }]);
+  const mx = mxs.byName('mx.victim.test');
+  proxy = await startStripTlsProxy({ upstreamHost: mx.host, upstreamPort: mx.port, port: mxs.port, mode: 'pass' });
+  // Both domains' MX resolve to the attacker's proxy.
+  dns = await startDnsStub({
+    'known.test': { MX: [{ preference: 10, exchange: 'mx.victim.test' }] },
+    'fresh.test': { MX: [{ preference: 10, exchange: 'mx.victim.test' }] },
+    'mx.victim.test': { A: [proxy.host] },
+  });
+  relay = await startTestRelay(testConfig({ delivery: { port: mxs.port, dns: { servers: [dns.server] }, retry: { first_seconds: 0.3, max_seconds: 0.5 } } }));
+
+  // Before the attack: known.test delivers over TLS and becomes TLS-known.
+  const before = queueIdOf(await submit({ port: relay.port, from: 'app@clinic.test', to: ['pat@known.test'] }));
+  await relay.waitForRecords((r) => r.some((x) => x.queueId === before && x.outcome === 'delivered' && x.method === 'tls'));
+
+  // The attack starts; wait out the idle connection so the next attempt dials anew.
+  proxy.setMode('strip');
+  await new Promise((r) => setTimeout(r, relay!.config.delivery.idle_reuse_ms + 300));
+  const receivedBefore = mx.received.length;
+
+  const known = queueIdOf(await submit({ port: relay.port, from: 'app@clinic.test', to: ['pat@known.test'] }));
+  const fresh = queueIdOf(await submit({ port: relay.port, from: 'app@clinic.test', to: ['pat@fresh.test'] }));
+  const records = await relay.waitForRecords(
+    (r) => r.filter((x) => x.queueId === known).length >= 2 && r.some((x) => x.queueId === fresh),
+    15_000,
+  );
+
+  // Zero plaintext deliveries for the TLS-known domain, however often it is retried.
+  const knownRecords = records.filter((x) => x.queueId === known);
+  expect(knownRecords.every((r) => r.outcome === 'deferred' && r.method === 'none' && r.starttlsOffered === false)).toBe(true);
+  expect(knownRecords[0]!.smtp.response).toMatch(/^possible-downgrade:/);
+  // The unknown domain goes in plaintext, and its record says exactly that.
+  const [freshRecord] = records.filter((x) => x.queueId === fresh);
+  expect(freshRecord).toMatchObject({ outcome: 'delivered', method: 'plaintext', tls: null, starttlsOffered: false });
+
+  const since = mx.received.slice(receivedBefore);
+  expect(since.map((m) => m.envelope.to)).toEqual([['pat@fresh.test']]);
+  expect(since[0]!.tls).toBeNull();
+  expect(proxy.strippedEhlo).toBeGreaterThanOrEqual(2);
+}, 60_000);
