@@ -38,12 +38,77 @@ const floorSchema = z
   })
   .strict();
 
+// pgp, smime and portal arrive with end-to-end encryption; until then they are refused here.
+const deliverableMode = z.enum(['none', 'opportunistic', 'forced', 'tls-exclusive']);
+
 const policyEntry = z
   .object({
-    // pgp, smime and portal arrive with end-to-end encryption; until then they are refused here.
-    mode: z.enum(['none', 'opportunistic', 'forced', 'tls-exclusive']),
+    mode: deliverableMode,
     /** Default: `ca` for forced/tls-exclusive would refuse most of the internet, so `none` unless named. */
     verification: z.enum(VERIFICATIONS).default('none'),
+  })
+  .strict();
+
+const stringList = z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : [v]));
+
+const ruleMatch = z
+  .object({
+    /** Recipient domains: exact ("example.com"), or "*.example.com" for its subdomains (not itself). */
+    recipient_domain: stringList.optional(),
+    /** A file with one recipient domain (or *.wildcard) per line; # starts a comment. */
+    recipient_domains_file: z.string().optional(),
+    /** Recipient addresses; "*" matches any run of characters ("*@partner.example"). */
+    recipient: stringList.optional(),
+    sender: stringList.optional(),
+    sender_domain: stringList.optional(),
+    /** Authenticated submission user (ingress AUTH name). */
+    auth_user: stringList.optional(),
+    /** A tag in the subject, case-insensitive (e.g. "[phi]"). */
+    subject_tag: z.string().min(1).optional(),
+    /** A header by name, with an exact value or a regular expression (or neither: present). */
+    header: z
+      .object({ name: z.string().min(1), value: z.string().optional(), regex: z.string().optional() })
+      .strict()
+      .refine((h) => !(h.value !== undefined && h.regex !== undefined), 'give value or regex, not both')
+      .refine((h) => h.regex === undefined || isRegex(h.regex), 'not a valid regular expression')
+      .optional(),
+    /** DLP detectors of which at least one fired (ids from dlp.detectors / dlp.custom). */
+    dlp: stringList.optional(),
+  })
+  .strict()
+  .refine((m) => Object.keys(m).length > 0, 'a rule needs at least one condition (use policies.default for everything)');
+
+const floorOverride = z
+  .object({ min_version: z.enum(TLS_VERSIONS).optional(), min_cipher_bits: z.number().int().min(128).max(256).optional() })
+  .strict();
+
+const rule = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'rule names are letters, digits, . _ -'),
+    /** Every condition given must hold (all-of). */
+    match: ruleMatch,
+    mode: deliverableMode,
+    verification: z.enum(VERIFICATIONS).optional(),
+    floor: floorOverride.optional(),
+    /** Steps tried when forced finds no acceptable TLS; pgp/smime/portal arrive with their issue. */
+    fallback: z.array(z.enum(['pgp', 'smime', 'portal'])).max(0, 'no fallback step is available yet (pgp, smime and portal come later)').default([]),
+  })
+  .strict();
+
+const escalationSchema = z
+  .object({
+    /** A subject tag that raises the mode, e.g. "[secure]"; removed from the delivered subject. */
+    subject_tag: z
+      .object({ tag: z.string().min(1), mode: deliverableMode, strip: z.boolean().default(true) })
+      .strict()
+      .nullable()
+      .default(null),
+    /** Header through which an authenticated submitter asks for a mode (never lowers it). */
+    header: z
+      .object({ name: z.string().min(1).default('X-SealRelay-Mode') })
+      .strict()
+      .nullable()
+      .default(null),
   })
   .strict();
 
@@ -144,10 +209,20 @@ export const configSchema = z
     policies: z
       .object({
         default: policyEntry.prefault({ mode: 'opportunistic' }),
-        /** Per recipient domain; exact domain names, lower case. */
+        /** Per recipient domain; exact domain names, lower case (shorthand for a rule). */
         domains: z.record(z.string(), policyEntry).default({}),
+        /** Ordered rules; every matching rule applies and the strongest requirement wins. */
+        rules: z.array(rule).default([]),
+        escalation: escalationSchema.prefault({}),
       })
       .strict()
+      .superRefine((p, ctx) => {
+        const seen = new Set<string>();
+        p.rules.forEach((r, i) => {
+          if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name ${r.name}` });
+          seen.add(r.name);
+        });
+      })
       .prefault({}),
     logging: z
       .object({
@@ -161,9 +236,19 @@ export const configSchema = z
   .strict();
 
 export type Config = z.infer<typeof configSchema>;
+export type RuleConfig = Config['policies']['rules'][number];
 export type Mode = (typeof MODES)[number];
 export type Verification = (typeof VERIFICATIONS)[number];
 export type TlsVersion = (typeof TLS_VERSIONS)[number];
+
+function isRegex(source: string): boolean {
+  try {
+    new RegExp(source);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 function isCidr(value: string): boolean {
   const [addr, bits, ...rest] = value.split('/');

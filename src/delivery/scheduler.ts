@@ -14,7 +14,9 @@ import type { Policy } from '../policy/decide.ts';
 import type { DomainKnowledge, NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
 import { attemptJob, type Job, type RecipientResult } from './attempt.ts';
 import { expired, nextAttemptAt } from './backoff.ts';
-import { bounceFor } from './bounce.ts';
+import { bounceFor, headerBlock } from './bounce.ts';
+import { prepareForDelivery } from './prepare.ts';
+import { messageContext } from '../policy/message-context.ts';
 import { DestinationCache } from './destination-cache.ts';
 import { makeRecord, type DeliveryRecord } from './record.ts';
 import { SessionPool } from './pool.ts';
@@ -43,7 +45,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     maxTransactions: config.delivery.max_transactions_per_connection,
   });
   const destinations = new DestinationCache();
-  const ready: Job[] = [];
+  const ready: Claimed[] = [];
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
   let pumping = false;
@@ -95,15 +97,15 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
         // A full claim means more may be due: claim again as soon as a job slot frees.
         backlog = items.length === limit;
         if (!items.length) return;
-        ready.push(...groupIntoJobs(items, policy));
+        ready.push(...groupByDestination(items));
       }
       while (ready.length && slots() > 0 && !stopping) run(ready.shift()!);
     }
   }
 
-  function run(job: Job): void {
-    const p = execute(job)
-      .catch((err) => logger.error({ event: 'delivery.error', err, queueId: job.queueId }, 'delivery job failed unexpectedly'))
+  function run(group: Claimed): void {
+    const p = execute(group)
+      .catch((err) => logger.error({ event: 'delivery.error', err, queueId: group.queueId }, 'delivery job failed unexpectedly'))
       .finally(() => {
         inFlight.delete(p);
         // New work arrives by kick() and deferred work by the poll: a freed slot only
@@ -113,22 +115,24 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     inFlight.add(p);
   }
 
-  async function execute(claimed: Job): Promise<void> {
-    const started = Date.now();
-    const job = withDomainKnowledge(claimed, await store.getDomain(claimed.domain));
-    const body = await store.readBody(job.queueId);
+  /** One message to one domain: decide per recipient, then one attempt per distinct decision. */
+  async function execute(group: Claimed): Promise<void> {
+    const body = await store.readBody(group.queueId);
     if (!body) {
       // Deleted by an operator while claimed: nothing to send, nothing to record.
-      await store.unclaim(job.items);
+      await store.unclaim(group.items);
       return;
     }
-    const results = await attemptJob(job, body, {
-      config,
-      pool,
-      destinations,
-      logger,
-    });
-    await settle(job, results, body, started);
+    const first = group.items[0]!;
+    const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject });
+    const knowledge = await store.getDomain(group.domain);
+    const outgoing = prepareForDelivery(body, policy);
+    for (const job of splitByDecision(group, (rcpt) => policy.decide(rcpt, ctx))) {
+      const started = Date.now();
+      const informed = withDomainKnowledge(job, knowledge);
+      const results = await attemptJob(informed, outgoing, { config, pool, destinations, logger });
+      await settle(informed, results, body, started);
+    }
   }
 
   async function settle(job: Job, results: readonly RecipientResult[], body: Buffer, started: number): Promise<void> {
@@ -204,21 +208,39 @@ export function withDomainKnowledge(job: Job, knowledge: DomainKnowledge | null)
   return { ...job, decision: expectTls(job.decision, `${job.domain} is TLS-known: delivered over TLS since ${since}`) };
 }
 
-/** One job per (message, domain, decision): the recipients that share one SMTP transaction. */
-export function groupIntoJobs(items: readonly QueueItem[], policy: Policy): Job[] {
-  const jobs = new Map<string, Job>();
+/** Claimed recipients of one message for one domain: what can share a destination. */
+interface Claimed {
+  readonly queueId: string;
+  readonly domain: string;
+  readonly items: readonly QueueItem[];
+}
+
+function groupByDestination(items: readonly QueueItem[]): Claimed[] {
+  const groups = new Map<string, { queueId: string; domain: string; items: QueueItem[] }>();
   for (const item of items) {
-    const decision = policy.decide(item.recipient);
-    const key = `${item.queueId}\0${item.domain}\0${decisionKey(decision)}`;
+    const key = `${item.queueId}\0${item.domain}`;
+    const group = groups.get(key);
+    if (group) group.items.push(item);
+    else groups.set(key, { queueId: item.queueId, domain: item.domain, items: [item] });
+  }
+  return [...groups.values()];
+}
+
+/** One job per distinct decision: the recipients that share one SMTP transaction. */
+export function splitByDecision(group: Claimed, decide: (recipient: string) => Decision): Job[] {
+  const jobs = new Map<string, Job>();
+  for (const item of group.items) {
+    const decision = decide(item.recipient);
+    const key = decisionKey(decision);
     const job = jobs.get(key);
     if (job) (job.items as QueueItem[]).push(item);
-    else jobs.set(key, { queueId: item.queueId, domain: item.domain, sender: item.sender, decision, items: [item] });
+    else jobs.set(key, { queueId: group.queueId, domain: group.domain, sender: item.sender, decision, items: [item] });
   }
   return [...jobs.values()];
 }
 
 function decisionKey(d: Decision): string {
-  return `${d.rule}|${d.mode}|${d.verification}|${d.floor.minVersion}|${d.floor.minCipherBits}`;
+  return [d.rule, d.mode, d.verification, d.floor.minVersion, d.floor.minCipherBits, d.tlsExpected, d.fallbackChain.join(',')].join('|');
 }
 
 function toRecord(decision: Decision, r: RecipientResult, started: number, now: number): DeliveryRecord {

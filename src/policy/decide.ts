@@ -1,35 +1,106 @@
-// Recipient → Decision. In this version the policy is a default plus an exact
-// per-domain table (`policies.domains`); the rule engine grows here later, always
-// ending in makeDecision so every Decision names its rule and its reasons.
-import type { Config } from '../config/schema.ts';
+// Recipient + message → Decision.
+//
+// Policy: the base is the recipient domain's entry in `policies.domains` when
+// there is one (the only way to name `none` for a domain), else
+// `policies.default`. Every matching rule, in order, and every escalation (subject
+// tag, an authenticated submitter's mode header, DLP hits) is then joined onto it
+// through the lattice (lattice.ts), which only ever raises protection. The trace
+// says what applied and why; `sealrelay policy explain` prints it.
+import type { Config, RuleConfig } from '../config/schema.ts';
 import { domainOf } from '../store/store.ts';
 import { makeDecision, type Decision, type Floor } from './decision.ts';
+import { joinDecisions } from './lattice.ts';
+import type { MessageContext } from './message-context.ts';
+import { compileRules } from './rules.ts';
+
+export interface TraceStep {
+  /** default | domain | rule | subject-tag | header | dlp */
+  readonly source: string;
+  readonly name: string;
+  readonly mode: Decision['mode'];
+  /** Did it change the decision (raise anything)? */
+  readonly raised: boolean;
+  readonly why: string;
+}
+
+export interface Explanation {
+  readonly decision: Decision;
+  readonly trace: readonly TraceStep[];
+}
 
 export interface Policy {
-  decide(recipient: string): Decision;
+  decide(recipient: string, ctx: MessageContext): Decision;
+  explain(recipient: string, ctx: MessageContext): Explanation;
+  /** The subject tag to strip from delivered mail, when configured to. */
+  readonly stripSubjectTag: string | null;
+  /** The mode header to remove from delivered mail, when that escalation is on. */
+  readonly modeHeader: string | null;
 }
+
+const MODE_VALUES: ReadonlySet<string> = new Set(['none', 'opportunistic', 'forced', 'tls-exclusive']);
 
 export function createPolicy(config: Pick<Config, 'policies' | 'tls'>): Policy {
   const floor: Floor = { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits };
-  const domains = new Map(Object.entries(config.policies.domains).map(([d, entry]) => [d.toLowerCase(), entry]));
-  const fallbackDecision = makeDecision({
-    ...config.policies.default,
-    floor,
-    fallbackChain: [],
-    tlsExpected: false,
-    rule: 'default',
-    reasons: [`policies.default: mode ${config.policies.default.mode}`],
-  });
-  const byDomain = new Map<string, Decision>();
-  for (const [domain, entry] of domains) {
-    byDomain.set(
-      domain,
-      makeDecision({ ...entry, floor, fallbackChain: [], tlsExpected: false, rule: `domain:${domain}`, reasons: [`policies.domains.${domain}: mode ${entry.mode}`] }),
-    );
+  const p = config.policies;
+  const make = (mode: Decision['mode'], rule: string, why: string, extra: Partial<Pick<Decision, 'verification' | 'floor'>> = {}) =>
+    makeDecision({ mode, verification: extra.verification ?? 'none', floor: extra.floor ?? floor, fallbackChain: [], tlsExpected: false, rule, reasons: [why] });
+
+  const base = make(p.default.mode, 'default', `policies.default: mode ${p.default.mode}`, { verification: p.default.verification });
+  const byDomain = new Map(
+    Object.entries(p.domains).map(([d, e]) => [d.toLowerCase(), make(e.mode, `domain:${d.toLowerCase()}`, `policies.domains.${d}: mode ${e.mode}`, { verification: e.verification })]),
+  );
+  const rules = compileRules(p.rules);
+  const ruleDecision = (r: RuleConfig, why: string[]) =>
+    make(r.mode, `rule:${r.name}`, `rule ${r.name}: ${why.join('; ')} → mode ${r.mode}`, {
+      verification: r.verification,
+      floor: { minVersion: r.floor?.min_version ?? floor.minVersion, minCipherBits: r.floor?.min_cipher_bits ?? floor.minCipherBits },
+    });
+  const tag = p.escalation.subject_tag;
+  const header = p.escalation.header;
+
+  function explain(recipient: string, ctx: MessageContext): Explanation {
+    const domain = domainOf(recipient);
+    const domainEntry = byDomain.get(domain);
+    let decision = domainEntry ?? base;
+    const trace: TraceStep[] = [
+      domainEntry
+        ? { source: 'domain', name: domainEntry.rule, mode: domainEntry.mode, raised: false, why: `policies.domains has ${domain}` }
+        : { source: 'default', name: 'default', mode: base.mode, raised: false, why: 'no policies.domains entry' },
+    ];
+    const raise = (source: string, name: string, next: Decision, why: string) => {
+      const joined = joinDecisions(decision, next);
+      const raised = joined.mode !== decision.mode || joined.verification !== decision.verification || joined.floor.minVersion !== decision.floor.minVersion || joined.floor.minCipherBits !== decision.floor.minCipherBits;
+      trace.push({ source, name, mode: next.mode, raised, why });
+      decision = joined;
+    };
+
+    for (const rule of rules) {
+      const why = rule.match(recipient, ctx);
+      if (why) raise('rule', rule.config.name, ruleDecision(rule.config, why), why.join('; '));
+    }
+    if (tag && ctx.subject?.toLowerCase().includes(tag.tag.toLowerCase())) {
+      raise('subject-tag', tag.tag, make(tag.mode, 'escalation:subject-tag', `subject tag ${tag.tag} → mode ${tag.mode}`), `subject carries ${tag.tag}`);
+    }
+    if (header) {
+      const asked = ctx.headers.get(header.name.toLowerCase())?.[0]?.trim().toLowerCase();
+      if (asked !== undefined) {
+        if (ctx.authUser === null) {
+          trace.push({ source: 'header', name: header.name, mode: decision.mode, raised: false, why: `${header.name} ignored: only authenticated submitters may escalate` });
+        } else if (!MODE_VALUES.has(asked)) {
+          trace.push({ source: 'header', name: header.name, mode: decision.mode, raised: false, why: `${header.name}: ${asked} ignored: not a mode this relay delivers` });
+        } else {
+          const mode = asked as Decision['mode'];
+          raise('header', header.name, make(mode, 'escalation:header', `${header.name}: ${mode} from ${ctx.authUser}`), `${ctx.authUser} asked for ${mode}`);
+        }
+      }
+    }
+    return { decision, trace };
   }
+
   return {
-    decide(recipient) {
-      return byDomain.get(domainOf(recipient)) ?? fallbackDecision;
-    },
+    explain,
+    decide: (recipient, ctx) => explain(recipient, ctx).decision,
+    stripSubjectTag: tag?.strip ? tag.tag : null,
+    modeHeader: header?.name ?? null,
   };
 }

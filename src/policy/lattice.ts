@@ -1,0 +1,73 @@
+// The escalation lattice: how two requirements for one recipient combine. The
+// join of two decisions is never weaker than either, in any dimension, so no
+// combination of rules and escalations can lower protection.
+//
+//   mode:          none < opportunistic < forced = tls-exclusive < pgp = smime < portal
+//                  (forced ⊔ tls-exclusive = forced: both demand TLS, and forced keeps
+//                  the message rather than dropping it; pgp ⊔ smime keeps the earlier)
+//   verification:  none < ca < mta-sts < dane
+//                  (mta-sts is ca plus the policy's MX match; dane pins the key)
+//   floor:         the higher min_version and the higher min_cipher_bits
+//   tlsExpected:   or
+//   fallback:      both chains, the stronger decision's steps first, no repeats
+import type { Mode, TlsVersion, Verification } from '../config/schema.ts';
+import { makeDecision, type Decision, type Floor } from './decision.ts';
+
+export const MODE_RANK: Readonly<Record<Mode, number>> = {
+  none: 0,
+  opportunistic: 1,
+  forced: 2,
+  'tls-exclusive': 2,
+  pgp: 3,
+  smime: 3,
+  portal: 4,
+};
+
+export const VERIFICATION_RANK: Readonly<Record<Verification, number>> = { none: 0, ca: 1, 'mta-sts': 2, dane: 3 };
+
+const VERSION_RANK: Readonly<Record<TlsVersion, number>> = { 'TLSv1.2': 0, 'TLSv1.3': 1 };
+
+export function joinMode(a: Mode, b: Mode): Mode {
+  if (MODE_RANK[a] !== MODE_RANK[b]) return MODE_RANK[a] > MODE_RANK[b] ? a : b;
+  // Equal rank: forced over tls-exclusive (keep the message); otherwise the first.
+  return a === 'tls-exclusive' && b === 'forced' ? b : a;
+}
+
+export function joinVerification(a: Verification, b: Verification): Verification {
+  return VERIFICATION_RANK[b] > VERIFICATION_RANK[a] ? b : a;
+}
+
+export function joinFloor(a: Floor, b: Floor): Floor {
+  return {
+    minVersion: VERSION_RANK[b.minVersion] > VERSION_RANK[a.minVersion] ? b.minVersion : a.minVersion,
+    minCipherBits: Math.max(a.minCipherBits, b.minCipherBits),
+  };
+}
+
+/** `a` raised by `b`: the rule that set the (strictly) stronger mode names the result. */
+export function joinDecisions(a: Decision, b: Decision): Decision {
+  const mode = joinMode(a.mode, b.mode);
+  const stronger = mode === a.mode ? a : b;
+  const weaker = stronger === a ? b : a;
+  return makeDecision({
+    mode,
+    verification: joinVerification(a.verification, b.verification),
+    floor: joinFloor(a.floor, b.floor),
+    tlsExpected: a.tlsExpected || b.tlsExpected,
+    // tls-exclusive drops instead of falling back.
+    fallbackChain: mode === 'tls-exclusive' ? [] : [...new Set([...stronger.fallbackChain, ...weaker.fallbackChain])],
+    rule: stronger.rule,
+    reasons: [...a.reasons, ...b.reasons],
+  });
+}
+
+/** Is `a` at least as strong as `b` in every dimension? */
+export function atLeast(a: Decision, b: Decision): boolean {
+  return (
+    MODE_RANK[a.mode] >= MODE_RANK[b.mode] &&
+    VERIFICATION_RANK[a.verification] >= VERIFICATION_RANK[b.verification] &&
+    VERSION_RANK[a.floor.minVersion] >= VERSION_RANK[b.floor.minVersion] &&
+    a.floor.minCipherBits >= b.floor.minCipherBits &&
+    (a.tlsExpected || !b.tlsExpected)
+  );
+}

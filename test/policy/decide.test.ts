@@ -1,0 +1,78 @@
+// Rules → Decision, as tables: what matches, what wins, what the trace says.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { configSchema } from '../../src/config/schema.ts';
+import { createPolicy } from '../../src/policy/decide.ts';
+import { messageContext } from '../../src/policy/message-context.ts';
+
+const domainsFile = join(mkdtempSync(join(tmpdir(), 'sealrelay-rules-')), 'banks.txt');
+writeFileSync(domainsFile, '# banks that demand TLS\nbank.example\n*.banks.example  # all of them\n');
+
+const policy = createPolicy(
+  configSchema.parse({
+    ingress: { listeners: {} },
+    policies: {
+      default: { mode: 'opportunistic' },
+      domains: { 'legacy.example': { mode: 'none' } },
+      rules: [
+        { name: 'banks', match: { recipient_domains_file: domainsFile }, mode: 'forced', verification: 'ca' },
+        { name: 'marketing', match: { sender_domain: 'news.clinic.example', header: { name: 'X-Campaign', regex: '^spring' } }, mode: 'tls-exclusive' },
+        { name: 'partner', match: { recipient: '*@partner.example' }, mode: 'forced', floor: { min_version: 'TLSv1.3' } },
+        { name: 'billing-app', match: { auth_user: ['billing'], subject_tag: '[phi]' }, mode: 'forced' },
+        { name: 'phi-dlp', match: { dlp: ['ssn', 'mrn'] }, mode: 'forced' },
+        { name: 'no-lowering', match: { recipient_domain: 'bank.example' }, mode: 'none' },
+      ],
+      escalation: { subject_tag: { tag: '[secure]', mode: 'forced' }, header: { name: 'X-SealRelay-Mode' } },
+    },
+  }),
+);
+
+const ctx = (over: { sender?: string; authUser?: string | null; head?: string; dlpHits?: string[] } = {}) =>
+  messageContext({ sender: over.sender ?? 'app@clinic.example', authUser: over.authUser ?? null, headerBlock: over.head ?? 'Subject: hello', dlpHits: over.dlpHits });
+
+describe('policy decide', () => {
+  it.each([
+    ['default', 'pat@example.org', ctx(), 'opportunistic', 'default'],
+    ['domain entry may name none', 'pat@legacy.example', ctx(), 'none', 'domain:legacy.example'],
+    ['domains file, exact', 'pat@bank.example', ctx(), 'forced', 'rule:banks'],
+    ['domains file, wildcard subdomain', 'pat@east.banks.example', ctx(), 'forced', 'rule:banks'],
+    ['wildcard does not match the parent', 'pat@banks.example', ctx(), 'opportunistic', 'default'],
+    ['all-of: sender domain and header regex', 'x@example.org', ctx({ sender: 'a@news.clinic.example', head: 'X-Campaign: spring-24' }), 'tls-exclusive', 'rule:marketing'],
+    ['all-of: header alone is not enough', 'x@example.org', ctx({ head: 'X-Campaign: spring-24' }), 'opportunistic', 'default'],
+    ['address pattern', 'bob@partner.example', ctx(), 'forced', 'rule:partner'],
+    ['auth user and subject tag', 'x@example.org', ctx({ authUser: 'billing', head: 'Subject: [PHI] invoice' }), 'forced', 'rule:billing-app'],
+    ['DLP hit', 'x@example.org', ctx({ dlpHits: ['mrn'] }), 'forced', 'rule:phi-dlp'],
+    ['subject tag escalation', 'x@example.org', ctx({ head: 'Subject: [Secure] results' }), 'forced', 'escalation:subject-tag'],
+    ['header escalation from an authenticated submitter', 'x@example.org', ctx({ authUser: 'app1', head: 'X-SealRelay-Mode: tls-exclusive' }), 'tls-exclusive', 'escalation:header'],
+    ['header escalation ignored without AUTH', 'x@example.org', ctx({ head: 'X-SealRelay-Mode: forced' }), 'opportunistic', 'default'],
+    ['a rule with mode none cannot lower', 'pat@bank.example', ctx(), 'forced', 'rule:banks'],
+    ['header asking for none cannot lower', 'pat@bank.example', ctx({ authUser: 'app1', head: 'X-SealRelay-Mode: none' }), 'forced', 'rule:banks'],
+    ['escalation raises even a domain named none', 'pat@legacy.example', ctx({ head: 'Subject: [secure] x' }), 'forced', 'escalation:subject-tag'],
+  ])('%s', (_name, rcpt, c, mode, rule) => {
+    expect(policy.decide(rcpt, c)).toMatchObject({ mode, rule });
+  });
+
+  it('the strictest floor and verification win, and the trace names every step', () => {
+    const { decision, trace } = policy.explain('bob@partner.example', ctx({ head: 'Subject: [secure] hi' }));
+    expect(decision).toMatchObject({ mode: 'forced', floor: { minVersion: 'TLSv1.3' } });
+    expect(trace.map((t) => [t.source, t.name, t.raised])).toEqual([
+      ['default', 'default', false],
+      ['rule', 'partner', true],
+      ['subject-tag', '[secure]', false],
+    ]);
+    const bank = policy.explain('pat@bank.example', ctx()).decision;
+    expect(bank.verification).toBe('ca');
+    expect(bank.reasons.some((r) => /rule banks: recipient domain bank\.example matches bank\.example/.test(r))).toBe(true);
+  });
+
+  it('rejects bad rules with the key that is wrong', () => {
+    const bad = (rules: unknown) => configSchema.safeParse({ ingress: { listeners: {} }, policies: { rules } });
+    expect(bad([{ name: 'x', match: {}, mode: 'forced' }]).success).toBe(false);
+    expect(bad([{ name: 'x', match: { header: { name: 'A', regex: '(' } }, mode: 'forced' }]).error?.issues[0]?.path).toEqual(['policies', 'rules', 0, 'match', 'header']);
+    expect(bad([{ name: 'x', match: { recipient: 'a@b' }, mode: 'forced' }, { name: 'x', match: { recipient: 'c@d' }, mode: 'forced' }]).error?.issues[0]?.message).toMatch(/duplicate rule name/);
+    expect(bad([{ name: 'x', match: { recipient: 'a@b' }, mode: 'portal' }]).success).toBe(false);
+    expect(bad([{ name: 'x', match: { recipent: 'a@b' }, mode: 'forced' }]).error?.issues[0]?.code).toBe('unrecognized_keys');
+  });
+});

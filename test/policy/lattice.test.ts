@@ -1,0 +1,45 @@
+// The escalation lattice: no combination of rules and escalations lowers protection.
+import { describe, expect, it } from 'vitest';
+import { MODES, VERIFICATIONS, type Mode, type Verification } from '../../src/config/schema.ts';
+import { makeDecision, type Decision } from '../../src/policy/decision.ts';
+import { atLeast, joinDecisions, joinMode, MODE_RANK } from '../../src/policy/lattice.ts';
+
+const d = (mode: Mode, verification: Verification = 'none', minVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.2', minCipherBits = 128, tlsExpected = false): Decision =>
+  makeDecision({ mode, verification, floor: { minVersion, minCipherBits }, fallbackChain: mode === 'forced' ? ['pgp'] : [], tlsExpected, rule: `r-${mode}`, reasons: [mode] });
+
+const all: Decision[] = [];
+for (const mode of MODES) for (const v of VERIFICATIONS) for (const version of ['TLSv1.2', 'TLSv1.3'] as const) for (const bits of [128, 256]) for (const te of [false, true]) all.push(d(mode, v, version, bits, te));
+
+describe('escalation lattice', () => {
+  it.each([
+    ['none', 'opportunistic', 'opportunistic'],
+    ['opportunistic', 'forced', 'forced'],
+    ['forced', 'tls-exclusive', 'forced'],
+    ['tls-exclusive', 'forced', 'forced'],
+    ['tls-exclusive', 'opportunistic', 'tls-exclusive'],
+    ['forced', 'pgp', 'pgp'],
+    ['smime', 'pgp', 'smime'],
+    ['pgp', 'portal', 'portal'],
+    ['portal', 'none', 'portal'],
+  ] as const)('%s ⊔ %s = %s', (a, b, want) => {
+    expect(joinMode(a, b)).toBe(want);
+  });
+
+  it(`never lowers anything: every pair of ${all.length} decisions, both orders`, () => {
+    for (const a of all) {
+      for (const b of all) {
+        const j = joinDecisions(a, b);
+        expect(atLeast(j, a) && atLeast(j, b), `${JSON.stringify(a)} ⊔ ${JSON.stringify(b)}`).toBe(true);
+        expect(MODE_RANK[j.mode]).toBe(Math.max(MODE_RANK[a.mode], MODE_RANK[b.mode]));
+      }
+    }
+  });
+
+  it('is idempotent and the reasons of both sides are kept; tls-exclusive never gains a fallback', () => {
+    const a = d('forced', 'ca');
+    expect(joinDecisions(a, a)).toMatchObject({ mode: 'forced', verification: 'ca' });
+    const j = joinDecisions(d('tls-exclusive'), d('opportunistic'));
+    expect(j.fallbackChain).toEqual([]);
+    expect(joinDecisions(d('opportunistic'), d('forced', 'ca', 'TLSv1.3', 256)).reasons).toEqual(['opportunistic', 'forced']);
+  });
+});
