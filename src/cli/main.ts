@@ -6,6 +6,7 @@ import pkg from '../../package.json' with { type: 'json' };
 import { ConfigError, formatProblem } from '../config/load.ts';
 import { registerConfigCommands } from './config-check.ts';
 import { registerDomainCommands } from './domains.ts';
+import { registerPolicyCommands } from './policy.ts';
 import type { CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { registerLog } from './log.ts';
@@ -32,6 +33,7 @@ registerUserCommands(program, context);
 registerLog(program, context);
 registerQueueCommands(program, context);
 registerDomainCommands(program, context);
+registerPolicyCommands(program, context);
 
 try {
   await program.parseAsync(process.argv);

@@ -9,9 +9,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
-import { expectTls, type Decision } from '../policy/decision.ts';
+import type { Decision } from '../policy/decision.ts';
+import { informedBy } from '../policy/domain-knowledge.ts';
 import type { Policy } from '../policy/decide.ts';
-import type { DomainKnowledge, NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
+import type { NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
 import { attemptJob, type Job, type RecipientResult } from './attempt.ts';
 import { expired, nextAttemptAt } from './backoff.ts';
 import { bounceFor, headerBlock } from './bounce.ts';
@@ -127,11 +128,10 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject });
     const knowledge = await store.getDomain(group.domain);
     const outgoing = prepareForDelivery(body, policy);
-    for (const job of splitByDecision(group, (rcpt) => policy.decide(rcpt, ctx))) {
+    for (const job of splitByDecision(group, (rcpt) => informedBy(policy.decide(rcpt, ctx), group.domain, knowledge))) {
       const started = Date.now();
-      const informed = withDomainKnowledge(job, knowledge);
-      const results = await attemptJob(informed, outgoing, { config, pool, destinations, logger });
-      await settle(informed, results, body, started);
+      const results = await attemptJob(job, outgoing, { config, pool, destinations, logger });
+      await settle(job, results, body, started);
     }
   }
 
@@ -194,18 +194,6 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   };
   schedule(0);
   return deliveryWorker;
-}
-
-/**
- * A domain that has delivered over TLS is TLS-known: from then on even an
- * opportunistic decision expects TLS, so a stripped STARTTLS or a failed handshake
- * is a possible downgrade (deferred), never plaintext. Only `none`, which an
- * operator names on purpose, is left as it is.
- */
-export function withDomainKnowledge(job: Job, knowledge: DomainKnowledge | null): Job {
-  if (!knowledge?.tlsKnownSince || job.decision.mode === 'none') return job;
-  const since = new Date(knowledge.tlsKnownSince).toISOString();
-  return { ...job, decision: expectTls(job.decision, `${job.domain} is TLS-known: delivered over TLS since ${since}`) };
 }
 
 /** Claimed recipients of one message for one domain: what can share a destination. */

@@ -1,0 +1,108 @@
+// `sealrelay policy explain`: what the current policy decides for each
+// recipient of a (real or described) message, which rule set the mode, and every
+// rule and escalation that applied and why — the same code the delivery worker
+// runs (createPolicy + domain knowledge), so the answer is the relay's answer.
+import { existsSync, readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { createPolicy, type Explanation } from '../policy/decide.ts';
+import { informedBy } from '../policy/domain-knowledge.ts';
+import { messageContext } from '../policy/message-context.ts';
+import { openStore } from '../store/open-store.ts';
+import { domainOf, type DomainKnowledge } from '../store/store.ts';
+import { readConfig, type CliContext } from './context.ts';
+import { CliError, EXIT } from './exit.ts';
+import { renderTable } from './table.ts';
+
+interface ExplainOptions {
+  from: string;
+  to: string[];
+  subject?: string;
+  header: string[];
+  authUser?: string;
+  file?: string;
+  json?: boolean;
+}
+
+export function registerPolicyCommands(program: Command, context: () => CliContext): void {
+  const policy = program.command('policy').description('inspect the delivery policy');
+  policy
+    .command('explain')
+    .description('the decision for each recipient, the rule that matched and every escalation')
+    .requiredOption('--from <address>', 'envelope sender')
+    .requiredOption('--to <address>', 'recipient (repeat for several)', collect, [])
+    .option('--subject <text>', 'subject (overrides the one in --file)')
+    .option('--header <"Name: value">', 'a header field (repeatable)', collect, [])
+    .option('--auth-user <name>', 'as if submitted by this authenticated user')
+    .option('--file <message.eml>', 'take the header fields from a message file')
+    .option('--json', 'one JSON object per recipient')
+    .action(async (opts: ExplainOptions) => {
+      if (!opts.to.length) throw new CliError(EXIT.USAGE, 'policy explain needs at least one --to');
+      const config = readConfig(context());
+      const head = headerBlockFrom(opts);
+      const ctx = messageContext({ sender: opts.from, authUser: opts.authUser ?? null, headerBlock: head });
+      const knowledge = await domainKnowledge(config.store, opts.to);
+      const policy = createPolicy(config);
+      const rows = opts.to.map((to) => {
+        const explained = policy.explain(to, ctx);
+        return { recipient: to, ...explained, decision: informedBy(explained.decision, domainOf(to), knowledge.get(domainOf(to)) ?? null) };
+      });
+      if (opts.json) {
+        for (const r of rows) console.log(JSON.stringify(r));
+        return;
+      }
+      console.log(
+        renderTable(
+          [{ header: 'RECIPIENT' }, { header: 'MODE' }, { header: 'VERIFY' }, { header: 'FLOOR' }, { header: 'TLS EXPECTED' }, { header: 'RULE' }],
+          rows.map((r) => [r.recipient, r.decision.mode, r.decision.verification, `${r.decision.floor.minVersion}, ${r.decision.floor.minCipherBits} bits`, r.decision.tlsExpected ? 'yes' : 'no', r.decision.rule]),
+        ),
+      );
+      for (const r of rows) {
+        console.log(`\n${r.recipient}:`);
+        for (const line of traceLines(r)) console.log(`  ${line}`);
+      }
+    });
+}
+
+function traceLines(r: Explanation & { recipient: string }): string[] {
+  const lines = r.trace.map((t) => `${t.raised ? '↑' : '·'} ${t.source} ${t.name}: ${t.why}${t.source === 'default' || t.source === 'domain' ? ` → ${t.mode}` : t.raised ? ` → raised to ${t.mode}` : ` (${t.mode}, no change)`}`);
+  const known = r.decision.reasons.find((reason) => reason.includes('TLS-known'));
+  if (known) lines.push(`↑ domain knowledge: ${known}`);
+  return lines;
+}
+
+function headerBlockFrom(opts: ExplainOptions): string {
+  let head = '';
+  if (opts.file) {
+    if (!existsSync(opts.file)) throw new CliError(EXIT.USAGE, `no such file: ${opts.file}`);
+    const text = readFileSync(opts.file, 'latin1');
+    const end = text.search(/\r?\n\r?\n/);
+    head = end < 0 ? text : text.slice(0, end);
+  }
+  const extra = [...opts.header];
+  if (opts.subject !== undefined) {
+    head = head.replace(/^Subject:.*(\r?\n[ \t].*)*$/gim, '').replace(/^\s*\n/gm, '');
+    extra.push(`Subject: ${opts.subject}`);
+  }
+  for (const h of extra) if (!/^[^:\s]+:/.test(h)) throw new CliError(EXIT.USAGE, `--header wants "Name: value", got ${h}`);
+  return [head, ...extra].filter(Boolean).join('\r\n');
+}
+
+/** What the relay knows of these domains, when there is a store to ask. */
+async function domainKnowledge(config: Parameters<typeof openStore>[0], recipients: readonly string[]): Promise<Map<string, DomainKnowledge>> {
+  const known = new Map<string, DomainKnowledge>();
+  if (config.driver === 'sqlite' && !existsSync(config.path)) return known;
+  const store = openStore(config);
+  try {
+    for (const domain of new Set(recipients.map(domainOf))) {
+      const k = await store.getDomain(domain);
+      if (k) known.set(domain, k);
+    }
+  } finally {
+    await store.close();
+  }
+  return known;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
