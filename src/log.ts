@@ -25,6 +25,7 @@ export const EVENTS = [
   'delivery.connection_failed',
   'delivery.bounce_queued',
   'delivery.error',
+  'domains.mta_sts',
   'store.error',
   'store.recovered',
 ] as const;

@@ -224,6 +224,22 @@ export const configSchema = z
         });
       })
       .prefault({}),
+    mta_sts: z
+      .object({
+        /** Honour recipient domains' MTA-STS policies (RFC 8461). */
+        enabled: z.boolean().default(true),
+        /** PEM bundle trusted for the HTTPS policy fetch; null = the system store. */
+        ca_file: z.string().nullable().default(null),
+        /** Port of the policy web server: 443; only tests change it. */
+        https_port: z.number().int().min(1).max(65535).default(443),
+        timeout_ms: z.number().int().positive().default(10_000),
+        /** Least time between checks of a domain's _mta-sts TXT id, in seconds. */
+        recheck_seconds: z.number().positive().default(60),
+        /** After a failed fetch with nothing cached, wait this long before trying again, in seconds. */
+        failure_backoff_seconds: z.number().positive().default(300),
+      })
+      .strict()
+      .prefault({}),
     logging: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

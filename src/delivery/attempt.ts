@@ -11,7 +11,9 @@ import { NoAcceptableTls, openSession, type Session, type SessionOptions } from 
 import type { DestinationCache } from './destination-cache.ts';
 import type { SessionPool } from './pool.ts';
 import type { MxTarget } from './resolve-mx.ts';
-import type { MxFacts, Method, Outcome, TlsFacts } from './record.ts';
+import type { MxFacts, Method, MtaStsVerdict, Outcome, TlsFacts } from './record.ts';
+import type { MtaStsState } from '../domains/mta-sts-cache.ts';
+import { checkMx } from '../domains/mta-sts.ts';
 import { afterHostFailure, type HostFailure } from './trouble.ts';
 
 export interface Job {
@@ -20,6 +22,8 @@ export interface Job {
   readonly sender: string;
   readonly decision: Decision;
   readonly items: readonly QueueItem[];
+  /** The domain's MTA-STS policy when it has one in force (enforce or testing). */
+  readonly mtaSts?: MtaStsState | null;
 }
 
 export interface RecipientResult {
@@ -30,6 +34,7 @@ export interface RecipientResult {
   readonly starttlsOffered: boolean | null;
   readonly tls: TlsFacts | null;
   readonly smtp: { code: number | null; enhanced: string | null; response: string };
+  readonly mtaSts?: MtaStsVerdict | null;
 }
 
 export interface AttemptDeps {
@@ -64,11 +69,22 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
   if (!destination.hosts.length) {
     return fromError(new SmtpError(451, '4.4.4', 'dns', `no usable address for the mail hosts of ${job.domain}`));
   }
+  // MTA-STS applies to MX delivery, not to a static route the operator set.
+  const sts = destination.kind === 'route' ? null : stsInForce(job.mtaSts);
+  let hosts = destination.hosts;
+  if (sts?.mode === 'enforce') {
+    hosts = hosts.filter((h) => checkMx(sts, h.host).ok);
+    if (!hosts.length) {
+      const result = `no MX host of ${job.domain} matches its MTA-STS policy (mx: ${sts.mx.join(', ')})`;
+      return everyone({ outcome: 'deferred', method: 'none', mx: null, starttlsOffered: null, tls: null, smtp: { code: 451, enhanced: '4.7.5', response: result }, mtaSts: verdict(sts, result) });
+    }
+  }
+  const judge = (r: RecipientResult): RecipientResult => (sts ? { ...r, mtaSts: verdict(sts, stsResult(sts, r)) } : r);
 
   const failures: HostFailure[] = [];
-  for (const [i, host] of destination.hosts.entries()) {
+  for (const [i, host] of hosts.entries()) {
     const mx: MxFacts = { host: host.host, ip: host.ip, port: host.port, preference: host.preference };
-    const isLast = i === destination.hosts.length - 1;
+    const isLast = i === hosts.length - 1;
     const options: SessionOptions = {
       name: config.server.hostname,
       floor: job.decision.floor,
@@ -84,11 +100,12 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
       logger,
     };
     try {
-      return await deps.pool.with(
+      const results = await deps.pool.with(
         sessionKey(host, options),
         () => openSession(host, options),
         (session) => transact(job, body, session, mx, options.requireTls),
       );
+      return results.map(judge);
     } catch (err) {
       const failure: HostFailure =
         err instanceof NoAcceptableTls ? { kind: 'no-acceptable-tls', tls: err.kind } : { kind: 'connect-failed' };
@@ -108,11 +125,34 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
           : err instanceof NoAcceptableTls && job.decision.tlsExpected && !requiresTls(job.decision.mode)
             ? `possible-downgrade: ${job.domain} is known to offer TLS, but ${e.reason}`
             : e.reason;
-      return fromError(new SmtpError(e.code, e.enhanced, e.stage, e.message, reason), outcome, mx, tlsSeen);
+      return fromError(new SmtpError(e.code, e.enhanced, e.stage, e.message, reason), outcome, mx, tlsSeen).map(judge);
     }
   }
   // Unreachable: the last host always ends the loop with a result.
   throw new Error('no host produced a result');
+}
+
+function stsInForce(state: MtaStsState | null | undefined): (MtaStsState & { mode: 'enforce' | 'testing' }) | null {
+  return state && (state.mode === 'enforce' || state.mode === 'testing') ? (state as MtaStsState & { mode: 'enforce' | 'testing' }) : null;
+}
+
+function verdict(sts: MtaStsState & { mode: 'enforce' | 'testing' }, result: string): MtaStsVerdict {
+  return { mode: sts.mode, id: sts.id ?? null, result };
+}
+
+/** How one recipient's attempt fared against the policy: the MX, TLS, and the certificate (RFC 8461 §4). */
+function stsResult(sts: MtaStsState, r: RecipientResult): string {
+  if (!r.mx) return r.smtp.response;
+  const mx = checkMx(sts, r.mx.host);
+  const failure = !mx.ok
+    ? mx.reason
+    : !r.tls
+      ? `no TLS with ${r.mx.host}${r.starttlsOffered === false ? ' (STARTTLS not offered)' : ''}`
+      : !r.tls.authorized
+        ? `certificate of ${r.mx.host} not valid (${r.tls.authorizationError ?? 'unknown'})`
+        : null;
+  if (!failure) return 'pass';
+  return sts.mode === 'testing' ? `would fail: ${failure}` : failure;
 }
 
 /**

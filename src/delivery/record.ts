@@ -47,7 +47,16 @@ export interface DeliveryRecord {
   readonly starttlsOffered: boolean | null;
   readonly tls: TlsFacts | null;
   readonly smtp: { code: number | null; enhanced: string | null; response: string };
+  /** The recipient domain's MTA-STS policy at this attempt and how the attempt fared against it. */
+  readonly mtaSts?: MtaStsVerdict | null;
   readonly durationMs: number;
+}
+
+export interface MtaStsVerdict {
+  readonly mode: 'enforce' | 'testing';
+  readonly id: string | null;
+  /** "pass", or why it failed (enforce: nothing was sent) or would have failed (testing). */
+  readonly result: string;
 }
 
 export function makeRecord(r: DeliveryRecord): DeliveryRecord {

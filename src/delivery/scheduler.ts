@@ -10,7 +10,10 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { Decision } from '../policy/decision.ts';
-import { informedBy } from '../policy/domain-knowledge.ts';
+import { informedBy, informedByMtaSts } from '../policy/domain-knowledge.ts';
+import { createMtaStsCache, type MtaStsCache, type MtaStsState } from '../domains/mta-sts-cache.ts';
+import type { MtaStsPolicy } from '../domains/mta-sts.ts';
+import { readFileSync } from 'node:fs';
 import type { Policy } from '../policy/decide.ts';
 import type { NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
 import { attemptJob, type Job, type RecipientResult } from './attempt.ts';
@@ -47,6 +50,17 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   });
   const destinations = new DestinationCache();
   const ready: Claimed[] = [];
+  let mtaSts = mtaStsCacheFor(config, store, logger);
+  /** The domain's MTA-STS state; statically routed domains and a disabled feature have none. */
+  const mtaStsFor = async (domain: string): Promise<MtaStsState | null> => {
+    if (!mtaSts || config.delivery.routes[domain]) return null;
+    try {
+      return await mtaSts.policyFor(domain);
+    } catch (err) {
+      logger.warn({ event: 'delivery.error', domain, err: (err as Error).message }, 'MTA-STS lookup failed');
+      return null;
+    }
+  };
   const inFlight = new Set<Promise<void>>();
   let stopping = false;
   let pumping = false;
@@ -127,9 +141,12 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     const first = group.items[0]!;
     const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject });
     const knowledge = await store.getDomain(group.domain);
+    const sts = await mtaStsFor(group.domain);
     const outgoing = prepareForDelivery(body, policy);
-    for (const job of splitByDecision(group, (rcpt) => informedBy(policy.decide(rcpt, ctx), group.domain, knowledge))) {
+    const decide = (rcpt: string) => informedByMtaSts(informedBy(policy.decide(rcpt, ctx), group.domain, knowledge), group.domain, sts);
+    for (const decided of splitByDecision(group, decide)) {
       const started = Date.now();
+      const job = { ...decided, mtaSts: sts };
       const results = await attemptJob(job, outgoing, { config, pool, destinations, logger });
       await settle(job, results, body, started);
     }
@@ -187,6 +204,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       config = newConfig;
       policy = newPolicy;
       destinations.clear();
+      mtaSts = mtaStsCacheFor(newConfig, store, logger);
     },
     get busy() {
       return inFlight.size;
@@ -194,6 +212,31 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   };
   schedule(0);
   return deliveryWorker;
+}
+
+/** MTA-STS policies fetched over HTTPS and kept in the store (RFC 8461 §5.1), or null when disabled. */
+function mtaStsCacheFor(config: Config, store: Store, logger: Logger): MtaStsCache | null {
+  const c = config.mta_sts;
+  if (!c.enabled) return null;
+  return createMtaStsCache({
+    fetch: {
+      dnsServers: config.delivery.dns.servers,
+      timeoutMs: c.timeout_ms,
+      port: c.https_port,
+      ...(c.ca_file ? { ca: readFileSync(c.ca_file) } : {}),
+    },
+    cache: {
+      get: async (domain) => {
+        const json = await store.getMtaStsPolicy(domain);
+        return json ? (JSON.parse(json) as MtaStsPolicy) : null;
+      },
+      set: (domain, policy) => store.setMtaStsPolicy(domain, JSON.stringify(policy)),
+    },
+    recheckMs: c.recheck_seconds * 1000,
+    failureBackoffMs: c.failure_backoff_seconds * 1000,
+    onFetch: (domain, result, background) =>
+      logger.info({ event: 'domains.mta_sts', domain, result: result.kind, reason: 'reason' in result ? result.reason : undefined, mode: 'mode' in result ? result.mode : undefined, background }, `MTA-STS ${domain}: ${result.kind}`),
+  });
 }
 
 /** Claimed recipients of one message for one domain: what can share a destination. */
@@ -246,6 +289,7 @@ function toRecord(decision: Decision, r: RecipientResult, started: number, now: 
     method: r.method,
     outcome: r.outcome,
     mx: r.mx,
+    mtaSts: r.mtaSts ?? null,
     starttlsOffered: r.starttlsOffered,
     tls: r.tls,
     smtp: r.smtp,

@@ -62,6 +62,9 @@ export function verifyPeer(
     case 'none':
       // Encrypt only: any certificate, or none at all.
       return null;
+    // MTA-STS (RFC 8461 §4.2): a chain we trust and a certificate naming the MX host;
+    // that the host is one the policy lists was checked before connecting (attempt.ts).
+    case 'mta-sts':
     case 'ca': {
       if (!peerCert || !Object.keys(peerCert).length) return refuse(`${mxHost} presented no certificate`);
       // `authorized` already covers the SNI name; checked here first so that the reason
@@ -71,7 +74,6 @@ export function verifyPeer(
       if (!facts.authorized) return refuse(`chain of ${mxHost} not trusted (${facts.authorizationError ?? 'unknown reason'})`);
       return null;
     }
-    case 'mta-sts':
     case 'dane':
       // Later issue: until then nothing is sent under a policy we cannot check.
       return new SmtpError(TLS_POLICY_CODE, '4.7.5', 'tls-policy', `verification ${verification} is not implemented yet`);

@@ -128,6 +128,9 @@ export interface Store {
   listDomains(): Promise<DomainKnowledge[]>;
   /** Forgets a domain (operator reset); false when it was not known. */
   forgetDomain(domain: string): Promise<boolean>;
+  /** The cached MTA-STS policy of a domain (opaque JSON owned by domains/mta-sts). */
+  getMtaStsPolicy(domain: string): Promise<string | null>;
+  setMtaStsPolicy(domain: string, policyJson: string): Promise<void>;
   close(): Promise<void>;
 }
 

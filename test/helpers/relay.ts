@@ -39,6 +39,8 @@ export function testConfig(over: Record<string, unknown> = {}): Config {
       idle_reuse_ms: 500,
       shutdown_grace_seconds: 5,
     },
+    // MTA-STS only where a test turns it on with its own DNS stub and policy server.
+    mta_sts: { enabled: false },
     logging: { level: process.env.SEALRELAY_TEST_LOG ?? 'silent' },
   };
   return configSchema.parse(merge(base, over));

@@ -62,6 +62,11 @@ const MIGRATIONS: readonly string[] = [
      last_attempt_at    INTEGER NOT NULL,
      attempts           INTEGER NOT NULL DEFAULT 0
    );`,
+  // MTA-STS policies survive restarts (RFC 8461 §5.1: cache them for max_age).
+  `CREATE TABLE mta_sts_policies (
+     domain TEXT PRIMARY KEY,
+     policy TEXT NOT NULL
+   );`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -110,6 +110,10 @@ export class SqliteStore implements Store {
       getDomain: this.db.prepare(`SELECT * FROM domains WHERE domain = ?`),
       listDomains: this.db.prepare(`SELECT * FROM domains ORDER BY domain`),
       forgetDomain: this.db.prepare(`DELETE FROM domains WHERE domain = ?`),
+      getMtaSts: this.db.prepare(`SELECT policy FROM mta_sts_policies WHERE domain = ?`).pluck(),
+      setMtaSts: this.db.prepare(
+        `INSERT INTO mta_sts_policies (domain, policy) VALUES (?, ?) ON CONFLICT (domain) DO UPDATE SET policy = excluded.policy`,
+      ),
       recover: this.db.prepare(`UPDATE recipients SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL AND state = 'queued'`),
       // Walks recipients_due in order and stops at the first unleased row: few rows are leased at once.
       nextDue: this.db.prepare(
@@ -281,6 +285,14 @@ export class SqliteStore implements Store {
 
   async forgetDomain(domain: string): Promise<boolean> {
     return this.stmt.forgetDomain.run(domain.toLowerCase()).changes > 0;
+  }
+
+  async getMtaStsPolicy(domain: string): Promise<string | null> {
+    return (this.stmt.getMtaSts.get(domain.toLowerCase()) as string | undefined) ?? null;
+  }
+
+  async setMtaStsPolicy(domain: string, policyJson: string): Promise<void> {
+    this.commit('normal', () => this.stmt.setMtaSts.run(domain.toLowerCase(), policyJson));
   }
 
   async unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void> {

@@ -138,6 +138,12 @@ export class ThreadedSqliteStore implements Store {
   forgetDomain(domain: string): Promise<boolean> {
     return this.call('forgetDomain', domain);
   }
+  getMtaStsPolicy(domain: string): Promise<string | null> {
+    return this.call('getMtaStsPolicy', domain);
+  }
+  setMtaStsPolicy(domain: string, policyJson: string): Promise<void> {
+    return this.call('setMtaStsPolicy', domain, policyJson);
+  }
   async close(): Promise<void> {
     if (this.failure) return;
     const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
