@@ -8,6 +8,7 @@
 //
 // The relay module is imported only here and only when starting, so the other
 // subcommands never load listeners, delivery or crypto code.
+import { watchFile } from 'node:fs';
 import type { Command } from 'commander';
 import { ConfigError, formatProblem, loadConfig } from '../config/load.ts';
 import { createLogger, type Logger } from '../log.ts';
@@ -17,6 +18,8 @@ import { CliError, EXIT } from './exit.ts';
 /** Beyond the grace period, how long close() may still take before we give up and exit 1. */
 // Ingress may spend up to 10 s draining DATA before delivery's grace period starts.
 const CLOSE_SLACK_MS = 20_000;
+/** How often the config file is checked for edits, in ms. */
+const CONFIG_POLL_MS = 1000;
 
 export function registerStart(program: Command, context: () => CliContext): void {
   program
@@ -82,6 +85,11 @@ export function registerStart(program: Command, context: () => CliContext): void
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
       process.on('SIGHUP', () => {
+        reloads = reloads.then(reload);
+      });
+      // Editing the config file reloads it too (an invalid edit is refused, as on SIGHUP).
+      watchFile(ctx.configFile, { interval: CONFIG_POLL_MS, persistent: false }, (now, before) => {
+        if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
         reloads = reloads.then(reload);
       });
     });

@@ -79,3 +79,22 @@ it('SIGHUP reloads the policy; a broken file is refused and the old config stays
   relay.proc.kill('SIGTERM');
   expect(await relay.exited).toBe(0);
 }, 60_000);
+
+it('editing the config file reloads the policy without a signal', async () => {
+  const mx = await startMx('plain', { name: 'mx.edit.test' });
+  mxs.push(mx);
+  const dir = mkdtempSync(join(tmpdir(), 'sealrelay-edit-'));
+  const config = testConfig({ store: { path: join(dir, 'q.db') }, delivery: { routes: { 'edit.test': `127.0.0.1:${mx.port}` } }, logging: { level: 'info' } });
+  const file = writeConfigFile(dir, config);
+  const relay = await spawnRelay(file);
+  started.push(relay);
+  writeFileSync(file, readFileSync(file, 'utf8').replace(/domains: \{\}/, 'domains:\n    edit.test:\n      mode: tls-exclusive'));
+  await relay.waitForLine((l) => l.event === 'relay.reloaded' && l.configFile === file, 10_000);
+  const id = queueIdOf(await submit({ port: relay.ports.starttls!, from: 'a@x.test', to: ['u@edit.test'] }));
+  const store = new SqliteStore(config.store.path);
+  for (let i = 0; i < 100 && !(await store.queryRecords({ message: id })).length; i++) await new Promise((r) => setTimeout(r, 100));
+  expect((await store.queryRecords({ message: id })).map((r) => r.outcome)).toEqual(['dropped']);
+  await store.close();
+  relay.proc.kill('SIGTERM');
+  expect(await relay.exited).toBe(0);
+}, 60_000);
