@@ -52,7 +52,13 @@ describe('verifyPeer', () => {
     expect(verifyPeer('ca', facts(true), null, 'mx1.example.test')?.reason).toMatch(/no certificate/);
   });
 
-  it.each(['mta-sts', 'dane'] as const)('%s is not implemented yet: a temporary refusal', (verification) => {
+  it('mta-sts judges the certificate like ca (chain + MX name; the MX match is checked before connecting)', () => {
+    expect(verifyPeer('mta-sts', facts(true), cert, 'mx1.example.test')).toBeNull();
+    expect(verifyPeer('mta-sts', facts(true), cert, 'mx2.example.test')?.reason).toMatch(/does not name mx2\.example\.test/);
+    expect(verifyPeer('mta-sts', facts(false, 'DEPTH_ZERO_SELF_SIGNED_CERT'), cert, 'mx1.example.test')?.temporary).toBe(true);
+  });
+
+  it.each(['dane'] as const)('%s is not implemented yet: a temporary refusal', (verification) => {
     const err = verifyPeer(verification, facts(true), cert, 'mx1.example.test');
     expect(err).toMatchObject({ code: 451, enhanced: '4.7.5', temporary: true });
     expect(err!.message).toMatch(/not implemented/);
