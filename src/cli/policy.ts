@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import { createPolicy, type Explanation } from '../policy/decide.ts';
 import { informedBy } from '../policy/domain-knowledge.ts';
 import { messageContext } from '../policy/message-context.ts';
+import { dlpScannerFor } from '../policy/dlp/for-config.ts';
 import { openStore } from '../store/open-store.ts';
 import { domainOf, type DomainKnowledge } from '../store/store.ts';
 import { readConfig, type CliContext } from './context.ts';
@@ -39,12 +40,14 @@ export function registerPolicyCommands(program: Command, context: () => CliConte
       if (!opts.to.length) throw new CliError(EXIT.USAGE, 'policy explain needs at least one --to');
       const config = readConfig(context());
       const head = headerBlockFrom(opts);
-      const ctx = messageContext({ sender: opts.from, authUser: opts.authUser ?? null, headerBlock: head });
+      // The whole message file goes through DLP exactly as the relay would scan it.
+      const dlpHits = opts.file ? await dlpScannerFor(config).hits('explain', readFileSync(opts.file)) : [];
+      const ctx = messageContext({ sender: opts.from, authUser: opts.authUser ?? null, headerBlock: head, dlpHits });
       const knowledge = await domainKnowledge(config.store, opts.to);
       const policy = createPolicy(config);
       const rows = opts.to.map((to) => {
         const explained = policy.explain(to, ctx);
-        return { recipient: to, ...explained, decision: informedBy(explained.decision, domainOf(to), knowledge.get(domainOf(to)) ?? null) };
+        return { recipient: to, dlpHits, ...explained, decision: informedBy(explained.decision, domainOf(to), knowledge.get(domainOf(to)) ?? null) };
       });
       if (opts.json) {
         for (const r of rows) console.log(JSON.stringify(r));

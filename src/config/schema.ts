@@ -2,6 +2,8 @@
 // and the `Config` type. Every object is strict, so an unknown key is an error
 // (a typo in a security setting must never be silently ignored).
 import { z } from 'zod';
+// Custom DLP patterns are compiled once here so a bad one is a config error with its line.
+import { buildDetectors } from '../policy/dlp/detectors.ts';
 
 export const MODES = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal'] as const;
 export const VERIFICATIONS = ['none', 'ca', 'mta-sts', 'dane'] as const;
@@ -222,6 +224,31 @@ export const configSchema = z
           if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: ['rules', i, 'name'], message: `duplicate rule name ${r.name}` });
           seen.add(r.name);
         });
+      })
+      .prefault({}),
+    dlp: z
+      .object({
+        /** Built-in detectors: ssn, credit-card, mrn, icd10, dob. */
+        detectors: z.array(z.string()).default(['ssn', 'credit-card', 'mrn', 'icd10', 'dob']),
+        /** Your own: { id, pattern (regular expression), flags? (i, m, s, u) }. */
+        custom: z
+          .array(z.object({ id: z.string().regex(/^[a-z][a-z0-9-]*$/, 'ids are lower-case letters, digits and -'), pattern: z.string().min(1), flags: z.string().regex(/^[imsu]*$/).optional() }).strict())
+          .default([]),
+        mrn: z.object({ keywords: z.array(z.string()).optional(), id_pattern: z.string().optional() }).strict().optional(),
+        dob: z.object({ within_chars: z.number().int().positive().optional() }).strict().optional(),
+        /** Scan budget per message; a scan cut short counts as the hit `incomplete`. */
+        max_bytes: z.number().int().positive().default(25 * 1024 * 1024),
+        max_ms: z.number().int().positive().default(2000),
+        /** Raise every message with a DLP hit to this mode (null: only rules that name detectors act). */
+        escalate_to: deliverableMode.nullable().default(null),
+      })
+      .strict()
+      .superRefine((d, ctx) => {
+        try {
+          buildDetectors({ builtins: d.detectors, custom: d.custom, mrn: d.mrn && { keywords: d.mrn.keywords, idPattern: d.mrn.id_pattern }, dob: d.dob && { withinChars: d.dob.within_chars } });
+        } catch (err) {
+          ctx.addIssue({ code: 'custom', path: [], message: (err as Error).message });
+        }
       })
       .prefault({}),
     mta_sts: z

@@ -21,6 +21,7 @@ import { expired, nextAttemptAt } from './backoff.ts';
 import { bounceFor, headerBlock } from './bounce.ts';
 import { prepareForDelivery } from './prepare.ts';
 import { messageContext } from '../policy/message-context.ts';
+import { dlpScannerFor } from '../policy/dlp/for-config.ts';
 import { DestinationCache } from './destination-cache.ts';
 import { makeRecord, type DeliveryRecord } from './record.ts';
 import { SessionPool } from './pool.ts';
@@ -51,6 +52,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   const destinations = new DestinationCache();
   const ready: Claimed[] = [];
   let mtaSts = mtaStsCacheFor(config, store, logger);
+  let dlp = dlpScannerFor(config);
   /** The domain's MTA-STS state; statically routed domains and a disabled feature have none. */
   const mtaStsFor = async (domain: string): Promise<MtaStsState | null> => {
     if (!mtaSts || config.delivery.routes[domain]) return null;
@@ -139,7 +141,8 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       return;
     }
     const first = group.items[0]!;
-    const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject });
+    const dlpHits = await dlp.hits(group.queueId, body);
+    const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject, dlpHits });
     const knowledge = await store.getDomain(group.domain);
     const sts = await mtaStsFor(group.domain);
     const outgoing = prepareForDelivery(body, policy);
@@ -205,6 +208,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       policy = newPolicy;
       destinations.clear();
       mtaSts = mtaStsCacheFor(newConfig, store, logger);
+      dlp = dlpScannerFor(newConfig);
     },
     get busy() {
       return inFlight.size;

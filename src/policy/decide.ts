@@ -39,7 +39,7 @@ export interface Policy {
 
 const MODE_VALUES: ReadonlySet<string> = new Set(['none', 'opportunistic', 'forced', 'tls-exclusive']);
 
-export function createPolicy(config: Pick<Config, 'policies' | 'tls'>): Policy {
+export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp'>): Policy {
   const floor: Floor = { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits };
   const p = config.policies;
   const make = (mode: Decision['mode'], rule: string, why: string, extra: Partial<Pick<Decision, 'verification' | 'floor'>> = {}) =>
@@ -80,6 +80,11 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls'>): Policy {
     }
     if (tag && ctx.subject?.toLowerCase().includes(tag.tag.toLowerCase())) {
       raise('subject-tag', tag.tag, make(tag.mode, 'escalation:subject-tag', `subject tag ${tag.tag} → mode ${tag.mode}`), `subject carries ${tag.tag}`);
+    }
+    const escalateTo = config.dlp.escalate_to;
+    if (escalateTo && ctx.dlpHits.length) {
+      const why = `DLP: ${ctx.dlpHits.join(', ')}`;
+      raise('dlp', ctx.dlpHits.join(','), make(escalateTo, 'escalation:dlp', `${why} → mode ${escalateTo}`), why);
     }
     if (header) {
       const asked = ctx.headers.get(header.name.toLowerCase())?.[0]?.trim().toLowerCase();

@@ -39,3 +39,46 @@ it('subject tag: forced for every recipient, tag and mode header removed from wh
   expect(text).not.toMatch(/X-SealRelay-Mode/i);
   expect(text).toContain('results inside');
 });
+
+it('DLP: an SSN in an attachment raises the message to forced; the record names the detector, never the number', async () => {
+  const set = await startMxSet([{ kind: 'plain', name: 'mx.dlp.test' }]);
+  const dlpRelay = await startTestRelay(
+    testConfig({
+      delivery: { routes: { 'dlp.test': `${set.mxs[0]!.host}:${set.port}` }, retry: { first_seconds: 3600 } },
+      policies: { rules: [{ name: 'phi', match: { dlp: ['ssn', 'mrn'] }, mode: 'forced' }] },
+    }),
+  );
+  try {
+    const attachment = Buffer.from('name,ssn\r\nPat Doe,078-05-1120\r\n').toString('base64');
+    const body = [
+      'From: <app@clinic.test>',
+      'Subject: roster',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/mixed; boundary="b1"',
+      '',
+      '--b1',
+      'Content-Type: text/plain',
+      '',
+      'see attached',
+      '--b1',
+      'Content-Type: text/csv; name="roster.csv"',
+      'Content-Transfer-Encoding: base64',
+      '',
+      attachment,
+      '--b1--',
+      '',
+    ].join('\r\n');
+    const clean = queueIdOf(await submit({ port: dlpRelay.port, from: 'app@clinic.test', to: ['a@dlp.test'], body: 'Subject: hi\r\n\r\nnothing here\r\n' }));
+    const phi = queueIdOf(await submit({ port: dlpRelay.port, from: 'app@clinic.test', to: ['b@dlp.test'], body }));
+    const records = await dlpRelay.waitForRecords((r) => r.some((x) => x.queueId === clean) && r.some((x) => x.queueId === phi));
+    expect(records.find((x) => x.queueId === clean)).toMatchObject({ outcome: 'delivered', method: 'plaintext', decision: { mode: 'opportunistic' } });
+    const r = records.find((x) => x.queueId === phi)!;
+    expect(r).toMatchObject({ outcome: 'deferred', method: 'none', decision: { mode: 'forced', rule: 'rule:phi' } });
+    expect(r.decision.reasons.join(' ')).toMatch(/DLP detector ssn fired/);
+    expect(JSON.stringify(records)).not.toContain('078-05-1120');
+    expect(set.mxs[0]!.received.map((m) => m.envelope.to)).toEqual([['a@dlp.test']]);
+  } finally {
+    await dlpRelay.close();
+    await set.close();
+  }
+});

@@ -76,3 +76,27 @@ describe('policy decide', () => {
     expect(bad([{ name: 'x', match: { recipent: 'a@b' }, mode: 'forced' }]).error?.issues[0]?.code).toBe('unrecognized_keys');
   });
 });
+
+describe('DLP in the policy', () => {
+  const dlpPolicy = createPolicy(
+    configSchema.parse({
+      ingress: { listeners: {} },
+      dlp: { escalate_to: 'forced' },
+      policies: { rules: [{ name: 'ssn-strict', match: { dlp: 'ssn' }, mode: 'forced', verification: 'ca' }] },
+    }),
+  );
+  it.each([
+    ['no hit', [], 'opportunistic', 'default'],
+    ['a detector a rule names', ['ssn'], 'forced', 'rule:ssn-strict'],
+    ['any detector, through escalate_to', ['icd10'], 'forced', 'escalation:dlp'],
+    ['a scan cut short counts as a hit', ['incomplete'], 'forced', 'escalation:dlp'],
+  ])('%s', (_n, hits, mode, rule) => {
+    expect(dlpPolicy.decide('x@example.org', ctx({ dlpHits: hits }))).toMatchObject({ mode, rule });
+  });
+
+  it('a bad custom pattern is a config error naming dlp', () => {
+    const r = configSchema.safeParse({ ingress: { listeners: {} }, dlp: { custom: [{ id: 'bad', pattern: '(a+)+' }] } });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]?.path).toEqual(['dlp']);
+  });
+});
