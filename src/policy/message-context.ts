@@ -1,6 +1,7 @@
 // What the policy may look at besides the recipient: the envelope sender, who
 // submitted it, and the message's header fields and DLP hits. Built once per
 // message, never holding the body.
+import { decodeEncodedWords } from './dlp/mime-headers.ts';
 
 export interface MessageContext {
   readonly sender: string;
@@ -30,6 +31,10 @@ export function parseHeaders(headerBlock: string): Map<string, string[]> {
   return headers;
 }
 
+function decodeSubject(raw: string | undefined): string | null {
+  return raw === undefined ? null : decodeEncodedWords(raw);
+}
+
 export function messageContext(input: {
   sender: string;
   authUser: string | null;
@@ -41,7 +46,8 @@ export function messageContext(input: {
   return {
     sender: input.sender,
     authUser: input.authUser,
-    subject: input.subject ?? headers.get('subject')?.[0] ?? null,
+    // Encoded-words decoded, so a tag like =?UTF-8?Q?[secure]?= is seen as [secure].
+    subject: input.subject ?? decodeSubject(headers.get('subject')?.[0]),
     headers,
     dlpHits: input.dlpHits ?? [],
   };

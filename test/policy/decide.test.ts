@@ -45,6 +45,7 @@ describe('policy decide', () => {
     ['auth user and subject tag', 'x@example.org', ctx({ authUser: 'billing', head: 'Subject: [PHI] invoice' }), 'forced', 'rule:billing-app'],
     ['DLP hit', 'x@example.org', ctx({ dlpHits: ['mrn'] }), 'forced', 'rule:phi-dlp'],
     ['subject tag escalation', 'x@example.org', ctx({ head: 'Subject: [Secure] results' }), 'forced', 'escalation:subject-tag'],
+    ['subject tag inside an encoded-word', 'x@example.org', ctx({ head: 'Subject: =?UTF-8?Q?=5Bsecure=5D_r=C3=A9sultats?=' }), 'forced', 'escalation:subject-tag'],
     ['header escalation from an authenticated submitter', 'x@example.org', ctx({ authUser: 'app1', head: 'X-SealRelay-Mode: tls-exclusive' }), 'tls-exclusive', 'escalation:header'],
     ['header escalation ignored without AUTH', 'x@example.org', ctx({ head: 'X-SealRelay-Mode: forced' }), 'opportunistic', 'default'],
     ['a rule with mode none cannot lower', 'pat@bank.example', ctx(), 'forced', 'rule:banks'],
