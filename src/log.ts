@@ -26,6 +26,7 @@ export const EVENTS = [
   'delivery.bounce_queued',
   'delivery.error',
   'domains.mta_sts',
+  'domains.probe',
   'store.error',
   'store.recovered',
 ] as const;

@@ -9,6 +9,7 @@ import { startIngress } from './ingress/index.ts';
 import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
 import { createPolicy } from './policy/decide.ts';
+import { domainsToProbe, startProber } from './domains/prober.ts';
 import { openStore } from './store/open-store.ts';
 
 /** How often the users file is checked for changes, in ms. */
@@ -51,6 +52,15 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     await store.close();
     throw err;
   }
+  const watchDomains = (cfg: Config) =>
+    startProber({
+      config: cfg,
+      logger,
+      intervalMs: cfg.domains.probe_interval_seconds * 1000,
+      domains: async () => domainsToProbe(cfg, await store.listDomains(), { now: Date.now(), recentDays: cfg.domains.probe_recent_days }),
+      record: (domain, observation) => store.recordProbe(domain, observation),
+    });
+  let prober = watchDomains(config);
   const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
   logger.info(
     { event: 'relay.started', listeners, store: { driver: config.store.driver, path: config.store.path }, configFile: opts.configFile },
@@ -79,6 +89,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     close() {
       closing ??= (async () => {
         unwatchFile(watchedUsersFile, onUsersFileChange);
+        await prober.stop();
         await ingress.stopAccepting();
         await delivery.stop(config.delivery.shutdown_grace_seconds * 1000);
         await ingress.close();
@@ -95,6 +106,8 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
       }
       ingress.reload(next, nextCert, users);
       delivery.reload(next, policy);
+      await prober.stop();
+      prober = watchDomains(next);
       config = next;
       cert = nextCert;
     },

@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import pkg from '../../package.json' with { type: 'json' };
 import { ConfigError, formatProblem } from '../config/load.ts';
+import { registerCheckDomain } from './check-domain.ts';
 import { registerConfigCommands } from './config-check.ts';
 import { registerDomainCommands } from './domains.ts';
 import { registerPolicyCommands } from './policy.ts';
@@ -34,6 +35,7 @@ registerLog(program, context);
 registerQueueCommands(program, context);
 registerDomainCommands(program, context);
 registerPolicyCommands(program, context);
+registerCheckDomain(program, context);
 
 try {
   await program.parseAsync(process.argv);

@@ -251,6 +251,15 @@ export const configSchema = z
         }
       })
       .prefault({}),
+    domains: z
+      .object({
+        /** How often the STARTTLS status of watched domains is re-probed, in seconds (daily). */
+        probe_interval_seconds: z.number().int().positive().default(86_400),
+        /** Besides the domains named in the policy, probe those with a delivery attempt within this many days. */
+        probe_recent_days: z.number().int().positive().default(7),
+      })
+      .strict()
+      .prefault({}),
     mta_sts: z
       .object({
         /** Honour recipient domains' MTA-STS policies (RFC 8461). */

@@ -17,6 +17,8 @@ export interface TlsFacts {
   readonly authorizationError: string | null;
   readonly peerCertSubject: string | null;
   readonly peerCertFingerprint256: string | null;
+  /** The peer certificate's notAfter (ISO 8601); absent in records written before it was read. */
+  readonly peerCertNotAfter?: string | null;
 }
 
 export interface MxFacts {

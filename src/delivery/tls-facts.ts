@@ -42,6 +42,13 @@ function formatSubject(subject: tls.Certificate | undefined): string | null {
   return parts.length ? parts.join(', ') : null;
 }
 
+/** OpenSSL's "Mar  5 12:00:00 2027 GMT" as ISO 8601; null when absent or unreadable. */
+function isoDate(text: string | undefined): string | null {
+  if (!text) return null;
+  const ms = Date.parse(text);
+  return Number.isNaN(ms) ? null : new Date(ms).toISOString();
+}
+
 /** The facts of a finished handshake. Call it on the socket that carries the session, after 'secureConnect'. */
 export function readTlsFacts(socket: tls.TLSSocket): TlsFacts {
   const cipher = socket.getCipher();
@@ -58,6 +65,7 @@ export function readTlsFacts(socket: tls.TLSSocket): TlsFacts {
     authorizationError: authorizationError === undefined || authorizationError === null ? null : authorizationError instanceof Error ? authorizationError.message : String(authorizationError),
     peerCertSubject: hasCert ? formatSubject(cert.subject) : null,
     peerCertFingerprint256: hasCert ? (cert.fingerprint256 ?? null) : null,
+    peerCertNotAfter: hasCert ? isoDate(cert.valid_to) : null,
   });
 }
 

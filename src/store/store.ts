@@ -128,6 +128,12 @@ export interface Store {
   listDomains(): Promise<DomainKnowledge[]>;
   /** Forgets a domain (operator reset); false when it was not known. */
   forgetDomain(domain: string): Promise<boolean>;
+  /**
+   * What a probe saw of a domain's MX (domains/prober.ts): updates the last time
+   * STARTTLS was or was not offered. Never makes a domain TLS-known — only
+   * deliveries do — and does not count as an attempt.
+   */
+  recordProbe(domain: string, observation: { at: number; starttlsOffered: boolean; tlsOk: boolean }): Promise<void>;
   /** The cached MTA-STS policy of a domain (opaque JSON owned by domains/mta-sts). */
   getMtaStsPolicy(domain: string): Promise<string | null>;
   setMtaStsPolicy(domain: string, policyJson: string): Promise<void>;

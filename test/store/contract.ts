@@ -173,6 +173,15 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
         expect(await s.forgetDomain('one.test')).toBe(false);
       }));
 
+    it('recordProbe notes what a probe saw but never makes a domain TLS-known nor counts an attempt', () =>
+      withStore(async (s) => {
+        const at = Date.now();
+        await s.recordProbe('Probed.test', { at, starttlsOffered: true, tlsOk: true });
+        expect(await s.getDomain('probed.test')).toMatchObject({ tlsKnownSince: null, lastTlsAt: null, lastStarttlsAt: at, lastNoStarttlsAt: null, attempts: 0 });
+        await s.recordProbe('probed.test', { at: at + 1, starttlsOffered: false, tlsOk: false });
+        expect(await s.getDomain('probed.test')).toMatchObject({ lastStarttlsAt: at, lastNoStarttlsAt: at + 1, attempts: 0 });
+      }));
+
     it('unclaim gives work back without counting an attempt', () =>
       withStore(async (s) => {
         await s.enqueue(message({ recipients: ['x@one.test'] }));

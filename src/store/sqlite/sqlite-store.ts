@@ -107,6 +107,13 @@ export class SqliteStore implements Store {
            last_attempt_at     = max(last_attempt_at, excluded.last_attempt_at),
            attempts            = attempts + 1`,
       ),
+      recordProbe: this.db.prepare(
+        `INSERT INTO domains (domain, tls_known_since, last_tls_at, last_starttls_at, last_no_starttls_at, last_attempt_at, attempts)
+         VALUES (@domain, NULL, NULL, @offered, @notOffered, @at, 0)
+         ON CONFLICT (domain) DO UPDATE SET
+           last_starttls_at    = coalesce(excluded.last_starttls_at, last_starttls_at),
+           last_no_starttls_at = coalesce(excluded.last_no_starttls_at, last_no_starttls_at)`,
+      ),
       getDomain: this.db.prepare(`SELECT * FROM domains WHERE domain = ?`),
       listDomains: this.db.prepare(`SELECT * FROM domains ORDER BY domain`),
       forgetDomain: this.db.prepare(`DELETE FROM domains WHERE domain = ?`),
@@ -285,6 +292,12 @@ export class SqliteStore implements Store {
 
   async forgetDomain(domain: string): Promise<boolean> {
     return this.stmt.forgetDomain.run(domain.toLowerCase()).changes > 0;
+  }
+
+  async recordProbe(domain: string, o: { at: number; starttlsOffered: boolean; tlsOk: boolean }): Promise<void> {
+    this.commit('normal', () =>
+      this.stmt.recordProbe.run({ domain: domain.toLowerCase(), offered: o.starttlsOffered ? o.at : null, notOffered: o.starttlsOffered ? null : o.at, at: o.at }),
+    );
   }
 
   async getMtaStsPolicy(domain: string): Promise<string | null> {

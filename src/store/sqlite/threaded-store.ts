@@ -138,6 +138,9 @@ export class ThreadedSqliteStore implements Store {
   forgetDomain(domain: string): Promise<boolean> {
     return this.call('forgetDomain', domain);
   }
+  recordProbe(domain: string, observation: { at: number; starttlsOffered: boolean; tlsOk: boolean }): Promise<void> {
+    return this.call('recordProbe', domain, observation);
+  }
   getMtaStsPolicy(domain: string): Promise<string | null> {
     return this.call('getMtaStsPolicy', domain);
   }
