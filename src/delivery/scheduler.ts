@@ -134,7 +134,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
 
   /** One message to one domain: decide per recipient, then one attempt per distinct decision. */
   async function execute(group: Claimed): Promise<void> {
-    const body = await store.readBody(group.queueId);
+    const [body, knowledge, sts] = await Promise.all([store.readBody(group.queueId), store.getDomain(group.domain), mtaStsFor(group.domain)]);
     if (!body) {
       // Deleted by an operator while claimed: nothing to send, nothing to record.
       await store.unclaim(group.items);
@@ -143,8 +143,6 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     const first = group.items[0]!;
     const dlpHits = await dlp.hits(group.queueId, body);
     const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject, dlpHits });
-    const knowledge = await store.getDomain(group.domain);
-    const sts = await mtaStsFor(group.domain);
     const outgoing = prepareForDelivery(body, policy);
     const decide = (rcpt: string) => informedByMtaSts(informedBy(policy.decide(rcpt, ctx), group.domain, knowledge), group.domain, sts);
     for (const decided of splitByDecision(group, decide)) {
