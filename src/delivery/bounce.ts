@@ -41,7 +41,9 @@ export function bounceFor(job: Job, bounced: readonly RecipientResult[], body: B
 
 /** The header block of a stored message: everything before the first empty line. */
 export function headerBlock(body: Buffer): string {
-  const text = body.toString('latin1');
-  const end = text.search(/\r?\n\r?\n/);
-  return end < 0 ? text : text.slice(0, end);
+  // Only the header bytes are decoded: this runs for every message delivered.
+  const crlf = body.indexOf('\r\n\r\n');
+  const lf = body.indexOf('\n\n');
+  const ends = [crlf, lf].filter((i) => i >= 0);
+  return body.subarray(0, ends.length ? Math.min(...ends) : body.length).toString('latin1');
 }
