@@ -8,21 +8,20 @@
 // at worst a message is delivered twice, never zero times).
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
+import type { MtaStsState } from '../domains/mta-sts-cache.ts';
+import { mtaStsCacheFor } from '../domains/mta-sts-relay.ts';
 import type { Logger } from '../log.ts';
-import type { Decision } from '../policy/decision.ts';
-import { informedBy, informedByMtaSts } from '../policy/domain-knowledge.ts';
-import { createMtaStsCache, type MtaStsCache, type MtaStsState } from '../domains/mta-sts-cache.ts';
-import type { MtaStsPolicy } from '../domains/mta-sts.ts';
-import { readFileSync } from 'node:fs';
 import type { Policy } from '../policy/decide.ts';
+import type { Decision } from '../policy/decision.ts';
+import { dlpScannerFor } from '../policy/dlp/for-config.ts';
+import { informedBy, informedByMtaSts } from '../policy/domain-knowledge.ts';
+import { messageContext } from '../policy/message-context.ts';
 import type { NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
 import { attemptJob, type Job, type RecipientResult } from './attempt.ts';
 import { expired, nextAttemptAt } from './backoff.ts';
 import { bounceFor, headerBlock } from './bounce.ts';
-import { prepareForDelivery } from './prepare.ts';
-import { messageContext } from '../policy/message-context.ts';
-import { dlpScannerFor } from '../policy/dlp/for-config.ts';
 import { DestinationCache } from './destination-cache.ts';
+import { prepareForDelivery } from './prepare.ts';
 import { makeRecord, type DeliveryRecord } from './record.ts';
 import { SessionPool } from './pool.ts';
 import type { Session } from './connection.ts';
@@ -214,31 +213,6 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   };
   schedule(0);
   return deliveryWorker;
-}
-
-/** MTA-STS policies fetched over HTTPS and kept in the store (RFC 8461 §5.1), or null when disabled. */
-function mtaStsCacheFor(config: Config, store: Store, logger: Logger): MtaStsCache | null {
-  const c = config.mta_sts;
-  if (!c.enabled) return null;
-  return createMtaStsCache({
-    fetch: {
-      dnsServers: config.delivery.dns.servers,
-      timeoutMs: c.timeout_ms,
-      port: c.https_port,
-      ...(c.ca_file ? { ca: readFileSync(c.ca_file) } : {}),
-    },
-    cache: {
-      get: async (domain) => {
-        const json = await store.getMtaStsPolicy(domain);
-        return json ? (JSON.parse(json) as MtaStsPolicy) : null;
-      },
-      set: (domain, policy) => store.setMtaStsPolicy(domain, JSON.stringify(policy)),
-    },
-    recheckMs: c.recheck_seconds * 1000,
-    failureBackoffMs: c.failure_backoff_seconds * 1000,
-    onFetch: (domain, result, background) =>
-      logger.info({ event: 'domains.mta_sts', domain, result: result.kind, reason: 'reason' in result ? result.reason : undefined, mode: 'mode' in result ? result.mode : undefined, background }, `MTA-STS ${domain}: ${result.kind}`),
-  });
 }
 
 /** Claimed recipients of one message for one domain: what can share a destination. */
