@@ -11,6 +11,7 @@
 // recipient only when there is exactly one: with several, it would disclose the
 // whole envelope to every recipient. Only the header block is read or changed;
 // the body is never parsed.
+import { decodeEncodedWords } from '../mime/encoded-words.ts';
 
 export interface InboundHop {
   /** What the client said in EHLO/HELO. */
@@ -154,24 +155,3 @@ export function stampMessage(message: Buffer, hop: InboundHop): { body: Buffer; 
   };
 }
 
-const ENCODED_WORD = /=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=/g;
-
-/** RFC 2047 encoded-words, enough for reports: unknown charsets fall back to latin1. */
-export function decodeEncodedWords(value: string): string {
-  // Whitespace between two adjacent encoded-words is not displayed (RFC 2047 §6.2).
-  const joined = value.replace(/(\?=)\s+(?==\?)/g, '$1');
-  return joined.replace(ENCODED_WORD, (_all, charset: string, encoding: string, text: string) => {
-    const bytes =
-      encoding.toUpperCase() === 'B'
-        ? Buffer.from(text, 'base64')
-        : Buffer.from(
-            text.replace(/_/g, ' ').replace(/=([0-9A-Fa-f]{2})/g, (_m, hex: string) => String.fromCharCode(parseInt(hex, 16))),
-            'latin1',
-          );
-    try {
-      return new TextDecoder(charset.split('*')[0]).decode(bytes);
-    } catch {
-      return bytes.toString('latin1');
-    }
-  });
-}

@@ -1,7 +1,7 @@
 // What the policy may look at besides the recipient: the envelope sender, who
 // submitted it, and the message's header fields and DLP hits. Built once per
 // message, never holding the body.
-import { decodeEncodedWords } from './dlp/mime-headers.ts';
+import { decodeEncodedWords } from '../mime/encoded-words.ts';
 
 export interface MessageContext {
   readonly sender: string;
