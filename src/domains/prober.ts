@@ -25,6 +25,7 @@
 //   would then refuse plaintext on the strength of one unattended observation.
 // - a few domains at a time (PROBE_CONCURRENCY), each bounded by the delivery
 //   timeouts; stop() ends scheduling at once and no observation is recorded after it.
+import { readDomainsFile } from '../policy/rules.ts';
 import type { Config } from '../config/schema.ts';
 import { resolveDestination, type MxTarget } from '../delivery/resolve-mx.ts';
 import type { Logger } from '../log.ts';
@@ -107,7 +108,16 @@ export function domainsToProbe(
     if (d && !d.includes('*')) names.add(d);
   };
   for (const domain of Object.keys(config.policies.domains)) add(domain);
-  for (const rule of config.policies.rules) for (const domain of rule.match.recipient_domain ?? []) add(domain);
+  for (const rule of config.policies.rules) {
+    for (const domain of rule.match.recipient_domain ?? []) add(domain);
+    if (rule.match.recipient_domains_file) {
+      try {
+        for (const domain of readDomainsFile(rule.match.recipient_domains_file)) add(domain);
+      } catch {
+        // An unreadable list already failed policy loading loudly; probing just skips it.
+      }
+    }
+  }
   const since = opts.now - opts.recentDays * DAY_MS;
   // attempts 0: a row only a probe wrote (Store#recordProbe); it must not keep itself on the list.
   for (const k of known) if (k.attempts > 0 && k.lastAttemptAt >= since) add(k.domain);

@@ -112,7 +112,8 @@ function addressCondition(what: string, patterns: readonly string[], pick: (rcpt
   };
 }
 
-function readDomainsFile(file: string): string[] {
+/** One domain (or *.wildcard) per line; `#` starts a comment. */
+export function readDomainsFile(file: string): string[] {
   return readFileSync(file, 'utf8')
     .split(/\r?\n/)
     .map((line) => line.replace(/#.*/, '').trim())

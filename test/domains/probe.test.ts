@@ -8,6 +8,9 @@
 // routes and, for MX fallback, the DNS stub. Time is injected: a fake timer records
 // what was armed and the test fires it; `record` is a fake collecting the observations.
 import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.ts';
 import { probeDomain, type DomainReport, type MxProbe } from '../../src/domains/probe.ts';
@@ -403,5 +406,12 @@ describe('domainsToProbe', () => {
       'legacy.example',
       'recent.example',
     ]);
+  });
+
+  it('includes the domains of a recipient_domains_file (not its wildcards)', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'sealrelay-probe-list-')), 'partners.txt');
+    writeFileSync(file, '# partners\npartner-a.example\n*.partner-b.example\nPartner-C.example  # upper case\n');
+    const config = testConfig({ policies: { rules: [{ name: 'partners', match: { recipient_domains_file: file }, mode: 'forced' }] } });
+    expect(domainsToProbe(config, [], { now: AT, recentDays: 7 })).toEqual(['partner-a.example', 'partner-c.example']);
   });
 });
