@@ -1,6 +1,7 @@
 // Turns bounced recipients of one job into a DSN queued to the envelope sender.
 // Never to the null sender (RFC 5321 §4.5.5: no bounce of a bounce), and never
 // with the body: only the original header block travels back (RFC 3462 text/rfc822-headers).
+import { headerBlock } from '../mime/header-block.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import type { NewMessage } from '../store/store.ts';
 import type { Job, RecipientResult } from './attempt.ts';
@@ -37,13 +38,4 @@ export function bounceFor(job: Job, bounced: readonly RecipientResult[], body: B
     authUser: null,
     receivedAt: Date.now(),
   };
-}
-
-/** The header block of a stored message: everything before the first empty line. */
-export function headerBlock(body: Buffer): string {
-  // Only the header bytes are decoded: this runs for every message delivered.
-  const crlf = body.indexOf('\r\n\r\n');
-  const lf = body.indexOf('\n\n');
-  const ends = [crlf, lf].filter((i) => i >= 0);
-  return body.subarray(0, ends.length ? Math.min(...ends) : body.length).toString('latin1');
 }

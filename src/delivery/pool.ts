@@ -34,12 +34,12 @@ export class SessionPool<S extends PooledSession> {
    * new one from `open`. The session goes back to the pool when `use` resolves and
    * it is still usable; it is closed when `use` throws.
    */
-  async with<T>(key: string, open: () => Promise<S>, use: (session: S, reused: boolean) => Promise<T>): Promise<T> {
+  async with<T>(key: string, open: () => Promise<S>, use: (session: S) => Promise<T>): Promise<T> {
     const slot = this.slot(key);
-    const { session, reused } = await this.acquire(slot, open);
+    const session = await this.acquire(slot, open);
     let ok = false;
     try {
-      const result = await use(session, reused);
+      const result = await use(session);
       ok = true;
       return result;
     } finally {
@@ -53,7 +53,7 @@ export class SessionPool<S extends PooledSession> {
     return slot;
   }
 
-  private async acquire(slot: HostSlot<S>, open: () => Promise<S>): Promise<{ session: S; reused: boolean }> {
+  private async acquire(slot: HostSlot<S>, open: () => Promise<S>): Promise<S> {
     for (;;) {
       while (slot.idle.length) {
         const { session, timer } = slot.idle.pop()!;
@@ -61,7 +61,7 @@ export class SessionPool<S extends PooledSession> {
         try {
           if (!session.usable) throw new Error('unusable');
           await session.reset();
-          return { session, reused: true };
+          return session;
         } catch {
           session.close();
           slot.open--;
@@ -70,7 +70,7 @@ export class SessionPool<S extends PooledSession> {
       if (slot.open < this.opts.perHost) {
         slot.open++;
         try {
-          return { session: await open(), reused: false };
+          return await open();
         } catch (err) {
           slot.open--;
           this.wakeOne(slot);

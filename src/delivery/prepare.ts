@@ -2,6 +2,7 @@
 // the escalation subject tag is cut from the Subject (the recipient should not see
 // "[secure]"), and the internal mode header of authenticated submitters is removed.
 // Only the header block is touched; the body's bytes are passed on as they are.
+import { headerEnd } from '../mime/header-block.ts';
 import type { Policy } from '../policy/decide.ts';
 
 export function prepareForDelivery(message: Buffer, policy: Pick<Policy, 'stripSubjectTag' | 'modeHeader'>): Buffer {
@@ -33,11 +34,6 @@ export function prepareForDelivery(message: Buffer, policy: Pick<Policy, 'stripS
   return changed ? Buffer.concat([Buffer.from(kept.join(''), 'latin1'), message.subarray(end)]) : message;
 }
 
-/** Byte offset where the header block ends (the empty line stays with the body). */
-function headerEnd(message: Buffer): number {
-  const crlf = message.indexOf('\r\n\r\n');
-  return crlf < 0 ? message.length : crlf + 2;
-}
 
 function removeTag(field: string, tag: string): string {
   const escaped = tag.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

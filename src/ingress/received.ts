@@ -12,6 +12,7 @@
 // whole envelope to every recipient. Only the header block is read or changed;
 // the body is never parsed.
 import { decodeEncodedWords } from '../mime/encoded-words.ts';
+import { headerEnd } from '../mime/header-block.ts';
 
 export interface InboundHop {
   /** What the client said in EHLO/HELO. */
@@ -92,17 +93,6 @@ export function fold(tokens: readonly string[]): string {
   return lines.join('\r\n') + '\r\n';
 }
 
-/**
- * Offset just past the last header line: the start of the blank line that
- * separates header and body, or the end of the message when there is no body.
- * Our fields are inserted here or at 0; lines end with CRLF (data-reader.ts
- * has refused anything else).
- */
-export function headerEnd(message: Buffer): number {
-  if (message.length >= 2 && message[0] === 0x0d && message[1] === 0x0a) return 0;
-  const blank = message.indexOf('\r\n\r\n');
-  return blank < 0 ? message.length : blank + 2;
-}
 
 export interface HeaderFacts {
   /** With its angle brackets, as in the header; null when absent or unparsable. */

@@ -15,8 +15,6 @@ import { startRelay, type Relay } from '../../src/relay.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { sharedTestCa, writeTemp } from './test-ca.ts';
 
-export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
-
 /** A config for tests: port-0 listener, temp store, fast retries, the test CA trusted. */
 export function testConfig(over: Record<string, unknown> = {}): Config {
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-relay-'));

@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
-import { fold, headerEnd, headerFacts, receivedHeader, rfc5322Date, stampMessage, withProtocol, type InboundHop } from '../../src/ingress/received.ts';
+import { fold, headerFacts, receivedHeader, rfc5322Date, stampMessage, withProtocol, type InboundHop } from '../../src/ingress/received.ts';
 import { decodeEncodedWords } from '../../src/mime/encoded-words.ts';
+import { headerEnd } from '../../src/mime/header-block.ts';
 
 const TLS13 = { version: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', bits: 256 };
 const hop = (over: Partial<InboundHop> = {}): InboundHop => ({
