@@ -8,9 +8,10 @@ import { ensureDevCertificate } from './ingress/dev-cert.ts';
 import { startIngress } from './ingress/index.ts';
 import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
+import { loadProtection } from './crypto/protection.ts';
 import { createPolicy } from './policy/decide.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
-import { openStore } from './store/open-store.ts';
+import { openRelayStore } from './store/open-store.ts';
 
 /** How often the users file is checked for changes, in ms. */
 const USERS_FILE_POLL_MS = 2000;
@@ -31,12 +32,19 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   const initialCert = credentials();
   if (initialCert.generated) logger.warn({ event: 'relay.dev_cert_generated', certFile: config.ingress.cert_file }, 'generated a self-signed development certificate');
 
-  const store = openStore(config.store);
+  const store = await openRelayStore(config.store, (message) => logger.error({ event: 'store.error', err: message }, 'store thread reported a background failure'));
   const interrupted = await store.recoverInterrupted();
   if (interrupted) {
     logger.warn({ event: 'store.recovered', interrupted }, `${interrupted} recipient(s) were mid-attempt when the last run stopped: retrying them now (each may arrive twice)`);
   }
-  const delivery = startDelivery({ config, store, logger, policy: createPolicy(config) });
+  let protection;
+  try {
+    protection = await loadProtection(config, store);
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const delivery = startDelivery({ config, store, logger, policy: createPolicy(config), protection });
   let ingress;
   try {
     ingress = await startIngress({
@@ -101,11 +109,12 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
       const users = loadUsers(next.ingress.users_file);
       const nextCert = ensureDevCertificate(next.ingress.cert_file, next.ingress.key_file, next.server.hostname);
       const policy = createPolicy(next);
+      const protection = await loadProtection(next, store);
       if (next.store.path !== config.store.path || next.store.driver !== config.store.driver) {
         throw new Error('store changes need a restart');
       }
       ingress.reload(next, nextCert, users);
-      delivery.reload(next, policy);
+      delivery.reload(next, policy, protection);
       await prober.stop();
       prober = watchDomains(next);
       config = next;

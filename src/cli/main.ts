@@ -6,7 +6,9 @@ import pkg from '../../package.json' with { type: 'json' };
 import { ConfigError, formatProblem } from '../config/load.ts';
 import { registerCheckDomain } from './check-domain.ts';
 import { registerConfigCommands } from './config-check.ts';
+import { registerDkimCommands } from './dkim.ts';
 import { registerDomainCommands } from './domains.ts';
+import { registerKeyCommands } from './keys.ts';
 import { registerPolicyCommands } from './policy.ts';
 import type { CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
@@ -34,6 +36,8 @@ registerUserCommands(program, context);
 registerLog(program, context);
 registerQueueCommands(program, context);
 registerDomainCommands(program, context);
+registerKeyCommands(program, context);
+registerDkimCommands(program, context);
 registerPolicyCommands(program, context);
 registerCheckDomain(program, context);
 

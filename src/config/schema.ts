@@ -40,16 +40,32 @@ const floorSchema = z
   })
   .strict();
 
-// pgp, smime and portal arrive with end-to-end encryption; until then they are refused here.
-const deliverableMode = z.enum(['none', 'opportunistic', 'forced', 'tls-exclusive']);
+// The portal arrives with its own issue; until then it is refused here, as a mode and as a step.
+const PORTAL_LATER = 'the portal is not available yet';
+const deliverableMode = z.enum(['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal']).refine((m) => m !== 'portal', PORTAL_LATER);
+
+/**
+ * Steps tried, in order, when `forced` finds no acceptable TLS or a `pgp`/`smime`
+ * recipient has no usable key. Unset: forced falls back to [pgp, smime], the others to nothing.
+ */
+const fallbackSteps = z
+  .array(z.enum(['pgp', 'smime', 'portal']).refine((s) => s !== 'portal', PORTAL_LATER))
+  .refine((steps) => new Set(steps).size === steps.length, 'a step appears twice')
+  .optional();
+
+/** tls-exclusive drops instead of falling back; a chain there would be a contradiction. */
+const noChainOnExclusive = (e: { mode: string; fallback?: readonly string[] | undefined }) => !(e.mode === 'tls-exclusive' && e.fallback?.length);
+const EXCLUSIVE_CHAIN = 'tls-exclusive drops the message when TLS fails: it takes no fallback';
 
 const policyEntry = z
   .object({
     mode: deliverableMode,
     /** Default: `ca` for forced/tls-exclusive would refuse most of the internet, so `none` unless named. */
     verification: z.enum(VERIFICATIONS).default('none'),
+    fallback: fallbackSteps,
   })
-  .strict();
+  .strict()
+  .refine(noChainOnExclusive, { message: EXCLUSIVE_CHAIN, path: ['fallback'] });
 
 const stringList = z.union([z.string(), z.array(z.string())]).transform((v) => (Array.isArray(v) ? v : [v]));
 
@@ -92,10 +108,10 @@ const rule = z
     mode: deliverableMode,
     verification: z.enum(VERIFICATIONS).optional(),
     floor: floorOverride.optional(),
-    /** Steps tried when forced finds no acceptable TLS; pgp/smime/portal arrive with their issue. */
-    fallback: z.array(z.enum(['pgp', 'smime', 'portal'])).max(0, 'no fallback step is available yet (pgp, smime and portal come later)').default([]),
+    fallback: fallbackSteps,
   })
-  .strict();
+  .strict()
+  .refine(noChainOnExclusive, { message: EXCLUSIVE_CHAIN, path: ['fallback'] });
 
 const escalationSchema = z
   .object({
@@ -273,6 +289,63 @@ export const configSchema = z
         recheck_seconds: z.number().positive().default(60),
         /** After a failed fetch with nothing cached, wait this long before trying again, in seconds. */
         failure_backoff_seconds: z.number().positive().default(300),
+      })
+      .strict()
+      .prefault({}),
+    crypto: z
+      .object({
+        pgp: z
+          .object({
+            /** Every PGP message is also encrypted to this public key (archive/escrow); null: none. */
+            archive_key_file: z.string().nullable().default(null),
+            /** Sign inside the encryption with this armored private key; null: unsigned. */
+            signing_key_file: z.string().nullable().default(null),
+            /** File holding that key's passphrase (secrets never live in this YAML). */
+            signing_passphrase_file: z.string().nullable().default(null),
+            /** Outer Subject of encrypted mail; the real one travels inside (protected headers). null keeps it. */
+            subject_placeholder: z.string().min(1).nullable().default(null),
+          })
+          .strict()
+          .prefault({}),
+        smime: z
+          .object({
+            /** Every S/MIME message is also encrypted to this certificate (archive/escrow); null: none. */
+            archive_cert_file: z.string().nullable().default(null),
+            /** Sign (multipart/signed, inside the encryption) with this certificate and key; null: unsigned. */
+            signing_cert_file: z.string().nullable().default(null),
+            signing_key_file: z.string().nullable().default(null),
+          })
+          .strict()
+          .refine((s) => (s.signing_cert_file === null) === (s.signing_key_file === null), 'signing_cert_file and signing_key_file go together')
+          .prefault({}),
+        /** OpenPGP Web Key Directory: look up a recipient's key over HTTPS when none is held. */
+        wkd: z
+          .object({
+            enabled: z.boolean().default(true),
+            /** PEM bundle trusted for the HTTPS lookup; null = the system store. */
+            ca_file: z.string().nullable().default(null),
+            /** Port of the key web server: 443; only tests change it. */
+            https_port: z.number().int().min(1).max(65535).default(443),
+            timeout_ms: z.number().int().positive().default(10_000),
+            /** A key found is looked up again after this long (it may have been revoked), in seconds. */
+            cache_seconds: z.number().positive().default(86_400),
+            /** "No key" or a failed lookup is remembered this long, in seconds. */
+            negative_cache_seconds: z.number().positive().default(3600),
+          })
+          .strict()
+          .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    dkim: z
+      .object({
+        /** Signing keys per sender domain (the From header's domain, or a parent of it): selector and PEM key file. */
+        domains: z
+          .record(
+            z.string(),
+            z.object({ selector: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a selector is a DNS label (letters, digits, -, _ and dots)'), key_file: z.string() }).strict(),
+          )
+          .default({}),
       })
       .strict()
       .prefault({}),

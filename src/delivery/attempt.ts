@@ -11,7 +11,7 @@ import { NoAcceptableTls, openSession, type Session, type SessionOptions } from 
 import type { DestinationCache } from './destination-cache.ts';
 import type { SessionPool } from './pool.ts';
 import type { MxTarget } from './resolve-mx.ts';
-import type { MxFacts, Method, MtaStsVerdict, Outcome, TlsFacts } from './record.ts';
+import type { EncryptionFacts, FallbackFacts, MxFacts, Method, MtaStsVerdict, Outcome, TlsFacts } from './record.ts';
 import type { MtaStsState } from '../domains/mta-sts-cache.ts';
 import { checkMx } from '../domains/mta-sts.ts';
 import { afterHostFailure, type HostFailure } from './trouble.ts';
@@ -35,6 +35,12 @@ export interface RecipientResult {
   readonly tls: TlsFacts | null;
   readonly smtp: { code: number | null; enhanced: string | null; response: string };
   readonly mtaSts?: MtaStsVerdict | null;
+  /** End-to-end encryption this recipient's copy carried (deliver.ts). */
+  readonly encryption?: EncryptionFacts | null;
+  /** Why TLS was not enough and what the fallback chain tried (deliver.ts). */
+  readonly fallback?: FallbackFacts | null;
+  /** Set by attemptJob when no host gave acceptable TLS and the decision has a chain: the reason. */
+  readonly needsFallback?: string;
 }
 
 export interface AttemptDeps {
@@ -119,13 +125,14 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
       const tlsSeen = err instanceof NoAcceptableTls ? { starttlsOffered: err.starttlsOffered, tls: err.tls } : {};
       const e = asSmtpError(err);
       const outcome = action === 'drop' ? 'dropped' : action === 'bounce' ? 'bounced' : 'deferred';
+      const fallback = action === 'fallback' ? { needsFallback: asSmtpError(err).reason } : {};
       const reason =
         action === 'drop'
           ? `dropped by mode tls-exclusive: ${e.reason}`
           : err instanceof NoAcceptableTls && job.decision.tlsExpected && !requiresTls(job.decision.mode)
             ? `possible-downgrade: ${job.domain} is known to offer TLS, but ${e.reason}`
             : e.reason;
-      return fromError(new SmtpError(e.code, e.enhanced, e.stage, e.message, reason), outcome, mx, tlsSeen).map(judge);
+      return fromError(new SmtpError(e.code, e.enhanced, e.stage, e.message, reason), outcome, mx, { ...tlsSeen, ...fallback }).map(judge);
     }
   }
   // Unreachable: the last host always ends the loop with a result.

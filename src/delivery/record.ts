@@ -51,7 +51,28 @@ export interface DeliveryRecord {
   readonly smtp: { code: number | null; enhanced: string | null; response: string };
   /** The recipient domain's MTA-STS policy at this attempt and how the attempt fared against it. */
   readonly mtaSts?: MtaStsVerdict | null;
+  /** The end-to-end encryption of this recipient's copy (methods pgp*, smime*). */
+  readonly encryption?: EncryptionFacts | null;
+  /** When TLS was not enough or a key was missing: why, and every step of the chain tried. */
+  readonly fallback?: FallbackFacts | null;
   readonly durationMs: number;
+}
+
+export interface EncryptionFacts {
+  readonly method: 'pgp' | 'smime';
+  /** The recipient key or certificate used (fingerprint as `sealrelay keys` shows it). */
+  readonly keyFingerprint: string;
+  /** Imported by an operator or discovered through WKD. */
+  readonly keySource: 'import' | 'wkd';
+  /** Was the encrypted message also signed by the relay's own key. */
+  readonly signed: boolean;
+}
+
+export interface FallbackFacts {
+  /** What was tried first and why it was not enough, e.g. "forced: no acceptable TLS (...)". */
+  readonly reason: string;
+  /** Each step in order with its result: "pgp: no OpenPGP key for a@b", "smime: used". */
+  readonly tried: readonly string[];
 }
 
 export interface MtaStsVerdict {

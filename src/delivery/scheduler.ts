@@ -17,7 +17,9 @@ import { dlpScannerFor } from '../policy/dlp/for-config.ts';
 import { informedBy, informedByMtaSts } from '../policy/domain-knowledge.ts';
 import { messageContext } from '../policy/message-context.ts';
 import type { NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
-import { attemptJob, type Job, type RecipientResult } from './attempt.ts';
+import type { Protection } from '../crypto/protection.ts';
+import type { Job, RecipientResult } from './attempt.ts';
+import { deliverJob } from './deliver.ts';
 import { expired, nextAttemptAt } from './backoff.ts';
 import { headerBlock } from '../mime/header-block.ts';
 import { bounceFor } from './bounce.ts';
@@ -32,7 +34,7 @@ export interface DeliveryWorker {
   kick(): void;
   /** Stops claiming, waits up to `graceMs` for jobs in flight, gives back what never started. */
   stop(graceMs: number): Promise<void>;
-  reload(config: Config, policy: Policy): void;
+  reload(config: Config, policy: Policy, protection: Protection): void;
   /** Jobs in flight (for tests and shutdown). */
   readonly busy: number;
 }
@@ -40,8 +42,8 @@ export interface DeliveryWorker {
 /** How many recipients one claim takes per free job slot: enough to fill a transaction, not so many that leases age. */
 const CLAIM_PER_SLOT = 8;
 
-export function startDelivery(deps: { config: Config; store: Store; logger: Logger; policy: Policy }): DeliveryWorker {
-  let { config, policy } = deps;
+export function startDelivery(deps: { config: Config; store: Store; logger: Logger; policy: Policy; protection: Protection }): DeliveryWorker {
+  let { config, policy, protection } = deps;
   const { store, logger } = deps;
   const owner = `worker-${randomUUID()}`;
   const pool = new SessionPool<Session>({
@@ -148,7 +150,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     for (const decided of splitByDecision(group, decide)) {
       const started = Date.now();
       const job = { ...decided, mtaSts: sts };
-      const results = await attemptJob(job, outgoing, { config, pool, destinations, logger });
+      const results = await deliverJob(job, outgoing, { config, pool, destinations, logger, protection });
       await settle(job, results, body, started);
     }
   }
@@ -201,9 +203,10 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       // Anything still running keeps its lease: after a restart it is tried again.
       pool.close();
     },
-    reload(newConfig, newPolicy) {
+    reload(newConfig, newPolicy, newProtection) {
       config = newConfig;
       policy = newPolicy;
+      protection = newProtection;
       destinations.clear();
       mtaSts = mtaStsCacheFor(newConfig, store, logger);
       dlp = dlpScannerFor(newConfig);
@@ -267,6 +270,8 @@ function toRecord(decision: Decision, r: RecipientResult, started: number, now: 
     outcome: r.outcome,
     mx: r.mx,
     mtaSts: r.mtaSts ?? null,
+    encryption: r.encryption ?? null,
+    fallback: r.fallback ?? null,
     starttlsOffered: r.starttlsOffered,
     tls: r.tls,
     smtp: r.smtp,

@@ -8,7 +8,7 @@
 //   certificate name are mta-sts.<domain>, the chain must lead to the configured trust
 //   store (the system store when none is configured); only 200 with a text/plain body
 //   counts; redirects are never followed; the body is capped at POLICY_MAX_BYTES and
-//   the whole fetch at `timeoutMs`.
+//   the whole fetch at `timeoutMs` (the transport itself is net/https-get.ts).
 // - The policy file (§3.2): version STSv1, mode testing|enforce|none, max_age in
 //   seconds up to MAX_AGE_LIMIT_S, one or more mx patterns (required unless mode is
 //   none); unknown keys are ignored, a repeated non-mx key keeps its first value.
@@ -23,10 +23,8 @@
 // "*.example.com" match any depth ("a.b.example.com"), against §4.1. What remains useful
 // (parsePolicy) is a few lines, not worth a dependency that brings its own nodemailer.
 import dns from 'node:dns';
-import https from 'node:https';
-import net from 'node:net';
 import { domainToASCII } from 'node:url';
-import type { IncomingMessage } from 'node:http';
+import { httpsGet, HttpsGetError, type HttpsResponse } from '../net/https-get.ts';
 
 export type MtaStsMode = 'enforce' | 'testing' | 'none';
 
@@ -82,21 +80,11 @@ export const POLICY_MAX_BYTES = 64 * 1024;
 /** §3.2: max_age is at most 31557600 s (about one year). */
 export const MAX_AGE_LIMIT_S = 31_557_600;
 export const POLICY_PATH = '/.well-known/mta-sts.txt';
-const HTTPS_PORT = 443;
 /** Queries per DNS lookup before c-ares gives up (first try included), as in resolve-mx.ts. */
 const DNS_TRIES = 2;
 
 /** c-ares codes that mean "no such name" / "no such record": no policy, not a failure. */
 const ABSENT_CODES: ReadonlySet<string> = new Set([dns.NOTFOUND, dns.NODATA]);
-
-class FetchFailure extends Error {
-  constructor(
-    readonly reason: string,
-    readonly temporary: boolean,
-  ) {
-    super(reason);
-  }
-}
 
 const fail = (reason: string, temporary: boolean): MtaStsError => ({ kind: 'error', reason, temporary });
 
@@ -217,127 +205,34 @@ export function parsePolicyText(text: string): { ok: true; policy: ParsedPolicy 
 
 // ---- HTTPS fetch (§3.3) ----
 
-async function defaultResolveHost(host: string, opts: Pick<MtaStsFetchOptions, 'dnsServers' | 'timeoutMs'>): Promise<string> {
-  const resolver = makeResolver(opts);
-  let temporaryCode: string | null = null;
-  for (const lookup of [() => resolver.resolve4(host), () => resolver.resolve6(host)]) {
-    try {
-      const ips = await lookup();
-      if (ips[0]) return ips[0];
-    } catch (err) {
-      const code = errorCode(err);
-      if (!ABSENT_CODES.has(code)) temporaryCode ??= code;
-    }
+/** GETs the policy file of `domain` (already normalised): its text, or why there is none. */
+async function getPolicyText(domain: string, opts: MtaStsFetchOptions): Promise<string | MtaStsError> {
+  let res: HttpsResponse;
+  try {
+    res = await httpsGet(`mta-sts.${domain}`, POLICY_PATH, { ...opts, maxBytes: POLICY_MAX_BYTES, accept: 'text/plain' });
+  } catch (err) {
+    if (err instanceof HttpsGetError) return fail(err.reason, err.temporary);
+    // A caller's resolveHost that throws.
+    return fail(`policy fetch for ${domain}: ${(err as Error).message}`, true);
   }
-  if (temporaryCode) throw new FetchFailure(`address lookup of ${host}: ${temporaryCode}`, true);
-  throw new FetchFailure(`${host} has no address`, false);
-}
-
-/** Connection-level failures that may pass; certificate and protocol errors do not. */
-const TEMPORARY_SOCKET_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN']);
-
-function readBody(res: IncomingMessage, url: string): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(res.headers['content-length']);
-    if (Number.isFinite(declared) && declared > POLICY_MAX_BYTES) {
-      res.destroy();
-      reject(new FetchFailure(`${url}: policy of ${declared} bytes exceeds ${POLICY_MAX_BYTES}`, false));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    res.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > POLICY_MAX_BYTES) {
-        res.destroy(new FetchFailure(`${url}: policy exceeds ${POLICY_MAX_BYTES} bytes`, false));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    res.on('end', () => resolve(Buffer.concat(chunks)));
-    res.on('error', reject);
-    res.on('close', () => {
-      if (!res.complete) reject(new FetchFailure(`${url}: response cut short`, true));
-    });
-  });
-}
-
-/** GETs the policy file of `domain` (already normalised); resolves with its text. */
-async function getPolicyText(domain: string, opts: MtaStsFetchOptions): Promise<string> {
-  const host = `mta-sts.${domain}`;
-  const port = opts.port ?? HTTPS_PORT;
-  const url = `https://${host}${port === HTTPS_PORT ? '' : `:${port}`}${POLICY_PATH}`;
-  const address = opts.resolveHost ? await opts.resolveHost(host) : await defaultResolveHost(host, opts);
-  if (!net.isIP(address)) throw new FetchFailure(`${host} resolved to "${address}", not an IP address`, false);
-
-  return new Promise<string>((resolve, reject) => {
-    const req = https.request({
-      host: address,
-      port,
-      path: POLICY_PATH,
-      method: 'GET',
-      // The certificate is checked against the SNI name (RFC 6125 via tls.checkServerIdentity).
-      servername: host,
-      headers: { host: port === HTTPS_PORT ? host : `${host}:${port}`, accept: 'text/plain', 'cache-control': 'no-cache' },
-      rejectUnauthorized: true,
-      ...(opts.ca !== undefined ? { ca: opts.ca } : {}),
-      // No shared agent: no pooled sockets, no global options, nothing outlives the fetch.
-      agent: false,
-    });
-    // One deadline for connect, handshake, headers and body.
-    const timeout = new FetchFailure(`${url}: no complete answer within ${opts.timeoutMs} ms`, true);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      req.destroy(timeout);
-    }, opts.timeoutMs);
-    const settle = (done: () => void) => {
-      clearTimeout(timer);
-      done();
-    };
-    req.on('error', (err) => {
-      if (err instanceof FetchFailure) return settle(() => reject(err));
-      const code = errorCode(err);
-      settle(() => reject(new FetchFailure(`${url}: ${err.message}`, TEMPORARY_SOCKET_CODES.has(code))));
-    });
-    req.on('response', (res) => {
-      const status = res.statusCode ?? 0;
-      if (status !== 200) {
-        res.resume();
-        const detail =
-          status >= 300 && status < 400
-            ? `redirect ${status} to ${res.headers.location ?? '(no location)'} not followed (RFC 8461 §3.3)`
-            : `HTTP ${status}`;
-        req.destroy();
-        return settle(() => reject(new FetchFailure(`${url}: ${detail}`, status >= 500)));
-      }
-      // §3.3: the media type must be text/plain (parameters such as charset allowed).
-      const mediaType = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-      if (mediaType !== 'text/plain') {
-        res.resume();
-        req.destroy();
-        return settle(() => reject(new FetchFailure(`${url}: content type "${res.headers['content-type'] ?? ''}" is not text/plain`, false)));
-      }
-      readBody(res, url).then(
-        (body) => settle(() => resolve(body.toString('utf8'))),
-        // A deadline hit while the body streams surfaces as "aborted" on the response.
-        (err: unknown) => settle(() => reject(timedOut ? timeout : err)),
-      );
-    });
-    req.end();
-  });
+  if (res.status !== 200) {
+    const detail =
+      res.status >= 300 && res.status < 400
+        ? `redirect ${res.status} to ${res.location ?? '(no location)'} not followed (RFC 8461 §3.3)`
+        : `HTTP ${res.status}`;
+    return fail(`${res.url}: ${detail}`, res.status >= 500);
+  }
+  // §3.3: the media type must be text/plain (parameters such as charset allowed).
+  const mediaType = (res.contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (mediaType !== 'text/plain') return fail(`${res.url}: content type "${res.contentType ?? ''}" is not text/plain`, false);
+  return res.body.toString('utf8');
 }
 
 /** Fetches and parses the policy announced under `id`; the TXT record is not consulted. */
 export async function fetchMtaStsPolicyFile(domain: string, id: string, opts: MtaStsFetchOptions): Promise<MtaStsPolicy | MtaStsError> {
   const name = normalizeDomain(domain);
-  let text: string;
-  try {
-    text = await getPolicyText(name, opts);
-  } catch (err) {
-    if (err instanceof FetchFailure) return fail(err.reason, err.temporary);
-    return fail(`policy fetch for ${name}: ${(err as Error).message}`, true);
-  }
+  const text = await getPolicyText(name, opts);
+  if (typeof text !== 'string') return text;
   const parsed = parsePolicyText(text);
   if (!parsed.ok) return fail(`invalid policy at https://mta-sts.${name}${POLICY_PATH}: ${parsed.reason}`, false);
   return { kind: 'policy', id, ...parsed.policy, fetchedAt: (opts.now ?? Date.now)() };

@@ -8,7 +8,7 @@
 // says what applied and why; `sealrelay policy explain` prints it.
 import type { Config, RuleConfig } from '../config/schema.ts';
 import { domainOf } from '../store/store.ts';
-import { makeDecision, type Decision, type Floor } from './decision.ts';
+import { makeDecision, type Decision, type FallbackStep, type Floor } from './decision.ts';
 import { joinDecisions } from './lattice.ts';
 import type { MessageContext } from './message-context.ts';
 import { compileRules } from './rules.ts';
@@ -37,22 +37,28 @@ export interface Policy {
   readonly modeHeader: string | null;
 }
 
-const MODE_VALUES: ReadonlySet<string> = new Set(['none', 'opportunistic', 'forced', 'tls-exclusive']);
+const MODE_VALUES: ReadonlySet<string> = new Set(['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime']);
+
+/** The chain a mode gets when its entry names none: forced tries PGP, then S/MIME (the portal will follow). */
+export function defaultFallback(mode: Decision['mode']): FallbackStep[] {
+  return mode === 'forced' ? ['pgp', 'smime'] : [];
+}
 
 export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp'>): Policy {
   const floor: Floor = { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits };
   const p = config.policies;
-  const make = (mode: Decision['mode'], rule: string, why: string, extra: Partial<Pick<Decision, 'verification' | 'floor'>> = {}) =>
-    makeDecision({ mode, verification: extra.verification ?? 'none', floor: extra.floor ?? floor, fallbackChain: [], tlsExpected: false, rule, reasons: [why] });
+  const make = (mode: Decision['mode'], rule: string, why: string, extra: { verification?: Decision['verification'] | undefined; floor?: Floor; fallback?: readonly FallbackStep[] | undefined } = {}) =>
+    makeDecision({ mode, verification: extra.verification ?? 'none', floor: extra.floor ?? floor, fallbackChain: extra.fallback ?? defaultFallback(mode), tlsExpected: false, rule, reasons: [why] });
 
-  const base = make(p.default.mode, 'default', `policies.default: mode ${p.default.mode}`, { verification: p.default.verification });
+  const base = make(p.default.mode, 'default', `policies.default: mode ${p.default.mode}`, p.default);
   const byDomain = new Map(
-    Object.entries(p.domains).map(([d, e]) => [d.toLowerCase(), make(e.mode, `domain:${d.toLowerCase()}`, `policies.domains.${d}: mode ${e.mode}`, { verification: e.verification })]),
+    Object.entries(p.domains).map(([d, e]) => [d.toLowerCase(), make(e.mode, `domain:${d.toLowerCase()}`, `policies.domains.${d}: mode ${e.mode}`, e)]),
   );
   const rules = compileRules(p.rules);
   const ruleDecision = (r: RuleConfig, why: string[]) =>
     make(r.mode, `rule:${r.name}`, `rule ${r.name}: ${why.join('; ')} → mode ${r.mode}`, {
       verification: r.verification,
+      fallback: r.fallback,
       floor: { minVersion: r.floor?.min_version ?? floor.minVersion, minCipherBits: r.floor?.min_cipher_bits ?? floor.minCipherBits },
     });
   const tag = p.escalation.subject_tag;

@@ -9,7 +9,9 @@
 //                  (mta-sts is ca plus the policy's MX match; dane pins the key)
 //   floor:         the higher min_version and the higher min_cipher_bits
 //   tlsExpected:   or
-//   fallback:      both chains, the stronger decision's steps first, no repeats
+//   fallback:      the stronger mode's chain; for equal modes both chains, the
+//                  stronger decision's steps first, no repeats (a pgp rule without a
+//                  fallback stays without one, whatever a forced rule would allow)
 import type { Mode, TlsVersion, Verification } from '../config/schema.ts';
 import { makeDecision, type Decision, type Floor } from './decision.ts';
 
@@ -55,7 +57,8 @@ export function joinDecisions(a: Decision, b: Decision): Decision {
     floor: joinFloor(a.floor, b.floor),
     tlsExpected: a.tlsExpected || b.tlsExpected,
     // tls-exclusive drops instead of falling back.
-    fallbackChain: mode === 'tls-exclusive' ? [] : [...new Set([...stronger.fallbackChain, ...weaker.fallbackChain])],
+    fallbackChain:
+      mode === 'tls-exclusive' ? [] : MODE_RANK[a.mode] === MODE_RANK[b.mode] ? [...new Set([...stronger.fallbackChain, ...weaker.fallbackChain])] : stronger.fallbackChain,
     rule: stronger.rule,
     reasons: [...a.reasons, ...b.reasons],
   });

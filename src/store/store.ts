@@ -2,6 +2,7 @@
 // Ingress ends at a committed `enqueue`; delivery starts at `claim` and ends at
 // `finish`. Every method is async so that SQLite and PostgreSQL share one contract;
 // SQL and locking never leave the implementations.
+import { domainToASCII } from 'node:url';
 import type { DeliveryRecord, Outcome } from '../delivery/record.ts';
 
 export interface NewMessage {
@@ -87,6 +88,39 @@ export interface DomainKnowledge {
   readonly attempts: number;
 }
 
+export type KeyKind = 'pgp' | 'smime';
+
+/** A recipient's public key or certificate, as the key store holds it. */
+export interface RecipientKey {
+  /** OpenPGP: the primary key fingerprint (hex, upper case). S/MIME: SHA-256 of the certificate DER (hex, upper case). */
+  readonly fingerprint: string;
+  readonly kind: KeyKind;
+  /** Every email address the key carries, normalised (trimmed, lower case; IDNA domain as A-label). */
+  readonly addresses: readonly string[];
+  /** Armored OpenPGP public key, or the PEM certificate. */
+  readonly data: string;
+  /** User ID / certificate subject, for display. */
+  readonly label: string;
+  readonly createdAt: number | null;
+  /** When the key (or its only encryption subkey) stops being valid; null: never. ms since the epoch. */
+  readonly expiresAt: number | null;
+  readonly revoked: boolean;
+  /** Why the key cannot encrypt (no encryption subkey, no keyEncipherment, unsupported algorithm); null when it can. */
+  readonly unusable: string | null;
+  /** How we got it: imported by an operator, or discovered (WKD). */
+  readonly source: 'import' | 'wkd';
+  readonly importedAt: number;
+}
+
+/** The last key discovery for an address (WKD): found or not, and until when the answer stands. */
+export interface KeyLookup {
+  readonly address: string;
+  readonly lookedUpAt: number;
+  readonly found: boolean;
+  readonly expiresAt: number;
+  readonly error: string | null;
+}
+
 export interface Store {
   /** Resolves only once message and envelope are durably committed. */
   enqueue(message: NewMessage): Promise<void>;
@@ -137,10 +171,38 @@ export interface Store {
   /** The cached MTA-STS policy of a domain (opaque JSON owned by domains/mta-sts). */
   getMtaStsPolicy(domain: string): Promise<string | null>;
   setMtaStsPolicy(domain: string, policyJson: string): Promise<void>;
+
+  /** Stores a recipient key, replacing any with the same fingerprint; its address index becomes key.addresses. */
+  putKey(key: RecipientKey): Promise<void>;
+  /** The keys carrying an address (normalised as in RecipientKey.addresses), newest first. */
+  keysFor(address: string, kind?: KeyKind): Promise<RecipientKey[]>;
+  /** Every stored key, or those carrying one address; ordered by address, newest first. */
+  listKeys(opts?: { address?: string }): Promise<RecipientKey[]>;
+  /** One key by its exact fingerprint (any case). */
+  getKey(fingerprint: string): Promise<RecipientKey | null>;
+  /** Forgets a key; false when there was none with that fingerprint. */
+  removeKey(fingerprint: string): Promise<boolean>;
+  /** The last key discovery for an address, or null when it was never looked up. */
+  getKeyLookup(address: string): Promise<KeyLookup | null>;
+  /** Replaces the last key discovery of lookup.address. */
+  recordKeyLookup(lookup: KeyLookup): Promise<void>;
   close(): Promise<void>;
 }
 
 export function domainOf(address: string): string {
   const at = address.lastIndexOf('@');
   return (at < 0 ? '' : address.slice(at + 1)).toLowerCase();
+}
+
+/**
+ * An email address as the key store indexes it: trimmed, lower case, the domain as
+ * an IDNA A-label (RFC 5890), so that "Bob@Bücher.example" and
+ * "bob@xn--bcher-kva.example" find the same keys. Null when it is not an address.
+ */
+export function normaliseAddress(address: string): string | null {
+  const trimmed = address.trim().toLowerCase();
+  const at = trimmed.lastIndexOf('@');
+  if (at <= 0 || at === trimmed.length - 1 || /\s/.test(trimmed)) return null;
+  const domain = domainToASCII(trimmed.slice(at + 1));
+  return domain ? `${trimmed.slice(0, at)}@${domain}` : null;
 }

@@ -67,6 +67,17 @@ describe('config loading', () => {
     expect(problemsOf(`${base}delivery:\n  routes:\n    x.test: "no-port"\n`)[0]).toMatchObject({ key: 'delivery.routes.x.test', line: 7 });
   });
 
+  it('fallback chains: portal is not available yet, tls-exclusive takes none, no step twice', () => {
+    expect(problemsOf(`${base}policies:\n  default:\n    mode: forced\n    fallback: [pgp, portal]\n`)[0]).toMatchObject({ key: 'policies.default.fallback.1', line: 8, message: expect.stringMatching(/portal is not available yet/) });
+    expect(problemsOf(`${base}policies:\n  domains:\n    news.example: { mode: tls-exclusive, fallback: [pgp] }\n`)[0]).toMatchObject({ key: 'policies.domains.news.example.fallback', message: expect.stringMatching(/tls-exclusive drops/) });
+    expect(problemsOf(`${base}policies:\n  rules:\n    - { name: r, match: { sender: a@b }, mode: pgp, fallback: [smime, smime] }\n`)[0]).toMatchObject({ key: 'policies.rules.0.fallback', message: expect.stringMatching(/twice/) });
+    expect(problemsOf(`${base}crypto:\n  smime:\n    signing_cert_file: a.pem\n`)[0]).toMatchObject({ key: 'crypto.smime', message: expect.stringMatching(/go together/) });
+    expect(problemsOf(`${base}dkim:\n  domains:\n    clinic.example: { selector: "bad selector", key_file: k.pem }\n`)[0]).toMatchObject({ key: 'dkim.domains.clinic.example.selector' });
+    const ok = parseConfig(`${base}policies:\n  default: { mode: forced, fallback: [smime] }\n  rules:\n    - { name: lab, match: { sender: a@b }, mode: pgp }\n`, 'test.yaml', {});
+    expect(ok.policies.default.fallback).toEqual(['smime']);
+    expect(ok.policies.rules[0]?.fallback).toBeUndefined();
+  });
+
   it('a missing file is a clear error', () => {
     expect(() => loadConfig('/nonexistent/sealrelay.yaml')).toThrow(/nonexistent\/sealrelay.yaml: cannot read/);
   });

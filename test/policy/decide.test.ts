@@ -101,3 +101,32 @@ describe('DLP in the policy', () => {
     expect(r.error?.issues[0]?.path).toEqual(['dlp']);
   });
 });
+
+describe('fallback chains in decisions', () => {
+  const chainPolicy = createPolicy(
+    configSchema.parse({
+      ingress: { listeners: {} },
+      policies: {
+        default: { mode: 'forced' },
+        domains: { 'smime-only.example': { mode: 'forced', fallback: ['smime'] }, 'no-chain.example': { mode: 'forced', fallback: [] } },
+        rules: [
+          { name: 'lab-pgp', match: { sender: 'lab@clinic.example' }, mode: 'pgp' },
+          { name: 'lab-pgp-or-smime', match: { sender: 'lab2@clinic.example' }, mode: 'pgp', fallback: ['smime'] },
+        ],
+        escalation: { header: { name: 'X-SealRelay-Mode' } },
+      },
+    }),
+  );
+  it.each([
+    ['forced without a chain named: pgp then smime', 'a@example.org', ctx(), 'forced', ['pgp', 'smime']],
+    ['a domain entry names its own chain', 'a@smime-only.example', ctx(), 'forced', ['smime']],
+    ['an empty chain means none: defer, then bounce', 'a@no-chain.example', ctx(), 'forced', []],
+    ['a pgp rule without fallback has none, whatever forced allows', 'a@example.org', ctx({ sender: 'lab@clinic.example' }), 'pgp', []],
+    ['a pgp rule with fallback smime', 'a@example.org', ctx({ sender: 'lab2@clinic.example' }), 'pgp', ['smime']],
+    ['an authenticated submitter may ask for smime', 'a@example.org', ctx({ authUser: 'app', head: 'X-SealRelay-Mode: smime' }), 'smime', []],
+  ] as const)('%s', (_n, rcpt, c, mode, chain) => {
+    const decision = chainPolicy.decide(rcpt, c);
+    expect(decision.mode).toBe(mode);
+    expect(decision.fallbackChain).toEqual(chain);
+  });
+});

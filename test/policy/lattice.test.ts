@@ -42,4 +42,13 @@ describe('escalation lattice', () => {
     expect(j.fallbackChain).toEqual([]);
     expect(joinDecisions(d('opportunistic'), d('forced', 'ca', 'TLSv1.3', 256)).reasons).toEqual(['opportunistic', 'forced']);
   });
+
+  it('the stronger mode brings its own chain; equal modes pool theirs, stronger first', () => {
+    const chain = (mode: Mode, fallbackChain: ('pgp' | 'smime')[]) => makeDecision({ ...d(mode), fallbackChain });
+    // A pgp rule without fallback stays without one, whatever forced would have allowed.
+    expect(joinDecisions(chain('forced', ['pgp', 'smime']), chain('pgp', [])).fallbackChain).toEqual([]);
+    expect(joinDecisions(chain('pgp', ['smime']), chain('forced', ['pgp'])).fallbackChain).toEqual(['smime']);
+    expect(joinDecisions(chain('forced', ['smime']), chain('forced', ['pgp', 'smime'])).fallbackChain).toEqual(['smime', 'pgp']);
+    expect(joinDecisions(chain('tls-exclusive', []), chain('forced', ['pgp'])).fallbackChain).toEqual(['pgp']);
+  });
 });

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { makeRecord, type DeliveryRecord } from '../../src/delivery/record.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
-import type { NewMessage, QueueItem, Store } from '../../src/store/store.ts';
+import type { NewMessage, QueueItem, RecipientKey, Store } from '../../src/store/store.ts';
 
 export function message(over: Partial<NewMessage> = {}): NewMessage {
   return {
@@ -40,6 +40,24 @@ export function record(item: QueueItem, over: Partial<DeliveryRecord> = {}): Del
     durationMs: 5,
     ...over,
   });
+}
+
+/** A stored key as the key store sees it: opaque data, the facts beside it. */
+export function recipientKey(over: Partial<RecipientKey> = {}): RecipientKey {
+  return {
+    fingerprint: 'A1B2C3D4E5F60718293A4B5C6D7E8F9012345678',
+    kind: 'pgp',
+    addresses: ['alice@example.org'],
+    data: '-----BEGIN PGP PUBLIC KEY BLOCK-----\n(test)\n-----END PGP PUBLIC KEY BLOCK-----\n',
+    label: 'Alice <alice@example.org>',
+    createdAt: 1_700_000_000_000,
+    expiresAt: null,
+    revoked: false,
+    unusable: null,
+    source: 'import',
+    importedAt: 1_700_000_100_000,
+    ...over,
+  };
 }
 
 /** `singleNode`: the store is owned by one relay process, so every lease found at start is an orphan. */
@@ -208,6 +226,72 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
         expect(await s.queryRecords({ message: ms[3]!.messageId!.slice(1, -1) })).toHaveLength(1);
         expect(await s.queryRecords({ since: Date.now() + 60_000 })).toHaveLength(0);
         expect(await s.queryRecords({ limit: 5 })).toHaveLength(5);
+      }));
+
+    it('putKey stores a key whole; getKey finds it by fingerprint in any case; keysFor by normalised address', () =>
+      withStore(async (s) => {
+        const key = recipientKey({ addresses: ['alice@example.org', 'bob@xn--bcher-kva.example'], expiresAt: 1_800_000_000_000, unusable: 'no encryption subkey' });
+        await s.putKey(key);
+        expect(await s.getKey(key.fingerprint)).toEqual(key);
+        expect(await s.getKey(key.fingerprint.toLowerCase())).toEqual(key);
+        expect(await s.getKey(key.fingerprint.slice(0, 20))).toBeNull();
+        expect(await s.keysFor('  Alice@EXAMPLE.org ')).toEqual([key]);
+        // The Unicode form of the domain finds the key stored under its A-label.
+        expect(await s.keysFor('BOB@Bücher.example')).toEqual([key]);
+        expect(await s.keysFor('carol@example.org')).toEqual([]);
+        expect(await s.keysFor('not an address')).toEqual([]);
+      }));
+
+    it('keysFor returns the newest key first and filters by kind; listKeys orders by address and filters by it', () =>
+      withStore(async (s) => {
+        const old = recipientKey({ fingerprint: 'AA01', createdAt: 1000 });
+        const unknown = recipientKey({ fingerprint: 'AA02', createdAt: null });
+        const newest = recipientKey({ fingerprint: 'AA03', createdAt: 3000 });
+        const cert = recipientKey({ fingerprint: 'BB01', kind: 'smime', createdAt: 2000, addresses: ['alice@example.org', 'zed@example.org'] });
+        const other = recipientKey({ fingerprint: 'CC01', addresses: ['bob@example.org'] });
+        for (const k of [old, unknown, newest, cert, other]) await s.putKey(k);
+        expect((await s.keysFor('alice@example.org')).map((k) => k.fingerprint)).toEqual(['AA03', 'BB01', 'AA01', 'AA02']);
+        expect((await s.keysFor('alice@example.org', 'pgp')).map((k) => k.fingerprint)).toEqual(['AA03', 'AA01', 'AA02']);
+        expect((await s.keysFor('alice@example.org', 'smime')).map((k) => k.fingerprint)).toEqual(['BB01']);
+        expect((await s.keysFor('zed@example.org')).map((k) => k.fingerprint)).toEqual(['BB01']);
+        expect((await s.listKeys()).map((k) => k.fingerprint)).toEqual(['AA03', 'BB01', 'AA01', 'AA02', 'CC01']);
+        expect((await s.listKeys({ address: 'Bob@Example.org' })).map((k) => k.fingerprint)).toEqual(['CC01']);
+      }));
+
+    it('putKey again replaces the key and its address index; removeKey forgets both', () =>
+      withStore(async (s) => {
+        await s.putKey(recipientKey({ addresses: ['alice@example.org', 'old@example.org'] }));
+        const revoked = recipientKey({ fingerprint: 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678', addresses: ['alice@example.org', 'new@example.org'], revoked: true, label: 'updated' });
+        await s.putKey(revoked);
+        const upper = { ...revoked, fingerprint: revoked.fingerprint.toUpperCase() };
+        expect(await s.listKeys()).toEqual([upper]);
+        expect(await s.keysFor('old@example.org')).toEqual([]);
+        expect(await s.keysFor('new@example.org')).toEqual([upper]);
+        expect(await s.removeKey(revoked.fingerprint)).toBe(true);
+        expect(await s.getKey(revoked.fingerprint)).toBeNull();
+        expect(await s.keysFor('alice@example.org')).toEqual([]);
+        expect(await s.removeKey(revoked.fingerprint)).toBe(false);
+      }));
+
+    it('putKey normalises and de-duplicates addresses and refuses what is not a key', async () =>
+      withStore(async (s) => {
+        await s.putKey(recipientKey({ addresses: ['Alice@Example.org', 'alice@example.org ', 'x@Bücher.example'] }));
+        expect((await s.getKey(recipientKey().fingerprint))?.addresses).toEqual(['alice@example.org', 'x@xn--bcher-kva.example']);
+        await expect(s.putKey(recipientKey({ fingerprint: 'not hex!' }))).rejects.toThrow(/not a hex fingerprint/);
+        await expect(s.putKey(recipientKey({ addresses: ['no-at-sign'] }))).rejects.toThrow(/"no-at-sign" is not an email address/);
+        await expect(s.putKey(recipientKey({ kind: 'x509' as 'pgp' }))).rejects.toThrow(/kind must be pgp or smime/);
+        expect(await s.listKeys()).toHaveLength(1);
+      }));
+
+    it('key lookups: none until recorded, then the latest answer per normalised address', () =>
+      withStore(async (s) => {
+        expect(await s.getKeyLookup('alice@example.org')).toBeNull();
+        await s.recordKeyLookup({ address: 'Alice@Example.org', lookedUpAt: 1000, found: false, expiresAt: 2000, error: 'HTTP 503' });
+        expect(await s.getKeyLookup('alice@example.org')).toEqual({ address: 'alice@example.org', lookedUpAt: 1000, found: false, expiresAt: 2000, error: 'HTTP 503' });
+        await s.recordKeyLookup({ address: 'alice@example.org', lookedUpAt: 3000, found: true, expiresAt: 9000, error: null });
+        expect(await s.getKeyLookup('ALICE@example.org')).toEqual({ address: 'alice@example.org', lookedUpAt: 3000, found: true, expiresAt: 9000, error: null });
+        expect(await s.getKeyLookup('bob@example.org')).toBeNull();
+        await expect(s.recordKeyLookup({ address: 'nobody', lookedUpAt: 1, found: false, expiresAt: 2, error: null })).rejects.toThrow(/not an email address/);
       }));
   });
 }

@@ -67,6 +67,37 @@ const MIGRATIONS: readonly string[] = [
      domain TEXT PRIMARY KEY,
      policy TEXT NOT NULL
    );`,
+  // Recipient keys (OpenPGP public keys, S/MIME certificates) and the addresses they
+  // carry; the address table is what the policy looks keys up by. `addresses` keeps
+  // the key's own order for display. Key lookups remember the last discovery (WKD)
+  // per address, so a miss is not asked again on every message.
+  `CREATE TABLE recipient_keys (
+     fingerprint TEXT PRIMARY KEY,
+     kind        TEXT NOT NULL,
+     addresses   TEXT NOT NULL,
+     data        TEXT NOT NULL,
+     label       TEXT NOT NULL,
+     created_at  INTEGER,
+     expires_at  INTEGER,
+     revoked     INTEGER NOT NULL,
+     unusable    TEXT,
+     source      TEXT NOT NULL,
+     imported_at INTEGER NOT NULL
+   );
+   -- The primary key (address first) is the index lookups by address use.
+   CREATE TABLE recipient_key_addresses (
+     address     TEXT NOT NULL,
+     fingerprint TEXT NOT NULL REFERENCES recipient_keys(fingerprint) ON DELETE CASCADE,
+     PRIMARY KEY (address, fingerprint)
+   );
+   CREATE INDEX recipient_key_addresses_fingerprint ON recipient_key_addresses (fingerprint);
+   CREATE TABLE key_lookups (
+     address       TEXT PRIMARY KEY,
+     looked_up_at  INTEGER NOT NULL,
+     found         INTEGER NOT NULL,
+     expires_at    INTEGER NOT NULL,
+     error         TEXT
+   );`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -18,7 +18,20 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { DeliveryRecord } from '../../delivery/record.ts';
-import { domainOf, type DomainKnowledge, type NewMessage, type QueueEntry, type QueueItem, type RecordFilter, type Settlement, type Store } from '../store.ts';
+import {
+  domainOf,
+  normaliseAddress,
+  type DomainKnowledge,
+  type KeyKind,
+  type KeyLookup,
+  type NewMessage,
+  type QueueEntry,
+  type QueueItem,
+  type RecipientKey,
+  type RecordFilter,
+  type Settlement,
+  type Store,
+} from '../store.ts';
 import { Checkpointer } from './checkpointer.ts';
 import { migrate } from './migrations.ts';
 
@@ -120,6 +133,34 @@ export class SqliteStore implements Store {
       getMtaSts: this.db.prepare(`SELECT policy FROM mta_sts_policies WHERE domain = ?`).pluck(),
       setMtaSts: this.db.prepare(
         `INSERT INTO mta_sts_policies (domain, policy) VALUES (?, ?) ON CONFLICT (domain) DO UPDATE SET policy = excluded.policy`,
+      ),
+      putKey: this.db.prepare(
+        `INSERT INTO recipient_keys (fingerprint, kind, addresses, data, label, created_at, expires_at, revoked, unusable, source, imported_at)
+         VALUES (@fingerprint, @kind, @addresses, @data, @label, @createdAt, @expiresAt, @revoked, @unusable, @source, @importedAt)
+         ON CONFLICT (fingerprint) DO UPDATE SET
+           kind = excluded.kind, addresses = excluded.addresses, data = excluded.data, label = excluded.label,
+           created_at = excluded.created_at, expires_at = excluded.expires_at, revoked = excluded.revoked,
+           unusable = excluded.unusable, source = excluded.source, imported_at = excluded.imported_at`,
+      ),
+      clearKeyAddresses: this.db.prepare(`DELETE FROM recipient_key_addresses WHERE fingerprint = ?`),
+      addKeyAddress: this.db.prepare(`INSERT INTO recipient_key_addresses (address, fingerprint) VALUES (?, ?)`),
+      keysFor: this.db.prepare(
+        `SELECT k.* FROM recipient_key_addresses a JOIN recipient_keys k ON k.fingerprint = a.fingerprint
+         WHERE a.address = @address AND (@kind IS NULL OR k.kind = @kind)
+         ORDER BY k.created_at DESC NULLS LAST, k.imported_at DESC, k.fingerprint`,
+      ),
+      listKeys: this.db.prepare(
+        `SELECT k.* FROM recipient_keys k
+         ORDER BY (SELECT min(address) FROM recipient_key_addresses a WHERE a.fingerprint = k.fingerprint) NULLS LAST,
+                  k.created_at DESC NULLS LAST, k.imported_at DESC, k.fingerprint`,
+      ),
+      getKey: this.db.prepare(`SELECT * FROM recipient_keys WHERE fingerprint = ?`),
+      removeKey: this.db.prepare(`DELETE FROM recipient_keys WHERE fingerprint = ?`),
+      getKeyLookup: this.db.prepare(`SELECT * FROM key_lookups WHERE address = ?`),
+      recordKeyLookup: this.db.prepare(
+        `INSERT INTO key_lookups (address, looked_up_at, found, expires_at, error) VALUES (@address, @lookedUpAt, @found, @expiresAt, @error)
+         ON CONFLICT (address) DO UPDATE SET
+           looked_up_at = excluded.looked_up_at, found = excluded.found, expires_at = excluded.expires_at, error = excluded.error`,
       ),
       recover: this.db.prepare(`UPDATE recipients SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL AND state = 'queued'`),
       // Walks recipients_due in order and stops at the first unleased row: few rows are leased at once.
@@ -308,6 +349,67 @@ export class SqliteStore implements Store {
     this.commit('normal', () => this.stmt.setMtaSts.run(domain.toLowerCase(), policyJson));
   }
 
+  async putKey(key: RecipientKey): Promise<void> {
+    const fingerprint = checkFingerprint(key.fingerprint);
+    if (key.kind !== 'pgp' && key.kind !== 'smime') throw new TypeError(`key ${fingerprint}: kind must be pgp or smime, not ${String(key.kind)}`);
+    const addresses = [...new Set(key.addresses.map((a) => {
+      const normal = normaliseAddress(a);
+      if (!normal) throw new TypeError(`key ${fingerprint}: "${a}" is not an email address`);
+      return normal;
+    }))];
+    this.commit('normal', () => {
+      this.stmt.putKey.run({
+        fingerprint,
+        kind: key.kind,
+        addresses: JSON.stringify(addresses),
+        data: key.data,
+        label: key.label,
+        createdAt: key.createdAt,
+        expiresAt: key.expiresAt,
+        revoked: key.revoked ? 1 : 0,
+        unusable: key.unusable,
+        source: key.source,
+        importedAt: key.importedAt,
+      });
+      this.stmt.clearKeyAddresses.run(fingerprint);
+      for (const address of addresses) this.stmt.addKeyAddress.run(address, fingerprint);
+    });
+  }
+
+  async keysFor(address: string, kind?: KeyKind): Promise<RecipientKey[]> {
+    const normal = normaliseAddress(address);
+    if (!normal) return [];
+    return (this.stmt.keysFor.all({ address: normal, kind: kind ?? null }) as KeyRow[]).map(toRecipientKey);
+  }
+
+  async listKeys(opts: { address?: string } = {}): Promise<RecipientKey[]> {
+    if (opts.address !== undefined) return this.keysFor(opts.address);
+    return (this.stmt.listKeys.all() as KeyRow[]).map(toRecipientKey);
+  }
+
+  async getKey(fingerprint: string): Promise<RecipientKey | null> {
+    const row = this.stmt.getKey.get(fingerprint.trim().toUpperCase()) as KeyRow | undefined;
+    return row ? toRecipientKey(row) : null;
+  }
+
+  async removeKey(fingerprint: string): Promise<boolean> {
+    return this.commit('normal', () => this.stmt.removeKey.run(fingerprint.trim().toUpperCase()).changes > 0);
+  }
+
+  async getKeyLookup(address: string): Promise<KeyLookup | null> {
+    const normal = normaliseAddress(address);
+    const row = normal ? (this.stmt.getKeyLookup.get(normal) as KeyLookupRow | undefined) : undefined;
+    return row ? { address: row.address, lookedUpAt: row.looked_up_at, found: row.found === 1, expiresAt: row.expires_at, error: row.error } : null;
+  }
+
+  async recordKeyLookup(lookup: KeyLookup): Promise<void> {
+    const address = normaliseAddress(lookup.address);
+    if (!address) throw new TypeError(`key lookup: "${lookup.address}" is not an email address`);
+    this.commit('normal', () =>
+      this.stmt.recordKeyLookup.run({ address, lookedUpAt: lookup.lookedUpAt, found: lookup.found ? 1 : 0, expiresAt: lookup.expiresAt, error: lookup.error }),
+    );
+  }
+
   async unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void> {
     this.commit('normal', () => {
       for (const i of items) this.stmt.unclaim.run(i.queueId, i.seq);
@@ -431,6 +533,51 @@ function toKnowledge(r: DomainRow): DomainKnowledge {
     lastAttemptAt: r.last_attempt_at,
     attempts: r.attempts,
   };
+}
+
+/** Fingerprints are hex; upper case is how they are stored and compared. */
+function checkFingerprint(fingerprint: string): string {
+  const upper = fingerprint.trim().toUpperCase();
+  if (!/^[0-9A-F]+$/.test(upper)) throw new TypeError(`"${fingerprint}" is not a hex fingerprint`);
+  return upper;
+}
+
+interface KeyRow {
+  fingerprint: string;
+  kind: KeyKind;
+  addresses: string;
+  data: string;
+  label: string;
+  created_at: number | null;
+  expires_at: number | null;
+  revoked: number;
+  unusable: string | null;
+  source: RecipientKey['source'];
+  imported_at: number;
+}
+
+function toRecipientKey(r: KeyRow): RecipientKey {
+  return {
+    fingerprint: r.fingerprint,
+    kind: r.kind,
+    addresses: JSON.parse(r.addresses) as string[],
+    data: r.data,
+    label: r.label,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    revoked: r.revoked === 1,
+    unusable: r.unusable,
+    source: r.source,
+    importedAt: r.imported_at,
+  };
+}
+
+interface KeyLookupRow {
+  address: string;
+  looked_up_at: number;
+  found: number;
+  expires_at: number;
+  error: string | null;
 }
 
 interface ClaimRow {

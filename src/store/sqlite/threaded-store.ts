@@ -4,7 +4,7 @@
 // worker has finished it — for `enqueue`, after the commit, as before.
 import { Worker } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
-import type { DomainKnowledge, NewMessage, QueueEntry, QueueItem, RecordFilter, Settlement, Store } from '../store.ts';
+import type { DomainKnowledge, KeyKind, KeyLookup, NewMessage, QueueEntry, QueueItem, RecipientKey, RecordFilter, Settlement, Store } from '../store.ts';
 
 type Op = Exclude<keyof Store, never>;
 export interface StoreRequest {
@@ -146,6 +146,27 @@ export class ThreadedSqliteStore implements Store {
   }
   setMtaStsPolicy(domain: string, policyJson: string): Promise<void> {
     return this.call('setMtaStsPolicy', domain, policyJson);
+  }
+  putKey(key: RecipientKey): Promise<void> {
+    return this.call('putKey', key);
+  }
+  keysFor(address: string, kind?: KeyKind): Promise<RecipientKey[]> {
+    return this.call('keysFor', address, kind);
+  }
+  listKeys(opts?: { address?: string }): Promise<RecipientKey[]> {
+    return this.call('listKeys', opts);
+  }
+  getKey(fingerprint: string): Promise<RecipientKey | null> {
+    return this.call('getKey', fingerprint);
+  }
+  removeKey(fingerprint: string): Promise<boolean> {
+    return this.call('removeKey', fingerprint);
+  }
+  getKeyLookup(address: string): Promise<KeyLookup | null> {
+    return this.call('getKeyLookup', address);
+  }
+  recordKeyLookup(lookup: KeyLookup): Promise<void> {
+    return this.call('recordKeyLookup', lookup);
   }
   async close(): Promise<void> {
     if (this.failure) return;

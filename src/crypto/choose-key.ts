@@ -1,0 +1,13 @@
+// Which of a recipient's keys to encrypt to: one that works today, and of those the
+// newest, because a recipient who made a new key wants mail under it (the old one
+// may already be on its way out).
+import type { KeyKind, RecipientKey } from '../store/store.ts';
+import { keyProblem } from './keys.ts';
+
+/** The newest key of `kind` that is neither expired, revoked, nor unusable at `now`; null when there is none. */
+export function chooseKey(keys: readonly RecipientKey[], kind: KeyKind, now: number): RecipientKey | null {
+  const usable = keys.filter((k) => k.kind === kind && keyProblem(k, now) === null);
+  // Unknown creation sorts last; equal ones go to the latest imported.
+  usable.sort((a, b) => (b.createdAt ?? Number.MIN_SAFE_INTEGER) - (a.createdAt ?? Number.MIN_SAFE_INTEGER) || b.importedAt - a.importedAt);
+  return usable[0] ?? null;
+}

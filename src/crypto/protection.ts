@@ -1,0 +1,128 @@
+// What the delivery worker needs from crypto/, set up once from the config:
+// encrypt one recipient's copy (PGP/MIME or S/MIME, with the recipient's key from
+// the key store or WKD) and DKIM-sign what goes on the wire. Every key file named
+// in the config is read and checked here, at start or reload, so a bad file is an
+// error naming its setting, never a surprise at send time.
+import fs from 'node:fs';
+import * as openpgp from 'openpgp';
+import type { Config } from '../config/schema.ts';
+import type { KeyKind, Store } from '../store/store.ts';
+import { loadDkimKey, signDkim, type DkimKey } from './dkim.ts';
+import { encryptPgpMime } from './pgp-mime.ts';
+import { createKeyFinder, type KeyFinder } from './recipient-keys.ts';
+import { encryptSmime, signSmime } from './smime.ts';
+
+export type Encrypted =
+  | { readonly ok: true; readonly message: Buffer; readonly keyFingerprint: string; readonly keySource: 'import' | 'wkd'; readonly signed: boolean }
+  | { readonly ok: false; readonly why: string; readonly temporary: boolean };
+
+export interface Protection {
+  /** `message` encrypted for `recipient` by `method`, or why that cannot be done. */
+  encrypt(method: KeyKind, recipient: string, message: Buffer): Promise<Encrypted>;
+  /** `message` with a DKIM signature for its From domain when a key is configured for it. */
+  sign(message: Buffer): Promise<Buffer>;
+}
+
+export class ProtectionConfigError extends Error {
+  constructor(
+    readonly setting: string,
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`${setting}: ${file}: ${reason}`);
+    this.name = 'ProtectionConfigError';
+  }
+}
+
+function readSetting(setting: string, file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ProtectionConfigError(setting, file, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message);
+  }
+}
+
+/** A tiny message put through each configured key once at load, so a bad key fails now, with its setting. */
+const PROBE = Buffer.from('Subject: key check\r\nContent-Type: text/plain\r\n\r\nkey check\r\n');
+
+/** A throwaway recipient for checking the signing key (which may be sign-only). */
+async function probeRecipient(): Promise<string> {
+  return (await openpgp.generateKey({ userIDs: [{ email: 'key-check@sealrelay.invalid' }], type: 'ecc', curve: 'curve25519Legacy', format: 'armored' })).publicKey;
+}
+
+async function tryKey(setting: string, file: string, use: () => unknown): Promise<void> {
+  try {
+    await use();
+  } catch (err) {
+    throw new ProtectionConfigError(setting, file, (err as Error).message);
+  }
+}
+
+export async function loadProtection(config: Config, store: Store): Promise<Protection> {
+  const { pgp, smime, wkd } = config.crypto;
+  const pgpArchive = pgp.archive_key_file ? readSetting('crypto.pgp.archive_key_file', pgp.archive_key_file) : null;
+  const pgpSigner = pgp.signing_key_file
+    ? {
+        armoredKey: readSetting('crypto.pgp.signing_key_file', pgp.signing_key_file),
+        ...(pgp.signing_passphrase_file ? { passphrase: readSetting('crypto.pgp.signing_passphrase_file', pgp.signing_passphrase_file).replace(/\r?\n$/, '') } : {}),
+      }
+    : null;
+  const smimeArchive = smime.archive_cert_file ? readSetting('crypto.smime.archive_cert_file', smime.archive_cert_file) : null;
+  const smimeSigner =
+    smime.signing_cert_file && smime.signing_key_file
+      ? { certPem: readSetting('crypto.smime.signing_cert_file', smime.signing_cert_file), keyPem: readSetting('crypto.smime.signing_key_file', smime.signing_key_file) }
+      : null;
+  const dkimKeys: DkimKey[] = Object.entries(config.dkim.domains).map(([domain, d]) => {
+    const setting = `dkim.domains.${domain}.key_file`;
+    try {
+      return loadDkimKey(domain.toLowerCase(), d.selector, readSetting(setting, d.key_file));
+    } catch (err) {
+      if (err instanceof ProtectionConfigError) throw err;
+      throw new ProtectionConfigError(setting, d.key_file, (err as Error).message);
+    }
+  });
+
+  if (pgpArchive) await tryKey('crypto.pgp.archive_key_file', pgp.archive_key_file!, () => encryptPgpMime(PROBE, { recipientKeys: [pgpArchive] }));
+  if (pgpSigner) await tryKey('crypto.pgp.signing_key_file', pgp.signing_key_file!, async () => encryptPgpMime(PROBE, { recipientKeys: [await probeRecipient()], signingKey: pgpSigner }));
+  if (smimeArchive) await tryKey('crypto.smime.archive_cert_file', smime.archive_cert_file!, () => encryptSmime(PROBE, [smimeArchive]));
+  if (smimeSigner) await tryKey('crypto.smime.signing_cert_file', smime.signing_cert_file!, () => signSmime(PROBE, smimeSigner));
+
+  const keys: KeyFinder = createKeyFinder({
+    store,
+    wkd: wkd.enabled
+      ? {
+          dnsServers: config.delivery.dns.servers,
+          timeoutMs: wkd.timeout_ms,
+          port: wkd.https_port,
+          ...(wkd.ca_file ? { ca: readSetting('crypto.wkd.ca_file', wkd.ca_file) } : {}),
+          cacheMs: wkd.cache_seconds * 1000,
+          negativeCacheMs: wkd.negative_cache_seconds * 1000,
+        }
+      : null,
+  });
+
+  return {
+    async encrypt(method, recipient, message) {
+      const found = await keys.find(recipient, method);
+      if (!found.ok) return found;
+      const { key } = found;
+      const facts = { keyFingerprint: key.fingerprint, keySource: key.source };
+      try {
+        if (method === 'pgp') {
+          const out = await encryptPgpMime(message, { recipientKeys: [key.data], archiveKey: pgpArchive, signingKey: pgpSigner, subjectPlaceholder: pgp.subject_placeholder });
+          return { ok: true, message: out, signed: pgpSigner !== null, ...facts };
+        }
+        const inner = smimeSigner ? signSmime(message, smimeSigner) : message;
+        const out = encryptSmime(inner, smimeArchive ? [key.data, smimeArchive] : [key.data]);
+        return { ok: true, message: out, signed: smimeSigner !== null, ...facts };
+      } catch (err) {
+        // The key was judged usable, yet encryption refused it: not something a retry fixes.
+        return { ok: false, why: `${method} encryption to ${key.fingerprint} failed: ${(err as Error).message}`, temporary: false };
+      }
+    },
+    async sign(message) {
+      if (!dkimKeys.length) return message;
+      return (await signDkim(message, dkimKeys)).message;
+    },
+  };
+}
