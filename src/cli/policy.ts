@@ -9,7 +9,8 @@ import { informedBy } from '../policy/domain-knowledge.ts';
 import { messageContext } from '../policy/message-context.ts';
 import { dlpScannerFor } from '../policy/dlp/for-config.ts';
 import { openStore } from '../store/open-store.ts';
-import { domainOf, type DomainKnowledge } from '../store/store.ts';
+import { chooseKey } from '../crypto/choose-key.ts';
+import { domainOf, type DomainKnowledge, type KeyKind, type RecipientKey } from '../store/store.ts';
 import { readConfig, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { renderTable } from './table.ts';
@@ -43,11 +44,11 @@ export function registerPolicyCommands(program: Command, context: () => CliConte
       // The whole message file goes through DLP exactly as the relay would scan it.
       const dlpHits = opts.file ? await dlpScannerFor(config).hits('explain', readFileSync(opts.file)) : [];
       const ctx = messageContext({ sender: opts.from, authUser: opts.authUser ?? null, headerBlock: head, dlpHits });
-      const knowledge = await domainKnowledge(config.store, opts.to);
+      const { knowledge, keys } = await storeFacts(config.store, opts.to);
       const policy = createPolicy(config);
       const rows = opts.to.map((to) => {
         const explained = policy.explain(to, ctx);
-        return { recipient: to, dlpHits, ...explained, decision: informedBy(explained.decision, domainOf(to), knowledge.get(domainOf(to)) ?? null) };
+        return { recipient: to, dlpHits, ...explained, decision: informedBy(explained.decision, domainOf(to), knowledge.get(domainOf(to)) ?? null), keys: keys.get(to) ?? null };
       });
       if (opts.json) {
         for (const r of rows) console.log(JSON.stringify(r));
@@ -55,8 +56,16 @@ export function registerPolicyCommands(program: Command, context: () => CliConte
       }
       console.log(
         renderTable(
-          [{ header: 'RECIPIENT' }, { header: 'MODE' }, { header: 'VERIFY' }, { header: 'FLOOR' }, { header: 'TLS EXPECTED' }, { header: 'RULE' }],
-          rows.map((r) => [r.recipient, r.decision.mode, r.decision.verification, `${r.decision.floor.minVersion}, ${r.decision.floor.minCipherBits} bits`, r.decision.tlsExpected ? 'yes' : 'no', r.decision.rule]),
+          [{ header: 'RECIPIENT' }, { header: 'MODE' }, { header: 'VERIFY' }, { header: 'FLOOR' }, { header: 'TLS EXPECTED' }, { header: 'FALLBACK' }, { header: 'RULE' }],
+          rows.map((r) => [
+            r.recipient,
+            r.decision.mode,
+            r.decision.verification,
+            `${r.decision.floor.minVersion}, ${r.decision.floor.minCipherBits} bits`,
+            r.decision.tlsExpected ? 'yes' : 'no',
+            r.decision.fallbackChain.join(' → ') || '-',
+            r.decision.rule,
+          ]),
         ),
       );
       for (const r of rows) {
@@ -66,10 +75,16 @@ export function registerPolicyCommands(program: Command, context: () => CliConte
     });
 }
 
-function traceLines(r: Explanation & { recipient: string }): string[] {
+function traceLines(r: Explanation & { recipient: string; keys: HeldKeys | null }): string[] {
   const lines = r.trace.map((t) => `${t.raised ? '↑' : '·'} ${t.source} ${t.name}: ${t.why}${t.source === 'default' || t.source === 'domain' ? ` → ${t.mode}` : t.raised ? ` → raised to ${t.mode}` : ` (${t.mode}, no change)`}`);
   const known = r.decision.reasons.find((reason) => reason.includes('TLS-known'));
   if (known) lines.push(`↑ domain knowledge: ${known}`);
+  // Which encryption steps could be taken today, from the keys the store holds.
+  const steps = new Set([r.decision.mode, ...r.decision.fallbackChain].filter((m): m is KeyKind => m === 'pgp' || m === 'smime'));
+  for (const kind of steps) {
+    const key = r.keys?.[kind] ?? null;
+    lines.push(`· key ${kind}: ${key ? `${key.fingerprint} (${key.source}${key.expiresAt ? `, expires ${new Date(key.expiresAt).toISOString().slice(0, 10)}` : ''})` : kind === 'pgp' ? 'none held (WKD may find one at delivery)' : 'none held'}`);
+  }
   return lines;
 }
 
@@ -91,19 +106,28 @@ function headerBlockFrom(opts: ExplainOptions): string {
 }
 
 /** What the relay knows of these domains, when there is a store to ask. */
-async function domainKnowledge(config: Parameters<typeof openStore>[0], recipients: readonly string[]): Promise<Map<string, DomainKnowledge>> {
-  const known = new Map<string, DomainKnowledge>();
-  if (config.driver === 'sqlite' && !existsSync(config.path)) return known;
+type HeldKeys = Record<KeyKind, RecipientKey | null>;
+
+/** What the store knows that changes the answer: domain knowledge, and the keys each recipient has. */
+async function storeFacts(config: Parameters<typeof openStore>[0], recipients: readonly string[]): Promise<{ knowledge: Map<string, DomainKnowledge>; keys: Map<string, HeldKeys> }> {
+  const knowledge = new Map<string, DomainKnowledge>();
+  const keys = new Map<string, HeldKeys>();
+  if (config.driver === 'sqlite' && !existsSync(config.path)) return { knowledge, keys };
   const store = openStore(config);
   try {
     for (const domain of new Set(recipients.map(domainOf))) {
       const k = await store.getDomain(domain);
-      if (k) known.set(domain, k);
+      if (k) knowledge.set(domain, k);
+    }
+    const now = Date.now();
+    for (const to of recipients) {
+      const held = await store.keysFor(to);
+      keys.set(to, { pgp: chooseKey(held, 'pgp', now), smime: chooseKey(held, 'smime', now) });
     }
   } finally {
     await store.close();
   }
-  return known;
+  return { knowledge, keys };
 }
 
 function collect(value: string, previous: string[]): string[] {
