@@ -3,6 +3,7 @@
 // the key store or WKD) and DKIM-sign what goes on the wire. Every key file named
 // in the config is read and checked here, at start or reload, so a bad file is an
 // error naming its setting, never a surprise at send time.
+import { createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import * as openpgp from 'openpgp';
 import type { Config } from '../config/schema.ts';
@@ -50,6 +51,20 @@ async function probeRecipient(): Promise<string> {
   return (await openpgp.generateKey({ userIDs: [{ email: 'key-check@sealrelay.invalid' }], type: 'ecc', curve: 'curve25519Legacy', format: 'armored' })).publicKey;
 }
 
+/**
+ * The S/MIME signing key read on its own, before the probe: the probe cannot tell a
+ * bad key from a bad certificate, and the operator needs to know which file to fix.
+ */
+function checkSmimeSigningKey(pem: string): void {
+  let type: string | undefined;
+  try {
+    type = createPrivateKey(pem).asymmetricKeyType;
+  } catch (err) {
+    throw new Error(`not an unencrypted private key in PEM (${(err as Error).message})`);
+  }
+  if (type !== 'rsa') throw new Error(`${type ?? 'unknown'} key; S/MIME signing (node-forge) needs an RSA key`);
+}
+
 async function tryKey(setting: string, file: string, use: () => unknown): Promise<void> {
   try {
     await use();
@@ -85,6 +100,7 @@ export async function loadProtection(config: Config, store: Store): Promise<Prot
   if (pgpArchive) await tryKey('crypto.pgp.archive_key_file', pgp.archive_key_file!, () => encryptPgpMime(PROBE, { recipientKeys: [pgpArchive] }));
   if (pgpSigner) await tryKey('crypto.pgp.signing_key_file', pgp.signing_key_file!, async () => encryptPgpMime(PROBE, { recipientKeys: [await probeRecipient()], signingKey: pgpSigner }));
   if (smimeArchive) await tryKey('crypto.smime.archive_cert_file', smime.archive_cert_file!, () => encryptSmime(PROBE, [smimeArchive]));
+  if (smimeSigner) await tryKey('crypto.smime.signing_key_file', smime.signing_key_file!, () => checkSmimeSigningKey(smimeSigner.keyPem));
   if (smimeSigner) await tryKey('crypto.smime.signing_cert_file', smime.signing_cert_file!, () => signSmime(PROBE, smimeSigner));
 
   const keys: KeyFinder = createKeyFinder({
