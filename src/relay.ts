@@ -3,12 +3,11 @@
 // `sealrelay start` does, on port 0, and stop it in `finally`.
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { Config } from './config/schema.ts';
-import { startDelivery } from './delivery/scheduler.ts';
+import { startDeliveryThread } from './delivery/thread.ts';
 import { ensureDevCertificate } from './ingress/dev-cert.ts';
 import { startIngress } from './ingress/index.ts';
 import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
-import { loadProtection } from './crypto/protection.ts';
 import { createPolicy } from './policy/decide.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
 import { openRelayStore } from './store/open-store.ts';
@@ -37,14 +36,13 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   if (interrupted) {
     logger.warn({ event: 'store.recovered', interrupted }, `${interrupted} recipient(s) were mid-attempt when the last run stopped: retrying them now (each may arrive twice)`);
   }
-  let protection;
+  let delivery;
   try {
-    protection = await loadProtection(config, store);
+    delivery = await startDeliveryThread({ config, store, logger });
   } catch (err) {
     await store.close();
     throw err;
   }
-  const delivery = startDelivery({ config, store, logger, policy: createPolicy(config), protection });
   let ingress;
   try {
     ingress = await startIngress({
@@ -108,13 +106,13 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     async reload(next) {
       const users = loadUsers(next.ingress.users_file);
       const nextCert = ensureDevCertificate(next.ingress.cert_file, next.ingress.key_file, next.server.hostname);
-      const policy = createPolicy(next);
-      const protection = await loadProtection(next, store);
+      createPolicy(next); // throws on a policy the relay cannot run, before anything changes
       if (next.store.path !== config.store.path || next.store.driver !== config.store.driver) {
         throw new Error('store changes need a restart');
       }
+      // First the part that may refuse (the thread loads the new key files), then the rest.
+      await delivery.reload(next);
       ingress.reload(next, nextCert, users);
-      delivery.reload(next, policy, protection);
       await prober.stop();
       prober = watchDomains(next);
       config = next;

@@ -8,7 +8,7 @@
 //
 // The relay module is imported only here and only when starting, so the other
 // subcommands never load listeners, delivery or crypto code.
-import { watchFile } from 'node:fs';
+import { statSync, watchFile } from 'node:fs';
 import type { Command } from 'commander';
 import { ConfigError, formatProblem, loadConfig } from '../config/load.ts';
 import { createLogger, type Logger } from '../log.ts';
@@ -27,6 +27,8 @@ export function registerStart(program: Command, context: () => CliContext): void
     .description('run the relay in the foreground (SIGTERM/SIGINT stop it, SIGHUP reloads the config)')
     .action(async () => {
       const ctx = context();
+      // The file as it was when read: an edit made while the relay starts is still an edit.
+      const loaded = statSync(ctx.configFile, { throwIfNoEntry: false });
       const config = readConfig(ctx);
       const logger = createLogger(config.logging.level);
       const { startRelay } = await import('../relay.ts');
@@ -88,10 +90,16 @@ export function registerStart(program: Command, context: () => CliContext): void
         reloads = reloads.then(reload);
       });
       // Editing the config file reloads it too (an invalid edit is refused, as on SIGHUP).
-      watchFile(ctx.configFile, { interval: CONFIG_POLL_MS, persistent: false }, (now, before) => {
-        if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
+      let seen = { mtimeMs: loaded?.mtimeMs ?? 0, size: loaded?.size ?? 0 };
+      const onChange = (now: { mtimeMs: number; size: number }) => {
+        if (now.mtimeMs === seen.mtimeMs && now.size === seen.size) return;
+        seen = { mtimeMs: now.mtimeMs, size: now.size };
         reloads = reloads.then(reload);
-      });
+      };
+      watchFile(ctx.configFile, { interval: CONFIG_POLL_MS, persistent: false }, onChange);
+      // watchFile compares with its own first look, which may come after an edit made during start.
+      const current = statSync(ctx.configFile, { throwIfNoEntry: false });
+      if (current) onChange(current);
     });
 }
 

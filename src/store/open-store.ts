@@ -13,7 +13,7 @@ export function openStore(config: Config['store']): Store {
 }
 
 /** For the long-running relay: SQLite in its own thread, so commits never stall SMTP sessions. */
-export async function openRelayStore(config: Config['store'], onError?: (message: string) => void): Promise<Store> {
+export async function openRelayStore(config: Config['store'], onError?: (message: string) => void): Promise<ThreadedSqliteStore> {
   switch (config.driver) {
     case 'sqlite':
       return ThreadedSqliteStore.open(config.path, onError);

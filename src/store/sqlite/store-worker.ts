@@ -3,7 +3,7 @@
 // and answers. While one commit waits for its fsync, new enqueues queue up behind
 // it and share the next commit (group commit without any timer), and SQLite's
 // WAL checkpoints stall only this thread, never an SMTP session.
-import { parentPort, workerData } from 'node:worker_threads';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { SqliteStore } from './sqlite-store.ts';
 import type { StoreRequest, StoreResponse } from './threaded-store.ts';
 
@@ -20,14 +20,20 @@ try {
   throw err;
 }
 
-port.on('message', (req: StoreRequest) => {
-  const reply = (res: Omit<StoreResponse, 'id'>) => port.postMessage({ id: req.id, ...res });
-  const method = store[req.op] as (...args: unknown[]) => Promise<unknown>;
-  method.apply(store, req.args).then(
-    (value) => {
-      reply({ value });
-      if (req.op === 'close') port.close();
-    },
-    (err: Error) => reply({ error: { name: err.name, message: err.message } }),
-  );
-});
+/** Serves Store calls arriving on `from`; only the owning thread (parentPort) may close the store. */
+function serve(from: MessagePort, owner: boolean): void {
+  from.on('message', (req: StoreRequest | { connect: MessagePort }) => {
+    if ('connect' in req) return serve(req.connect, false);
+    const reply = (res: Omit<StoreResponse, 'id'>) => from.postMessage({ id: req.id, ...res });
+    if (req.op === 'close' && !owner) return reply({ error: { name: 'Error', message: 'only the owning thread closes the store' } });
+    const method = store[req.op] as (...args: unknown[]) => Promise<unknown>;
+    method.apply(store, req.args).then(
+      (value) => {
+        reply({ value });
+        if (req.op === 'close') port.close();
+      },
+      (err: Error) => reply({ error: { name: err.name, message: err.message } }),
+    );
+  });
+}
+serve(port, true);

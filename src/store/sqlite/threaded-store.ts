@@ -2,8 +2,14 @@
 // (store-worker.ts), so that fsyncs and checkpoints never block the event loop
 // that serves SMTP sessions. Calls keep their order; each resolves only when the
 // worker has finished it — for `enqueue`, after the commit, as before.
-import { Worker } from 'node:worker_threads';
+//
+// The thread that opened the store owns it (open/close). Another thread — the
+// delivery worker — reaches the same store thread over a port of its own
+// (`connect()` here, `attach()` there), so its calls never pass through the
+// ingress thread.
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
+import { tsxWorker } from '../../tsx-worker.ts';
 import type { DomainKnowledge, KeyKind, KeyLookup, NewMessage, QueueEntry, QueueItem, RecipientKey, RecordFilter, Settlement, Store } from '../store.ts';
 
 type Op = Exclude<keyof Store, never>;
@@ -18,9 +24,7 @@ export interface StoreResponse {
   error?: { name: string; message: string };
 }
 
-// The worker runs TypeScript like the rest of the relay: register tsx in it, then load the entry.
-const BOOTSTRAP = `import('tsx/esm/api').then(({ register }) => { register(); return import(require('node:worker_threads').workerData.entry); });`;
-const ENTRY = new URL('./store-worker.ts', import.meta.url).href;
+const ENTRY = new URL('./store-worker.ts', import.meta.url);
 /** After `close` was answered, how long the thread may take to end before it is terminated, in ms. */
 const WORKER_EXIT_WAIT_MS = 1000;
 
@@ -30,7 +34,8 @@ export class ThreadedSqliteStore implements Store {
   private failure: Error | null = null;
 
   private constructor(
-    private readonly worker: Worker,
+    /** The store thread itself (owner), or a port to it (attached). */
+    private readonly worker: Worker | MessagePort,
     onError: (message: string) => void,
   ) {
     worker.on('message', (res: StoreResponse & { log?: string }) => {
@@ -46,13 +51,30 @@ export class ThreadedSqliteStore implements Store {
       for (const call of this.pending.values()) call.reject(err);
       this.pending.clear();
     };
-    worker.on('error', fail);
-    worker.on('exit', (code) => fail(new Error(`store thread exited (code ${code})`)));
+    if (worker instanceof Worker) {
+      worker.on('error', fail);
+      worker.on('exit', (code) => fail(new Error(`store thread exited (code ${code})`)));
+    } else {
+      worker.on('close', () => fail(new Error('store port closed')));
+    }
+  }
+
+  /** A client of the store thread behind `port` (from `connect()` on the owning thread). Its close() only lets go of the port. */
+  static attach(port: MessagePort): ThreadedSqliteStore {
+    return new ThreadedSqliteStore(port, () => undefined);
+  }
+
+  /** A new port to the store thread, to hand to another thread (transfer it) for `attach()`. */
+  connect(): MessagePort {
+    if (!(this.worker instanceof Worker)) throw new Error('only the thread that opened the store can connect others');
+    const { port1, port2 } = new MessageChannel();
+    this.worker.postMessage({ connect: port2 }, [port2]);
+    return port1;
   }
 
   /** Starts the thread and opens (and migrates) the database; rejects with the reason it could not. */
   static async open(path: string, onBackgroundError: (message: string) => void = () => undefined): Promise<ThreadedSqliteStore> {
-    const worker = new Worker(BOOTSTRAP, { eval: true, workerData: { entry: ENTRY, path } });
+    const worker = tsxWorker(ENTRY, { workerData: { path } });
     let onMessage!: (m: { ready?: boolean; fatal?: string }) => void;
     let onError!: (err: Error) => void;
     let onExit!: (code: number) => void;
@@ -170,10 +192,16 @@ export class ThreadedSqliteStore implements Store {
   }
   async close(): Promise<void> {
     if (this.failure) return;
-    const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+    const worker = this.worker;
+    if (!(worker instanceof Worker)) {
+      this.failure = new Error('store client closed');
+      worker.close();
+      return;
+    }
+    const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
     await this.call('close');
     // The worker closes its port after answering and ends by itself; make sure it does.
-    const timer = setTimeout(() => void this.worker.terminate(), WORKER_EXIT_WAIT_MS);
+    const timer = setTimeout(() => void worker.terminate(), WORKER_EXIT_WAIT_MS);
     await exited;
     clearTimeout(timer);
   }

@@ -1,0 +1,50 @@
+// The delivery thread's own side (see thread.ts): the store through its port,
+// a logger whose lines go to the relay's log, policy and protection built from
+// the config, and the delivery worker of scheduler.ts driven by the relay's messages.
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import type { Config } from '../config/schema.ts';
+import { loadProtection } from '../crypto/protection.ts';
+import { createLogger } from '../log.ts';
+import { createPolicy } from '../policy/decide.ts';
+import { ThreadedSqliteStore } from '../store/sqlite/threaded-store.ts';
+import { startDelivery } from './scheduler.ts';
+import type { FromDeliveryThread, ToDeliveryThread } from './thread.ts';
+
+const relay = parentPort!;
+const post = (m: FromDeliveryThread) => relay.postMessage(m);
+const { config, storePort } = workerData as { config: Config; storePort: MessagePort };
+
+const store = ThreadedSqliteStore.attach(storePort);
+const logger = createLogger(config.logging.level, { write: (line: string) => post({ type: 'log', line }) });
+
+let delivery: ReturnType<typeof startDelivery>;
+try {
+  delivery = startDelivery({ config, store, logger, policy: createPolicy(config), protection: await loadProtection(config, store) });
+  post({ type: 'ready' });
+} catch (err) {
+  // The relay reports the reason and ends the thread; nothing here may outlive it.
+  post({ type: 'failed', message: (err as Error).message });
+  await store.close();
+  relay.close();
+}
+
+relay.on('message', (m: ToDeliveryThread) => {
+  switch (m.type) {
+    case 'kick':
+      return delivery.kick();
+    case 'reload':
+      return void loadProtection(m.config, store).then(
+        (protection) => {
+          delivery.reload(m.config, createPolicy(m.config), protection);
+          post({ type: 'reloaded' });
+        },
+        (err: Error) => post({ type: 'reload-failed', message: err.message }),
+      );
+    case 'stop':
+      return void delivery.stop(m.graceMs).finally(async () => {
+        await store.close();
+        post({ type: 'stopped' });
+        relay.close();
+      });
+  }
+});
