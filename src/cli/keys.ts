@@ -8,7 +8,7 @@
 // revoked or expired, because that is how a revocation takes effect.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { keyProblem, parseKeyFile } from '../crypto/keys.ts';
+import { keyProblem } from '../crypto/choose-key.ts';
 import { openStore } from '../store/open-store.ts';
 import type { RecipientKey, Store } from '../store/store.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
@@ -98,6 +98,8 @@ async function importFile(store: Store, file: string, now: number): Promise<numb
     console.error(`${file}: cannot read: ${(err as Error).message}`);
     return 1;
   }
+  // openpgp and forge load only for an import, not with every command (`start` included).
+  const { parseKeyFile } = await import('../crypto/keys.ts');
   const parsed = await parseKeyFile(bytes, { source: 'import', now, known: (fingerprint) => store.getKey(fingerprint) });
   for (const note of parsed.notes) console.error(`${file}: note: ${note}`);
   for (const problem of parsed.problems) console.error(`${file}: ${problem}`);

@@ -14,7 +14,6 @@
 // Signing itself is mailauth's (4.13) DkimSigner.
 import crypto from 'node:crypto';
 import { domainToASCII } from 'node:url';
-import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import addressparser from 'nodemailer/lib/addressparser';
 import { headerEnd } from '../mime/header-block.ts';
 
@@ -146,6 +145,8 @@ export async function signDkim(message: Buffer, keys: readonly DkimKey[]): Promi
   if ('reason' in from) return { message, signedBy: null, reason: from.reason };
   const signing = keysFor(from.domain, keys);
   if (!signing.length) return { message, signedBy: null, reason: `no DKIM key for ${from.domain}` };
+  // mailauth weighs some 20 MB: loaded only by a relay that signs.
+  const { dkimSign } = await import('mailauth/lib/dkim/sign.js');
   const result = await dkimSign(message, {
     // Unused: every signature's domain, selector and key come from signatureData.
     signingDomain: signing[0]!.domain,

@@ -164,16 +164,3 @@ async function unarmor(text: string): Promise<Uint8Array> {
   if (!(data instanceof Uint8Array)) throw new Error('unexpected streamed armor');
   return data;
 }
-
-/** A one-line verdict: null when the key can be used now, else why not ("expired 2026-01-01", "revoked", unusable reason). */
-export function keyProblem(key: RecipientKey, now: number): string | null {
-  if (key.revoked) return 'revoked';
-  if (key.unusable) return key.unusable;
-  if (key.createdAt !== null && key.createdAt > now) return `not valid before ${day(key.createdAt)}`;
-  if (key.expiresAt !== null && key.expiresAt <= now) return `expired ${day(key.expiresAt)}`;
-  return null;
-}
-
-function day(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
-}

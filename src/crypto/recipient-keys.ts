@@ -3,8 +3,8 @@
 // (source "wkd") and every lookup's answer — found, none, failed — is remembered
 // for a while, so a busy queue asks a domain's key server once, not per message.
 import { normaliseAddress, type KeyKind, type RecipientKey, type Store } from '../store/store.ts';
-import { chooseKey } from './choose-key.ts';
-import { keyProblem, parseKeyFile } from './keys.ts';
+import { chooseKey, keyProblem } from './choose-key.ts';
+import { parseKeyFile } from './keys.ts';
 import { lookupWkd, type WkdOptions } from './wkd.ts';
 
 export type KeyAnswer =

@@ -25,11 +25,11 @@ afterEach(() => {
 });
 
 /** Starts the relay and collects its JSON log lines. */
-function startRelayProcess(configFile: string) {
+function startRelayProcess(configFile: string, cwd = ROOT) {
   const events: LogLine[] = [];
   let stderr = '';
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEALRELAY_')));
-  const proc = spawn(process.execPath, ['bin/sealrelay.js', '-c', configFile, 'start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [join(ROOT, 'bin/sealrelay.js'), '-c', configFile, 'start'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let buffered = '';
   proc.stdout.on('data', (chunk: Buffer) => {
     buffered += chunk.toString('utf8');
@@ -84,6 +84,16 @@ describe.skipIf(!RELAY_PRESENT)('sealrelay start', () => {
     const events = relay.events.map((e) => e.event);
     expect(events).toContain('relay.stopping');
     expect(events.at(-1)).toBe('relay.stopped');
+    expect(relay.stderr()).toBe('');
+  });
+
+  it('starts from any working directory: its threads find their own modules', async () => {
+    box = makeSandbox();
+    const relay = startRelayProcess(box.configFile, box.dir);
+    child = relay.proc;
+    await relay.waitFor('relay.started', 0, (e) => Array.isArray(e.listeners));
+    relay.proc.kill('SIGTERM');
+    expect(await relay.exited).toBe(0);
     expect(relay.stderr()).toBe('');
   });
 });

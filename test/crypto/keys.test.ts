@@ -8,7 +8,8 @@ import path from 'node:path';
 import * as openpgp from 'openpgp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chooseKey } from '../../src/crypto/choose-key.ts';
-import { keyProblem, parseKeyFile, type ParsedKeys } from '../../src/crypto/keys.ts';
+import { keyProblem } from '../../src/crypto/choose-key.ts';
+import { parseKeyFile, type ParsedKeys } from '../../src/crypto/keys.ts';
 import type { RecipientKey } from '../../src/store/store.ts';
 import { gpgHome, openssl, opensslFingerprint, rsaCertificate, type GpgHome } from './key-fixtures.ts';
 
