@@ -30,10 +30,22 @@
 //
 // Keys are checked before any output: a missing, unreadable, v6, revoked or expired
 // key, or one without a usable encryption subkey, is a PgpKeyError.
+//
+// Cost (measured with bench/crypto.ts). Reading a key and verifying its
+// self-signatures (an RSA or EdDSA verification each) cost about as much as
+// encrypting 100 KB, so parsed recipient keys are kept in a small LRU keyed by a hash
+// of their bytes. openpgp.js remembers on the parsed key that a signature checked
+// out; dates, expiry and revocation are still judged against the clock on every use,
+// so a cached key stops being used the moment it expires, and a changed key (a
+// revocation added, say) has other bytes and is read afresh. The entity goes to
+// openpgp.js as one buffer, not as a web stream: the stream pipeline cost several
+// milliseconds per message and, since openpgp.js copies the data between packets
+// either way, peaked no lower for a 5 MB message. The binary result is armored
+// straight into the outgoing message (pgp-armor.ts).
 import crypto from 'node:crypto';
-import { ReadableStream } from 'node:stream/web';
 import * as openpgp from 'openpgp';
 import { headerEnd } from '../mime/header-block.ts';
+import { withArmoredMessage } from './pgp-armor.ts';
 
 export interface PgpMimeOptions {
   /** Armored (or binary) OpenPGP public keys of the recipient(s); at least one. */
@@ -88,8 +100,8 @@ const PROTECTED_FIELDS = new Set(['from', 'sender', 'reply-to', 'to', 'cc', 'sub
 
 const DEFAULT_CONTENT_TYPE = 'Content-Type: text/plain; charset=us-ascii\r\n';
 
-/** Size of the views the body is handed to openpgp in. */
-const ENTITY_CHUNK_BYTES = 64 * 1024;
+/** Parsed recipient and archive keys kept between messages; a miss costs a parse and a few signature checks. */
+const KEY_CACHE_ENTRIES = 128;
 
 /** RFC 2047 §2: an encoded-word is at most 75 characters; 45 bytes make 60 base64 characters. */
 const ENCODED_WORD_MAX_BYTES = 45;
@@ -106,18 +118,16 @@ export async function encryptPgpMime(message: Buffer, opts: PgpMimeOptions): Pro
 
   const { outer, inner, bodyStart } = splitMessage(message, placeholder !== null);
   const { data, algorithm } = await openpgp.generateSessionKey({ encryptionKeys, date: now, config: PGP_CONFIG });
-  const armorStream = await openpgp.encrypt({
-    message: await openpgp.createMessage({ binary: entityStream(Buffer.from(inner, 'latin1'), message.subarray(bodyStart)), format: 'binary', date: now }),
+  const encrypted = await openpgp.encrypt({
+    message: await openpgp.createMessage({ binary: Buffer.concat([Buffer.from(inner, 'latin1'), message.subarray(bodyStart)]), format: 'binary', date: now }),
     encryptionKeys,
     signingKeys: signingKey ?? undefined,
     // No aeadAlgorithm: forces SEIPDv1 whatever the keys advertise (see the module comment).
     sessionKey: { data, algorithm },
     date: now,
-    format: 'armored',
+    format: 'binary',
     config: PGP_CONFIG,
   });
-  const armor: string[] = [];
-  for await (const chunk of armorStream) armor.push(chunk);
 
   // '.' never occurs in armor (base64, '=', and the dash lines), so no line of the
   // armored part can be taken for this boundary.
@@ -140,7 +150,7 @@ export async function encryptPgpMime(message: Buffer, opts: PgpMimeOptions): Pro
     'Content-Description: OpenPGP encrypted message\r\n' +
     'Content-Disposition: inline; filename="encrypted.asc"\r\n' +
     '\r\n';
-  return assemble(head, armor, `\r\n--${boundary}--\r\n`);
+  return withArmoredMessage(head, encrypted, `\r\n--${boundary}--\r\n`);
 }
 
 interface HeaderField {
@@ -221,63 +231,9 @@ function encodeSubject(text: string): string {
   return words.map((w) => `=?UTF-8?B?${Buffer.from(w, 'utf8').toString('base64')}?=`).join('\r\n ');
 }
 
-/**
- * The entity to encrypt as a stream of views into the queued message: openpgp
- * streams its output too, so the body is never copied whole before it is encrypted.
- */
-function entityStream(header: Buffer, body: Buffer): ReadableStream<Uint8Array> {
-  let offset = 0;
-  return new ReadableStream<Uint8Array>({
-    start: (controller) => controller.enqueue(header),
-    pull: (controller) => {
-      if (offset >= body.length) return controller.close();
-      controller.enqueue(body.subarray(offset, offset + ENTITY_CHUNK_BYTES));
-      offset += ENTITY_CHUNK_BYTES;
-    },
-  });
-}
-
-/**
- * head + armor (its LF line ends made CRLF) + tail, in one buffer allocated once.
- * Each armor chunk is written right-aligned in its final span, then its lines are
- * moved left into place and given their CR; a line never moves right, so nothing is
- * overwritten before it is read.
- */
-function assemble(head: string, armor: readonly string[], tail: string): Buffer {
-  const lineFeeds = armor.map(countLineFeeds);
-  const armorBytes = armor.reduce((n, chunk, i) => n + chunk.length + lineFeeds[i]!, 0);
-  const out = Buffer.allocUnsafe(Buffer.byteLength(head, 'latin1') + armorBytes + Buffer.byteLength(tail, 'latin1'));
-  let dst = out.write(head, 0, 'latin1');
-  armor.forEach((chunk, i) => {
-    const end = dst + chunk.length + lineFeeds[i]!;
-    let src = dst + lineFeeds[i]!;
-    out.write(chunk, src, 'latin1');
-    while (src < end) {
-      const lf = out.indexOf(0x0a, src);
-      const lineEnd = lf < 0 || lf >= end ? end : lf;
-      out.copyWithin(dst, src, lineEnd);
-      dst += lineEnd - src;
-      src = lineEnd;
-      if (lineEnd === lf) {
-        out[dst++] = 0x0d;
-        out[dst++] = 0x0a;
-        src++;
-      }
-    }
-  });
-  out.write(tail, dst, 'latin1');
-  return out;
-}
-
-function countLineFeeds(text: string): number {
-  let n = 0;
-  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
-  return n;
-}
-
 async function readEncryptionKey(source: string | Uint8Array, role: PgpKeyRole, index: number, now: Date): Promise<openpgp.PublicKey> {
   const label = role === 'recipient' ? `recipient key #${index + 1}` : 'archive key';
-  const key = await readOneKey(source, role, label);
+  const key = await cachedKey(source, role, label);
   const fingerprint = key.getFingerprint().toUpperCase();
   await checkValidity(key, role, label, now);
   try {
@@ -285,7 +241,28 @@ async function readEncryptionKey(source: string | Uint8Array, role: PgpKeyRole, 
   } catch (e) {
     throw new PgpKeyError('no-encryption-key', role, fingerprint, `${label} ${fingerprint} has no usable encryption subkey (${errorText(e)})`);
   }
-  return key.isPrivate() ? key.toPublic() : key;
+  return key;
+}
+
+const keyCache = new Map<string, openpgp.PublicKey>();
+
+/** The parsed public key for `source`, from the cache when these exact bytes were read before; validity is the caller's to check. */
+async function cachedKey(source: string | Uint8Array, role: PgpKeyRole, label: string): Promise<openpgp.PublicKey> {
+  const id = crypto
+    .createHash('sha256')
+    .update(typeof source === 'string' ? 'armored\0' : 'binary\0') // read differently, so never one entry
+    .update(source)
+    .digest('base64');
+  let key = keyCache.get(id);
+  if (key) {
+    keyCache.delete(id); // re-inserted below as the most recently used
+  } else {
+    const read = await readOneKey(source, role, label);
+    key = read.isPrivate() ? read.toPublic() : read;
+  }
+  keyCache.set(id, key);
+  if (keyCache.size > KEY_CACHE_ENTRIES) keyCache.delete(keyCache.keys().next().value!);
+  return key;
 }
 
 async function readSigningKey(armoredKey: string, passphrase: string | undefined, now: Date): Promise<openpgp.PrivateKey> {

@@ -4,7 +4,7 @@
 // the module's own splitting.
 import crypto from 'node:crypto';
 import * as openpgp from 'openpgp';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encryptPgpMime, PgpKeyError, type PgpKeyReason, type PgpMimeOptions } from '../../src/crypto/pgp-mime.ts';
 import { decodeEncodedWords } from '../../src/mime/encoded-words.ts';
 import { createGpgHome, type GpgHome, type GpgKey } from '../helpers/gpg.ts';
@@ -355,6 +355,50 @@ describe('encryptPgpMime', () => {
     const binary = (await openpgp.readKey({ armoredKey: bobKey.publicArmored })).write();
     const out = await encryptPgpMime(SIMPLE, { recipientKeys: [binary] });
     expect((await bob.decrypt(armorOf(out))).output.toString('latin1')).toContain('Potassium 4.1 mmol/l');
+  });
+
+  it('armors with a CRC-24 that gpg checks: gpg accepts ours, for every length mod 4, and refuses a changed checksum', async () => {
+    for (const extra of ['', 'a', 'ab', 'abc']) {
+      const armor = armorOf(await encryptPgpMime(Buffer.concat([SIMPLE, Buffer.from(`${extra}\r\n`)]), { recipientKeys: [aliceKey.publicArmored] }));
+      const checksum = /\r\n=([A-Za-z0-9+/]{4})\r\n-----END PGP MESSAGE-----\r\n$/.exec(armor)?.[1];
+      expect(checksum).toBeDefined();
+      expect((await alice.run(['--dearmor'], armor)).code).toBe(0);
+      const changed = armor.replace(`=${checksum}\r\n`, `=${checksum!.startsWith('A') ? 'B' : 'A'}${checksum!.slice(1)}\r\n`);
+      const refused = await alice.run(['--dearmor'], changed);
+      expect(refused.code).not.toBe(0);
+      expect(refused.log).toMatch(/CRC error/);
+    }
+  });
+
+  describe('reuses a parsed key only for the same bytes, and judges it against the clock on every use', () => {
+    it('a key that was fine when first used is refused once it has expired', async () => {
+      const { publicKey, privateKey } = await openpgp.generateKey({ userIDs: [{ email: 'soon@clinic.test' }], keyExpirationTime: 3600, format: 'armored' });
+      const fingerprint = (await openpgp.readKey({ armoredKey: publicKey })).getFingerprint().toUpperCase();
+      const first = await encryptPgpMime(SIMPLE, { recipientKeys: [publicKey] });
+      const decrypted = await openpgp.decrypt({
+        message: await openpgp.readMessage({ armoredMessage: armorOf(first) }),
+        decryptionKeys: await openpgp.readPrivateKey({ armoredKey: privateKey }),
+      });
+      expect(decrypted.data).toContain('Potassium 4.1 mmol/l');
+      // Only Date is faked: openpgp and the module read the clock through it.
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.now() + 2 * 3600 * 1000);
+        const err = await expectKeyError({ recipientKeys: [publicKey] }, 'expired', 'recipient', fingerprint);
+        expect(err.message).toMatch(/expired on/);
+      } finally {
+        vi.useRealTimers();
+      }
+      await expect(encryptPgpMime(SIMPLE, { recipientKeys: [publicKey] })).resolves.toBeInstanceOf(Buffer);
+    });
+
+    it('the same key with a revocation added is refused, though its unrevoked copy was used before', async () => {
+      const { publicKey, privateKey } = await openpgp.generateKey({ userIDs: [{ email: 'revoke-later@clinic.test' }], format: 'armored' });
+      const fingerprint = (await openpgp.readKey({ armoredKey: publicKey })).getFingerprint().toUpperCase();
+      await encryptPgpMime(SIMPLE, { recipientKeys: [publicKey] });
+      const { publicKey: revoked } = await openpgp.revokeKey({ key: await openpgp.readPrivateKey({ armoredKey: privateKey }), format: 'armored' });
+      await expectKeyError({ recipientKeys: [revoked] }, 'revoked', 'recipient', fingerprint);
+    });
   });
 
   describe('refuses keys it cannot use, producing nothing', () => {
