@@ -24,7 +24,12 @@ export interface Relay {
   reload(config: Config): Promise<void>;
 }
 
-export async function startRelay(opts: { config: Config; logger: Logger; configFile?: string }): Promise<Relay> {
+/**
+ * `logFd`: the file descriptor `logger` writes to, when it writes to one (`sealrelay start`:
+ * stdout). The delivery thread then writes its own lines there; otherwise they come
+ * through this thread to `logger` (tests capture logs in a stream).
+ */
+export async function startRelay(opts: { config: Config; logger: Logger; configFile?: string; logFd?: number }): Promise<Relay> {
   let config = opts.config;
   const { logger } = opts;
   const credentials = () => ensureDevCertificate(config.ingress.cert_file, config.ingress.key_file, config.server.hostname);
@@ -38,7 +43,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   }
   let delivery;
   try {
-    delivery = await startDeliveryThread({ config, store, logger });
+    delivery = await startDeliveryThread({ config, store, logger, logFd: opts.logFd });
   } catch (err) {
     await store.close();
     throw err;

@@ -34,7 +34,7 @@ export function registerStart(program: Command, context: () => CliContext): void
       const { startRelay } = await import('../relay.ts');
       let relay: Awaited<ReturnType<typeof startRelay>>;
       try {
-        relay = await startRelay({ config, configFile: ctx.configFile, logger });
+        relay = await startRelay({ config, configFile: ctx.configFile, logger, logFd: 1 });
       } catch (err) {
         if (err instanceof ConfigError) throw err;
         throw new CliError(EXIT.FAILURE, `cannot start: ${(err as Error).message}`);

@@ -3,8 +3,9 @@
 // handshake, a policy decision or an encryption of the delivery side: accept
 // latency stays flat while the queue drains, and each side's garbage collection
 // pauses only itself. The thread builds its own policy and protection from the
-// config, reaches the store thread through a port of its own, and sends its log
-// lines here, so the relay still writes one log stream.
+// config, reaches the store thread through a port of its own, and writes its log
+// lines to the relay's log file descriptor (stdout) itself — or, when the relay
+// logs to a stream (tests), sends them here to be written there.
 import { pino } from 'pino';
 import type { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
@@ -37,7 +38,7 @@ const EXIT_WAIT_MS = 2000;
 const RESTART_DELAY_MS = 1000;
 
 /** Starts the thread; resolves once it runs, rejects with its reason when it cannot start. */
-export async function startDeliveryThread(deps: { config: Config; store: ThreadedSqliteStore; logger: Logger }): Promise<DeliveryThread> {
+export async function startDeliveryThread(deps: { config: Config; store: ThreadedSqliteStore; logger: Logger; logFd?: number | undefined }): Promise<DeliveryThread> {
   const { store, logger } = deps;
   let config = deps.config;
   // Lines from the thread are already JSON: they go to the relay's own destination as they are.
@@ -51,7 +52,7 @@ export async function startDeliveryThread(deps: { config: Config; store: Threade
 
   async function launch(): Promise<Worker> {
     const storePort = store.connect();
-    const w = tsxWorker(ENTRY, { workerData: { config, storePort }, transferList: [storePort] });
+    const w = tsxWorker(ENTRY, { workerData: { config, storePort, logFd: deps.logFd }, transferList: [storePort] });
     w.on('message', (m: FromDeliveryThread) => {
       if (m.type === 'log') return destination.write(m.line);
       const answer = m.type === 'reload-failed' ? 'reloaded' : m.type === 'failed' ? 'ready' : m.type;

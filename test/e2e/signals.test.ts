@@ -38,6 +38,9 @@ it('SIGTERM: stops accepting, finishes the delivery in flight, exits 0, queue in
   expect(await store.getQueueEntry(id)).toBeNull();
   await store.close();
   expect(relay.lines.some((l) => l.event === 'relay.stopped')).toBe(true);
+  // The delivery thread writes its own lines to the same stdout, whole.
+  expect(relay.lines.filter((l) => l.event === 'delivery.record').map((l) => (l.record as { outcome: string }).outcome)).toEqual(['delivered']);
+  expect(relay.lines.filter((l) => 'raw' in l)).toEqual([]);
 }, 60_000);
 
 it('SIGHUP reloads the policy; a broken file is refused and the old config stays', async () => {
