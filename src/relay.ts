@@ -11,6 +11,7 @@ import type { Logger } from './log.ts';
 import { createPolicy } from './policy/decide.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
 import { openRelayStore } from './store/open-store.ts';
+import { lockStoreFile } from './store/sqlite/owner-lock.ts';
 
 /** How often the users file is checked for changes, in ms. */
 const USERS_FILE_POLL_MS = 2000;
@@ -36,20 +37,22 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   const initialCert = credentials();
   if (initialCert.generated) logger.warn({ event: 'relay.dev_cert_generated', certFile: config.ingress.cert_file }, 'generated a self-signed development certificate');
 
-  const store = await openRelayStore(config.store, (message) => logger.error({ event: 'store.error', err: message }, 'store thread reported a background failure'));
-  const interrupted = await store.recoverInterrupted();
-  if (interrupted) {
-    logger.warn({ event: 'store.recovered', interrupted }, `${interrupted} recipient(s) were mid-attempt when the last run stopped: retrying them now (each may arrive twice)`);
-  }
-  let delivery;
+  // One relay per store file (owner-lock.ts); held until close.
+  const lock = lockStoreFile(config.store.path);
+  // What has started so far, undone in reverse order when a later step fails.
+  const started: (() => unknown)[] = [() => lock.release()];
+  let store: Awaited<ReturnType<typeof openRelayStore>>;
+  let delivery: Awaited<ReturnType<typeof startDeliveryThread>>;
+  let ingress: Awaited<ReturnType<typeof startIngress>>;
   try {
+    store = await openRelayStore(config.store, (message) => logger.error({ event: 'store.error', err: message }, 'store thread reported a background failure'));
+    started.push(() => store.close());
+    const interrupted = await store.recoverInterrupted();
+    if (interrupted) {
+      logger.warn({ event: 'store.recovered', interrupted }, `${interrupted} recipient(s) were mid-attempt when the last run stopped: retrying them now (each may arrive twice)`);
+    }
     delivery = await startDeliveryThread({ config, store, logger, logFd: opts.logFd });
-  } catch (err) {
-    await store.close();
-    throw err;
-  }
-  let ingress;
-  try {
+    started.push(() => delivery.stop(0));
     ingress = await startIngress({
       config,
       store,
@@ -59,8 +62,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
       onQueued: () => delivery.kick(),
     });
   } catch (err) {
-    await delivery.stop(0);
-    await store.close();
+    for (const undo of started.reverse()) await undo();
     throw err;
   }
   const watchDomains = (cfg: Config) =>
@@ -105,6 +107,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
         await delivery.stop(config.delivery.shutdown_grace_seconds * 1000);
         await ingress.close();
         await store.close();
+        lock.release();
       })();
       return closing;
     },
