@@ -15,6 +15,15 @@ export interface PooledSession {
   close(): void;
 }
 
+export interface PoolLimits {
+  /** Sessions open to one host at once. */
+  readonly perHost: number;
+  /** How long an idle session is kept for more work. */
+  readonly idleMs: number;
+  /** Transactions one session carries before it is replaced. */
+  readonly maxTransactions: number;
+}
+
 interface HostSlot<S extends PooledSession> {
   open: number;
   idle: { session: S; timer: NodeJS.Timeout }[];
@@ -25,9 +34,14 @@ export class SessionPool<S extends PooledSession> {
   private readonly slots = new Map<string, HostSlot<S>>();
   private closed = false;
 
-  constructor(
-    private readonly opts: { perHost: number; idleMs: number; maxTransactions: number },
-  ) {}
+  constructor(private opts: PoolLimits) {}
+
+  /** New limits (a config reload): they apply to the next session taken or given back. */
+  configure(limits: PoolLimits): void {
+    this.opts = limits;
+    // Callers waiting for a slot look again: a higher perHost may let them in now.
+    for (const slot of this.slots.values()) for (const wake of slot.waiters.splice(0)) wake();
+  }
 
   /**
    * Runs `use` with a session for `key`: an idle one when there is one, else a

@@ -26,7 +26,7 @@ import { bounceFor } from './bounce.ts';
 import { DestinationCache } from './destination-cache.ts';
 import { prepareForDelivery } from './prepare.ts';
 import { makeRecord, type DeliveryRecord } from './record.ts';
-import { SessionPool } from './pool.ts';
+import { SessionPool, type PoolLimits } from './pool.ts';
 import type { Session } from './connection.ts';
 
 export interface DeliveryWorker {
@@ -46,11 +46,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   let { config, policy, protection } = deps;
   const { store, logger } = deps;
   const owner = `worker-${randomUUID()}`;
-  const pool = new SessionPool<Session>({
-    perHost: config.delivery.connections_per_host,
-    idleMs: config.delivery.idle_reuse_ms,
-    maxTransactions: config.delivery.max_transactions_per_connection,
-  });
+  const pool = new SessionPool<Session>(poolLimits(config));
   const destinations = new DestinationCache();
   const ready: Claimed[] = [];
   let mtaSts = mtaStsCacheFor(config, store, logger);
@@ -204,6 +200,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       pool.close();
     },
     reload(newConfig, newPolicy, newProtection) {
+      pool.configure(poolLimits(newConfig));
       config = newConfig;
       policy = newPolicy;
       protection = newProtection;
@@ -217,6 +214,10 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   };
   schedule(0);
   return deliveryWorker;
+}
+
+function poolLimits(config: Config): PoolLimits {
+  return { perHost: config.delivery.connections_per_host, idleMs: config.delivery.idle_reuse_ms, maxTransactions: config.delivery.max_transactions_per_connection };
 }
 
 /** Claimed recipients of one message for one domain: what can share a destination. */
