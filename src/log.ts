@@ -25,6 +25,7 @@ export const EVENTS = [
   'delivery.connection_failed',
   'delivery.bounce_queued',
   'delivery.error',
+  'delivery.restarted',
   'domains.mta_sts',
   'domains.probe',
   'store.error',

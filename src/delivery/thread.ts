@@ -34,11 +34,25 @@ export interface DeliveryThread {
 const ENTRY = new URL('./thread-entry.ts', import.meta.url);
 /** After `stopped`, how long the thread may take to end by itself before it is terminated, in ms. */
 const EXIT_WAIT_MS = 2000;
-/** A thread that died is started again after this long: leases keep its claims safe meanwhile. */
+/** A thread that died is started again after this long (and every such wait while it cannot start); leases keep its claims safe meanwhile. */
 const RESTART_DELAY_MS = 1000;
 
-/** Starts the thread; resolves once it runs, rejects with its reason when it cannot start. */
-export async function startDeliveryThread(deps: { config: Config; store: ThreadedSqliteStore; logger: Logger; logFd?: number | undefined }): Promise<DeliveryThread> {
+export interface DeliveryThreadDeps {
+  readonly config: Config;
+  readonly store: ThreadedSqliteStore;
+  readonly logger: Logger;
+  /** The fd the relay logs to, if any: the thread then writes its lines there itself. */
+  readonly logFd?: number | undefined;
+  /** The thread's module; thread-entry.ts unless a test supervises another. */
+  readonly entry?: URL;
+}
+
+/**
+ * Starts the thread; resolves once it runs, rejects with its reason when it cannot
+ * start. A thread that dies later is started again (Postfix's master does the same
+ * for its delivery agents): what it held is under lease, nothing is lost.
+ */
+export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<DeliveryThread> {
   const { store, logger } = deps;
   let config = deps.config;
   // Lines from the thread are already JSON: they go to the relay's own destination as they are.
@@ -47,63 +61,91 @@ export async function startDeliveryThread(deps: { config: Config; store: Threade
   /** Answers the thread owes: one waiter per kind of request at a time. */
   const waiting = new Map<string, (m: FromDeliveryThread) => void>();
   const expect = (type: string) => new Promise<FromDeliveryThread>((resolve) => waiting.set(type, resolve));
+  const answer = (type: string, m: FromDeliveryThread) => {
+    const resolve = waiting.get(type);
+    waiting.delete(type);
+    resolve?.(m);
+  };
 
-  let worker = await launch();
+  /** The running thread; null while a dead one is being replaced (`replacing`). */
+  let current: Worker | null = null;
+  let replacing: Promise<void> | null = null;
 
   async function launch(): Promise<Worker> {
     const storePort = store.connect();
-    const w = tsxWorker(ENTRY, { workerData: { config, storePort, logFd: deps.logFd }, transferList: [storePort] });
+    const w = tsxWorker(deps.entry ?? ENTRY, { workerData: { config, storePort, logFd: deps.logFd }, transferList: [storePort] });
     w.on('message', (m: FromDeliveryThread) => {
       if (m.type === 'log') return destination.write(m.line);
-      const answer = m.type === 'reload-failed' ? 'reloaded' : m.type === 'failed' ? 'ready' : m.type;
-      const resolve = waiting.get(answer);
-      waiting.delete(answer);
-      resolve?.(m);
+      answer(m.type === 'reload-failed' ? 'reloaded' : m.type === 'failed' ? 'ready' : m.type, m);
     });
-    const started = new Promise<void>((resolve, reject) => {
-      waiting.set('ready', (m) => (m.type === 'ready' ? resolve() : reject(new Error((m as { message: string }).message))));
-      w.once('error', reject);
-      w.once('exit', (code) => reject(new Error(`delivery thread exited during start (code ${code})`)));
-    });
-    try {
-      await started;
-    } catch (err) {
-      await w.terminate();
-      throw err;
-    }
+    let failure: Error | null = null;
     w.on('error', (err) => {
-      logger.error({ event: 'delivery.error', err }, 'delivery thread failed; starting it again');
-      if (stopping) return;
-      setTimeout(() => {
-        if (stopping) return;
-        launch().then(
-          (next) => (worker = next),
-          (e: unknown) => logger.fatal({ event: 'delivery.error', err: e }, 'delivery thread cannot start again: nothing will be delivered until a restart'),
-        );
-      }, RESTART_DELAY_MS).unref();
+      failure = err;
+      logger.error({ event: 'delivery.error', err }, 'delivery thread failed');
     });
+    w.on('exit', (code) => {
+      // Whatever the thread owed will never come.
+      answer('ready', { type: 'failed', message: failure?.message ?? `delivery thread exited during start (code ${code})` });
+      answer('reloaded', { type: 'reload-failed', message: 'the delivery thread ended before it answered' });
+      answer('stopped', { type: 'stopped' });
+      if (w === current && !stopping) replace();
+    });
+    const m = await expect('ready');
+    if (m.type !== 'ready') {
+      await w.terminate();
+      throw new Error((m as { message: string }).message);
+    }
     return w;
   }
 
-  const send = (m: ToDeliveryThread) => worker.postMessage(m);
+  function replace(): void {
+    current = null;
+    logger.error({ event: 'delivery.error' }, `delivery thread ended unexpectedly; starting it again in ${RESTART_DELAY_MS} ms`);
+    replacing = (async () => {
+      while (!stopping) {
+        await new Promise((resolve) => setTimeout(resolve, RESTART_DELAY_MS));
+        if (stopping) return;
+        try {
+          current = await launch();
+          logger.info({ event: 'delivery.restarted' }, 'delivery thread started again');
+          return;
+        } catch (err) {
+          logger.error({ event: 'delivery.error', err }, 'delivery thread cannot start; trying again');
+        }
+      }
+    })();
+  }
+
+  /** The running thread, waiting for a replacement when it died. */
+  const live = async (): Promise<Worker | null> => {
+    if (!current && replacing) await replacing;
+    return current;
+  };
+
+  current = await launch();
 
   return {
     kick() {
-      if (!stopping) send({ type: 'kick' });
+      if (!stopping) void live().then((w) => w?.postMessage({ type: 'kick' } satisfies ToDeliveryThread));
     },
     async reload(next) {
-      const answer = expect('reloaded');
-      send({ type: 'reload', config: next });
-      const m = await answer;
+      const w = await live();
+      if (!w) throw new Error('no delivery thread is running');
+      const reply = expect('reloaded');
+      w.postMessage({ type: 'reload', config: next } satisfies ToDeliveryThread);
+      const m = await reply;
       if (m.type === 'reload-failed') throw new Error(m.message);
       config = next;
     },
     async stop(graceMs) {
       stopping = true;
-      const w = worker;
+      await replacing;
+      const w = current;
+      // threadId is -1 once the thread has ended: nothing to stop.
+      if (!w || w.threadId === -1) return;
       const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()));
       const stopped = expect('stopped');
-      send({ type: 'stop', graceMs });
+      w.postMessage({ type: 'stop', graceMs } satisfies ToDeliveryThread);
       // The thread answers within its grace; a thread that hangs beyond it is ended.
       await Promise.race([stopped, exited, new Promise((resolve) => setTimeout(resolve, graceMs + EXIT_WAIT_MS))]);
       const timer = setTimeout(() => void w.terminate(), EXIT_WAIT_MS);

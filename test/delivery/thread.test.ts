@@ -1,0 +1,56 @@
+// The delivery thread's supervisor (src/delivery/thread.ts): a thread that dies is
+// started again and takes work; a thread that cannot start fails the relay's start
+// with its reason.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, expect, it } from 'vitest';
+import { startDeliveryThread } from '../../src/delivery/thread.ts';
+import { createLogger } from '../../src/log.ts';
+import { startRelay } from '../../src/relay.ts';
+import { ThreadedSqliteStore } from '../../src/store/sqlite/threaded-store.ts';
+import { logCapture, testConfig } from '../helpers/relay.ts';
+
+const dir = () => mkdtempSync(join(tmpdir(), 'sealrelay-thread-'));
+let store: ThreadedSqliteStore | undefined;
+afterEach(async () => {
+  await store?.close();
+  store = undefined;
+});
+
+async function until(check: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`never: ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+it('a delivery thread that dies is started again and takes work; stop still ends it', async () => {
+  process.env.SEALRELAY_TEST_CRASH_MARKER = join(dir(), 'crashed');
+  const config = testConfig();
+  store = await ThreadedSqliteStore.open(config.store.path);
+  const log = logCapture();
+  const thread = await startDeliveryThread({
+    config,
+    store,
+    logger: createLogger('info', log.stream),
+    entry: new URL('../helpers/crashing-delivery-entry.ts', import.meta.url),
+  });
+  const events = () => log.lines.map((l) => l.event);
+  thread.kick(); // the first kick kills the thread
+  await until(() => events().includes('delivery.restarted'), 'the thread was started again');
+  expect(log.lines.find((l) => l.event === 'delivery.error' && JSON.stringify(l).includes('simulated delivery thread crash'))).toBeDefined();
+  thread.kick();
+  await until(() => events().includes('fixture.kicked'), 'the new thread took a kick');
+  await thread.reload(config);
+  await thread.stop(1000);
+});
+
+it('a delivery thread that cannot start fails the relay start, naming the setting, and frees the store', async () => {
+  const config = testConfig({ dkim: { domains: { 'clinic.test': { selector: 's1', key_file: join(dir(), 'missing.key') } } } });
+  await expect(startRelay({ config, logger: createLogger('silent') })).rejects.toThrow(/dkim\.domains\.clinic\.test\.key_file: .*missing\.key: no such file/);
+  // Nothing was left holding the store: a relay with a good config starts on it.
+  const relay = await startRelay({ config: { ...config, dkim: { domains: {} } }, logger: createLogger('silent') });
+  await relay.close();
+});
