@@ -106,7 +106,11 @@ function headerBlockFrom(opts: ExplainOptions): string {
 }
 
 /** What the relay knows of these domains, when there is a store to ask. */
-type HeldKeys = Record<KeyKind, RecipientKey | null>;
+/** The key a step would use, as explain shows it (the key material itself stays in the store). */
+type HeldKey = Pick<RecipientKey, 'fingerprint' | 'source' | 'expiresAt'>;
+type HeldKeys = Record<KeyKind, HeldKey | null>;
+
+const held = (key: RecipientKey | null): HeldKey | null => key && { fingerprint: key.fingerprint, source: key.source, expiresAt: key.expiresAt };
 
 /** What the store knows that changes the answer: domain knowledge, and the keys each recipient has. */
 async function storeFacts(config: Parameters<typeof openStore>[0], recipients: readonly string[]): Promise<{ knowledge: Map<string, DomainKnowledge>; keys: Map<string, HeldKeys> }> {
@@ -121,8 +125,8 @@ async function storeFacts(config: Parameters<typeof openStore>[0], recipients: r
     }
     const now = Date.now();
     for (const to of recipients) {
-      const held = await store.keysFor(to);
-      keys.set(to, { pgp: chooseKey(held, 'pgp', now), smime: chooseKey(held, 'smime', now) });
+      const stored = await store.keysFor(to);
+      keys.set(to, { pgp: held(chooseKey(stored, 'pgp', now)), smime: held(chooseKey(stored, 'smime', now)) });
     }
   } finally {
     await store.close();

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { record } from '../store/contract.ts';
+import { issueSmimeCert } from '../helpers/smime-certs.ts';
 import { makeSandbox, message, runCli } from './harness.ts';
 
 const box = makeSandbox(`policies:
@@ -69,6 +70,19 @@ describe('sealrelay policy explain', () => {
     const [r] = await json('--to', 'pat@known.example');
     expect(r?.decision).toMatchObject({ mode: 'opportunistic', tlsExpected: true });
     expect(r?.decision.reasons.join(' ')).toMatch(/known\.example is TLS-known/);
+  });
+
+  it('names the key each encryption step would use, never the key itself', async () => {
+    const cert = issueSmimeCert({ email: 'sam@bank.example' });
+    const file = join(box.dir, 'sam.pem');
+    writeFileSync(file, cert.certPem);
+    expect((await runCli(['--config', box.configFile, 'keys', 'import', file])).code).toBe(0);
+    const res = await explain('--to', 'sam@bank.example');
+    expect(res.stdout).toMatch(/^ {2}· key smime: [0-9A-F]{64} \(import, expires \d{4}-\d\d-\d\d\)$/m);
+    const [r] = (await json('--to', 'sam@bank.example')) as unknown as { keys: { pgp: unknown; smime: { fingerprint: string; source: string } } }[];
+    expect(r?.keys.pgp).toBeNull();
+    expect(r?.keys.smime).toMatchObject({ fingerprint: expect.stringMatching(/^[0-9A-F]{64}$/), source: 'import' });
+    expect(JSON.stringify(r)).not.toContain('BEGIN CERTIFICATE');
   });
 
   it('usage errors exit 64', async () => {
