@@ -62,12 +62,14 @@ async function encryptedCopy(job: Job, item: QueueItem, message: Buffer, steps: 
     }
     tried.push(`${step}: key ${copy.keyFingerprint} (${copy.keySource})`);
     // The content is sealed: the transport is opportunistic TLS. After a TLS failure that was
-    // the reason for falling back, plaintext transport of the sealed copy is the point.
+    // the reason for falling back, plaintext transport of the sealed copy is the point —
+    // except under an MTA-STS enforce policy, which forbids any host that fails it,
+    // sealed copy or not (RFC 8461 §5).
     const transport = makeDecision({
       ...job.decision,
       mode: step,
       fallbackChain: [],
-      tlsExpected: fellBack ? false : job.decision.tlsExpected,
+      tlsExpected: fellBack ? job.mtaSts?.mode === 'enforce' : job.decision.tlsExpected,
       reasons: [...job.decision.reasons, fellBack ? `fallback to ${step}: ${fellBack.reason}` : `encrypted with ${step}`],
     });
     const [result] = await attemptJob({ ...job, items: [item], decision: transport }, await deps.protection.sign(copy.message), deps);
@@ -75,7 +77,8 @@ async function encryptedCopy(job: Job, item: QueueItem, message: Buffer, steps: 
     return {
       ...result!,
       method: sealed(step, result!.method),
-      encryption: { method: step, keyFingerprint: copy.keyFingerprint, keySource: copy.keySource, signed: copy.signed },
+      // What travelled; a copy that went nowhere is only in `fallback.tried`.
+      encryption: result!.method === 'none' ? null : { method: step, keyFingerprint: copy.keyFingerprint, keySource: copy.keySource, signed: copy.signed },
       fallback: firstChoiceFailed ? { reason: fellBack?.reason ?? `${job.decision.mode}: ${tried[0]}`, tried } : null,
       needsFallback: undefined,
     };

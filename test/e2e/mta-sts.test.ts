@@ -8,6 +8,9 @@ import { startPolicyServer, policyText, type PolicyServer } from '../helpers/htt
 import { startStripTlsProxy } from '../helpers/mitm.ts';
 import { startMxSet, type MxSet } from '../helpers/mx.ts';
 import { queueIdOf, startTestRelay, submit, testConfig, type TestRelay } from '../helpers/relay.ts';
+import { issueSmimeCert } from '../helpers/smime-certs.ts';
+import { parseKeyFile } from '../../src/crypto/keys.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { sharedTestCa, writeTemp } from '../helpers/test-ca.ts';
 
 describe('MTA-STS', () => {
@@ -56,12 +59,17 @@ describe('MTA-STS', () => {
     web.set('stripped.test', policyText({ mode: 'enforce', mx: ['mx.stripped.test'], maxAge: 86400 }));
     web.set('testing.test', policyText({ mode: 'testing', mx: ['mx.selfsigned.test'], maxAge: 86400 }));
     web.set('broken.test', { status: 404, body: 'not here' });
-    relay = await startTestRelay(
-      testConfig({
-        delivery: { port: mxs.port, dns: { servers: [dns.server] }, retry: { first_seconds: 3600 } },
-        mta_sts: { enabled: true, ca_file: writeTemp('sts-ca.pem', sharedTestCa().certPem), https_port: web.port, timeout_ms: 3000 },
-      }),
-    );
+    const config = testConfig({
+      delivery: { port: mxs.port, dns: { servers: [dns.server] }, retry: { first_seconds: 3600 } },
+      mta_sts: { enabled: true, ca_file: writeTemp('sts-ca.pem', sharedTestCa().certPem), https_port: web.port, timeout_ms: 3000 },
+      policies: { rules: [{ name: 'sealed', match: { recipient: 'sealed@stripped.test' }, mode: 'forced' }] },
+      crypto: { wkd: { enabled: false } },
+    });
+    // A certificate for the forced recipient: its fallback chain could seal the message (S/MIME).
+    const store = new SqliteStore(config.store.path);
+    for (const key of (await parseKeyFile(Buffer.from(issueSmimeCert({ email: 'sealed@stripped.test' }).certPem), { source: 'import', now: Date.now() })).keys) await store.putKey(key);
+    await store.close();
+    relay = await startTestRelay(config);
   }, 30_000);
 
   afterAll(async () => {
@@ -99,6 +107,16 @@ describe('MTA-STS', () => {
     expect(r.mtaSts).toMatchObject({ mode: 'enforce', result: expect.stringMatching(/no TLS with mx\.stripped\.test/) });
     expect(mxs.byName('mx.sts.test').received.length).toBe(before);
     expect(proxy.strippedEhlo).toBeGreaterThanOrEqual(1);
+  });
+
+  it('enforce behind the same man in the middle, forced with a certificate to fall back on: still nothing sent', async () => {
+    // RFC 8461 §5: no delivery to a host that fails the policy — a sealed (S/MIME) copy included.
+    const before = mxs.byName('mx.sts.test').received.length;
+    const r = await attempt('sealed@stripped.test');
+    expect(r).toMatchObject({ outcome: 'deferred', method: 'none', encryption: null, decision: { mode: 'forced', verification: 'mta-sts' } });
+    expect(r.fallback?.tried.at(-1)).toMatch(/^smime: key [0-9A-F]{64}/);
+    expect(r.mtaSts).toMatchObject({ mode: 'enforce', result: expect.stringMatching(/no TLS with mx\.stripped\.test/) });
+    expect(mxs.byName('mx.sts.test').received.length).toBe(before);
   });
 
   it('testing: delivered as policy says, the would-be failure recorded', async () => {
