@@ -2,7 +2,8 @@
 // deliveries — above all which domains are TLS-known (delivered over TLS before),
 // for which a missing STARTTLS is treated as a possible downgrade. Operators can
 // list it, look at one domain, and forget one (e.g. after a receiver really did
-// drop TLS and the operator accepts plaintext again).
+// drop TLS and the operator accepts plaintext again). The last background probe is
+// shown beside it: what the MX offers now, even where nothing was sent lately.
 import type { Command } from 'commander';
 import type { DomainKnowledge } from '../store/store.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
@@ -15,7 +16,7 @@ export function registerDomainCommands(program: Command, context: () => CliConte
 
   domains
     .command('list', { isDefault: true })
-    .description('every known domain and whether it is TLS-known')
+    .description('every known domain, whether it is TLS-known, and its last probe')
     .option('--json', 'one JSON object per line')
     .action(async (opts: { json?: boolean }) => {
       const all = await withStore(readConfig(context()), (store) => store.listDomains());
@@ -31,8 +32,24 @@ export function registerDomainCommands(program: Command, context: () => CliConte
       const when = (at: number | null) => (at === null ? '-' : formatRelative(at, now));
       console.log(
         renderTable(
-          [{ header: 'DOMAIN' }, { header: 'TLS-KNOWN' }, { header: 'LAST TLS' }, { header: 'LAST STARTTLS' }, { header: 'LAST NO STARTTLS' }, { header: 'ATTEMPTS', align: 'right' }],
-          all.map((d) => [d.domain, d.tlsKnownSince === null ? 'no' : `since ${isoSeconds(d.tlsKnownSince)}`, when(d.lastTlsAt), when(d.lastStarttlsAt), when(d.lastNoStarttlsAt), String(d.attempts)]),
+          [
+            { header: 'DOMAIN' },
+            { header: 'TLS-KNOWN' },
+            { header: 'LAST TLS' },
+            { header: 'LAST STARTTLS' },
+            { header: 'LAST NO STARTTLS' },
+            { header: 'ATTEMPTS', align: 'right' },
+            { header: 'LAST PROBE' },
+          ],
+          all.map((d) => [
+            d.domain,
+            d.tlsKnownSince === null ? 'no' : `since ${isoSeconds(d.tlsKnownSince)}`,
+            when(d.lastTlsAt),
+            when(d.lastStarttlsAt),
+            when(d.lastNoStarttlsAt),
+            String(d.attempts),
+            d.lastProbeAt === null ? '-' : `${when(d.lastProbeAt)}, ${d.lastProbeTlsOk ? 'TLS ok' : 'no TLS'}`,
+          ]),
         ),
       );
     });
@@ -59,6 +76,7 @@ export function registerDomainCommands(program: Command, context: () => CliConte
 
 function describe(d: DomainKnowledge): string {
   const at = (ms: number | null) => (ms === null ? '-' : isoSeconds(ms));
+  const handshake = d.lastProbeTlsOk ? 'TLS handshake succeeded' : 'no TLS handshake (STARTTLS not offered, or the handshake failed)';
   return [
     `domain:            ${d.domain}`,
     `TLS-known:         ${d.tlsKnownSince === null ? 'no' : `yes, since ${at(d.tlsKnownSince)} (no plaintext: a missing STARTTLS is a possible downgrade)`}`,
@@ -67,5 +85,6 @@ function describe(d: DomainKnowledge): string {
     `last no STARTTLS:  ${at(d.lastNoStarttlsAt)}`,
     `last attempt:      ${at(d.lastAttemptAt)}`,
     `attempts:          ${d.attempts}`,
+    `last probe:        ${d.lastProbeAt === null ? '-' : `${at(d.lastProbeAt)}, ${handshake}`}`,
   ].join('\n');
 }

@@ -1,9 +1,11 @@
 // `sealrelay queue`: what is waiting, like postqueue -p, and the operator's
 // actions on it, like postsuper: flush (retry now), hold, release, delete.
 // Every action goes through the Store, so a running relay sees it at its next
-// poll; nothing here talks to the relay process itself.
+// poll; nothing here talks to the relay process itself. `queue stats` gives the
+// totals, among them the running count of possible duplicates (DESIGN: after a crash
+// a message may be delivered twice, and that is counted).
 import { InvalidArgumentError, type Command } from 'commander';
-import type { QueueEntry, Store } from '../store/store.ts';
+import type { QueueEntry, QueueStats, Store } from '../store/store.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { recordTable } from './log.ts';
@@ -12,6 +14,9 @@ import { formatDuration, formatRelative, isoSeconds } from './time.ts';
 
 /** Messages `queue list` shows unless told otherwise: enough to read, bounded for a 100,000-message queue. */
 const DEFAULT_LIST_LIMIT = 1000;
+
+/** What a possible duplicate is, wherever the count is shown. */
+const DUPLICATES_MEANING = 'recipients retried after a crash cut their attempt off';
 
 /** Width of "last error" in the list; `queue show` prints it whole. */
 const LAST_ERROR_WIDTH = 50;
@@ -36,13 +41,23 @@ export function registerQueueCommands(program: Command, context: () => CliContex
         return;
       }
       if (!entries.length) {
-        console.log('queue is empty');
+        // The possible duplicates outlive the messages they belonged to.
+        console.log(stats.possibleDuplicates ? `queue is empty; ${duplicatesNote(stats.possibleDuplicates)}` : 'queue is empty');
         return;
       }
       console.log(queueTable(entries, Date.now()));
       console.log();
       if (entries.length < stats.messages) console.log(`(the oldest ${entries.length} of ${stats.messages} messages; --limit 0 lists all)`);
       console.log(queueFooter(stats));
+    });
+
+  queue
+    .command('stats')
+    .description('totals of the whole queue, and the running count of possible duplicates')
+    .option('--json', 'as one JSON object')
+    .action(async (opts: { json?: boolean }) => {
+      const stats = await withStore(readConfig(context()), (store) => store.queueStats());
+      console.log(opts.json ? JSON.stringify(stats) : statsDetails(stats));
     });
 
   queue
@@ -161,9 +176,23 @@ function entryState(pending: readonly Recipient[], now: number): string {
 }
 
 /** Totals of the whole queue, not just the rows listed. */
-export function queueFooter(stats: { messages: number; recipients: number; held: number; bytes: number }): string {
+export function queueFooter(stats: QueueStats): string {
   const held = stats.held ? ` (${stats.held} held)` : '';
-  return `${plural(stats.messages, 'message')}, ${plural(stats.recipients, 'recipient')}${held}, ${Math.ceil(stats.bytes / 1024)} KB`;
+  const duplicates = stats.possibleDuplicates ? `; ${duplicatesNote(stats.possibleDuplicates)}` : '';
+  return `${plural(stats.messages, 'message')}, ${plural(stats.recipients, 'recipient')}${held}, ${Math.ceil(stats.bytes / 1024)} KB${duplicates}`;
+}
+
+function statsDetails(stats: QueueStats): string {
+  return [
+    `messages:            ${stats.messages}`,
+    `recipients:          ${stats.recipients} waiting (${stats.held} held)`,
+    `size:                ${formatBytes(stats.bytes)} (${stats.bytes} bytes)`,
+    `possible duplicates: ${stats.possibleDuplicates} (${DUPLICATES_MEANING}; each may have arrived twice)`,
+  ].join('\n');
+}
+
+function duplicatesNote(n: number): string {
+  return `${plural(n, 'possible duplicate')} (${DUPLICATES_MEANING})`;
 }
 
 function parseLimit(value: string): number {

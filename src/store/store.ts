@@ -86,6 +86,24 @@ export interface DomainKnowledge {
   readonly lastNoStarttlsAt: number | null;
   readonly lastAttemptAt: number;
   readonly attempts: number;
+  /** The last probe of the domain's MX (domains/prober.ts); null until one ran. */
+  readonly lastProbeAt: number | null;
+  /** Whether that probe completed a TLS handshake meeting the floor (false also when STARTTLS was not offered); null until a probe ran. */
+  readonly lastProbeTlsOk: boolean | null;
+}
+
+/** Totals of the whole queue. */
+export interface QueueStats {
+  readonly messages: number;
+  /** Recipients still waiting (queued or held). */
+  readonly recipients: number;
+  readonly held: number;
+  readonly bytes: number;
+  /**
+   * Running total, never reset: recipients found mid-attempt when a run had died
+   * (recoverInterrupted). Each was retried and may have been delivered twice.
+   */
+  readonly possibleDuplicates: number;
 }
 
 export type KeyKind = 'pgp' | 'smime';
@@ -139,7 +157,8 @@ export interface Store {
    * At start: frees claims left by a previous run that died mid-attempt, so the work
    * is retried now rather than when the lease expires. A single-node store frees every
    * lease (no other worker can hold one); a shared store frees only expired ones.
-   * Returns how many recipients were interrupted: each may be delivered twice.
+   * Returns how many recipients were interrupted: each may be delivered twice, so the
+   * same number is added to QueueStats.possibleDuplicates in the same transaction.
    */
   recoverInterrupted(): Promise<number>;
   /** Earliest time anything queued becomes due, or null when the queue is empty. */
@@ -153,7 +172,7 @@ export interface Store {
   /** Makes waiting recipients due now (all, or one message's). */
   flush(queueId?: string): Promise<number>;
   deleteEntry(queueId: string): Promise<number>;
-  queueStats(): Promise<{ messages: number; recipients: number; held: number; bytes: number }>;
+  queueStats(): Promise<QueueStats>;
 
   queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]>;
 
@@ -164,8 +183,9 @@ export interface Store {
   forgetDomain(domain: string): Promise<boolean>;
   /**
    * What a probe saw of a domain's MX (domains/prober.ts): updates the last time
-   * STARTTLS was or was not offered. Never makes a domain TLS-known — only
-   * deliveries do — and does not count as an attempt.
+   * STARTTLS was or was not offered, and the last probe with its handshake result.
+   * Never makes a domain TLS-known — only deliveries do — and does not count as an
+   * attempt. Rejects tlsOk without starttlsOffered (no handshake without STARTTLS).
    */
   recordProbe(domain: string, observation: { at: number; starttlsOffered: boolean; tlsOk: boolean }): Promise<void>;
   /** The cached MTA-STS policy of a domain (opaque JSON owned by domains/mta-sts). */

@@ -1,7 +1,7 @@
-// `sealrelay queue`: list (table, footer, --json), show, and the operator actions
-// flush / hold / release / delete, each checked in the database afterwards.
+// `sealrelay queue`: list (table, footer, --json), stats, show, and the operator
+// actions flush / hold / release / delete, each checked in the database afterwards.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { QueueEntry } from '../../src/store/store.ts';
+import type { QueueEntry, QueueStats } from '../../src/store/store.ts';
 import { claimAll, HOUR, lines, makeSandbox, message, MINUTE, record, runCli, withStore, type Sandbox } from './harness.ts';
 
 let box: Sandbox;
@@ -83,6 +83,44 @@ describe('sealrelay queue list', () => {
       await s.deleteEntry('QB');
     });
     expect(await queue()).toMatchObject({ code: 0, stdout: 'queue is empty\n' });
+  });
+});
+
+describe('possible duplicates (recipients a crash cut off mid-attempt)', () => {
+  /** QC's two recipients are claimed by a run that dies; the next start frees them. */
+  const crashMidAttempt = () =>
+    withStore(box.storePath, async (s) => {
+      await s.enqueue(message('QC', ['x@a.example', 'y@b.example'], now));
+      expect(await claimAll(s)).toHaveLength(2);
+      expect(await s.recoverInterrupted()).toBe(2);
+    });
+
+  it('the list footer counts them once there are any', async () => {
+    await crashMidAttempt();
+    const footer = lines((await queue()).stdout).at(-1);
+    expect(footer).toBe('3 messages, 4 recipients (1 held), 1 KB; 2 possible duplicates (recipients retried after a crash cut their attempt off)');
+  });
+
+  it('an empty queue still shows them: the count outlives the messages', async () => {
+    await crashMidAttempt();
+    await withStore(box.storePath, async (s) => {
+      for (const id of ['QA', 'QB', 'QC']) await s.deleteEntry(id);
+    });
+    expect(await queue()).toMatchObject({ code: 0, stdout: 'queue is empty; 2 possible duplicates (recipients retried after a crash cut their attempt off)\n' });
+  });
+
+  it('`queue stats` shows every total, zero duplicates included; --json as one object', async () => {
+    const before = await queue('stats');
+    expect(before.code).toBe(0);
+    expect(before.stdout).toMatch(/^messages:\s+2$/m);
+    expect(before.stdout).toMatch(/^recipients:\s+2 waiting \(1 held\)$/m);
+    expect(before.stdout).toMatch(/^possible duplicates: 0 \(/m);
+    await crashMidAttempt();
+    const res = await queue('stats', '--json');
+    expect(res.code).toBe(0);
+    const stats = JSON.parse(res.stdout) as QueueStats;
+    expect(stats).toMatchObject({ messages: 3, recipients: 4, held: 1, possibleDuplicates: 2 });
+    expect(stats.bytes).toBeGreaterThan(0);
   });
 });
 

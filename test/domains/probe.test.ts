@@ -398,6 +398,8 @@ describe('domainsToProbe', () => {
       lastTlsAt: null,
       lastStarttlsAt: null,
       lastNoStarttlsAt: null,
+      lastProbeAt: null,
+      lastProbeTlsOk: null,
       lastAttemptAt: AT - daysAgo * 24 * HOUR_MS,
       attempts,
     });

@@ -60,11 +60,19 @@ export function recipientKey(over: Partial<RecipientKey> = {}): RecipientKey {
   };
 }
 
-/** `singleNode`: the store is owned by one relay process, so every lease found at start is an orphan. */
-export function storeContract(name: string, open: () => Promise<Store>, opts: { singleNode: boolean }): void {
+export interface ContractOptions<Place> {
+  /** Somewhere new and empty for a store to live (a file path, a database name). */
+  readonly newPlace: () => Place;
+  /** Opens a store on a place; opening the same place again finds what was committed there. */
+  readonly open: (place: Place) => Promise<Store>;
+  /** The store is owned by one relay process, so every lease found at start is an orphan. */
+  readonly singleNode: boolean;
+}
+
+export function storeContract<Place>(name: string, opts: ContractOptions<Place>): void {
   describe(`Store contract: ${name}`, () => {
-    const withStore = async (fn: (s: Store) => Promise<void>) => {
-      const s = await open();
+    const withStore = async (fn: (s: Store) => Promise<void>, place = opts.newPlace()) => {
+      const s = await opts.open(place);
       try {
         await fn(s);
       } finally {
@@ -167,6 +175,42 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
         expect(again.map((i) => i.attempt).sort()).toEqual([1, 2]);
       }));
 
+    it('recoverInterrupted adds what it freed to the possible duplicates, a total that survives reopening', async () => {
+      const place = opts.newPlace();
+      const leaseMs = opts.singleNode ? 600_000 : 1;
+      const dieMidAttempt = async (s: Store, limit: number) => {
+        expect(await s.claim({ owner: 'dead', limit, leaseMs })).toHaveLength(limit);
+        if (!opts.singleNode) await new Promise((r) => setTimeout(r, 5));
+      };
+      await withStore(async (s) => {
+        expect((await s.queueStats()).possibleDuplicates).toBe(0);
+        await s.enqueue(message({ recipients: ['x@one.test', 'y@one.test', 'z@two.test'] }));
+        await dieMidAttempt(s, 2);
+        expect(await s.recoverInterrupted()).toBe(2);
+        expect((await s.queueStats()).possibleDuplicates).toBe(2);
+        // Nothing to free: the total stays.
+        expect(await s.recoverInterrupted()).toBe(0);
+        expect((await s.queueStats()).possibleDuplicates).toBe(2);
+      }, place);
+      await withStore(async (s) => {
+        expect((await s.queueStats()).possibleDuplicates).toBe(2);
+        await dieMidAttempt(s, 1);
+        expect(await s.recoverInterrupted()).toBe(1);
+        expect(await s.queueStats()).toMatchObject({ messages: 1, recipients: 3, held: 0, possibleDuplicates: 3 });
+      }, place);
+      await withStore(async (s) => expect((await s.queueStats()).possibleDuplicates).toBe(3), place);
+    });
+
+    it('unclaim and finish free claims without counting a possible duplicate', () =>
+      withStore(async (s) => {
+        await s.enqueue(message({ recipients: ['x@one.test', 'y@one.test'] }));
+        const [x, y] = (await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).sort((a, b) => a.seq - b.seq) as [QueueItem, QueueItem];
+        await s.unclaim([x]);
+        await s.finish([record(y)], [{ queueId: y.queueId, seq: y.seq, outcome: 'delivered', error: null }]);
+        expect(await s.recoverInterrupted()).toBe(0);
+        expect((await s.queueStats()).possibleDuplicates).toBe(0);
+      }));
+
     it('finish learns domain knowledge: TLS-known after a delivery over TLS; forget resets it', () =>
       withStore(async (s) => {
         await s.enqueue(message({ recipients: ['a@one.test', 'b@two.test'] }));
@@ -195,9 +239,30 @@ export function storeContract(name: string, open: () => Promise<Store>, opts: { 
       withStore(async (s) => {
         const at = Date.now();
         await s.recordProbe('Probed.test', { at, starttlsOffered: true, tlsOk: true });
-        expect(await s.getDomain('probed.test')).toMatchObject({ tlsKnownSince: null, lastTlsAt: null, lastStarttlsAt: at, lastNoStarttlsAt: null, attempts: 0 });
+        expect(await s.getDomain('probed.test')).toMatchObject({
+          tlsKnownSince: null, lastTlsAt: null, lastStarttlsAt: at, lastNoStarttlsAt: null, attempts: 0, lastProbeAt: at, lastProbeTlsOk: true,
+        });
         await s.recordProbe('probed.test', { at: at + 1, starttlsOffered: false, tlsOk: false });
-        expect(await s.getDomain('probed.test')).toMatchObject({ lastStarttlsAt: at, lastNoStarttlsAt: at + 1, attempts: 0 });
+        expect(await s.getDomain('probed.test')).toMatchObject({ lastStarttlsAt: at, lastNoStarttlsAt: at + 1, attempts: 0, lastProbeAt: at + 1, lastProbeTlsOk: false });
+        // STARTTLS offered, handshake failed (e.g. below the floor).
+        await s.recordProbe('probed.test', { at: at + 2, starttlsOffered: true, tlsOk: false });
+        expect(await s.getDomain('probed.test')).toMatchObject({ lastStarttlsAt: at + 2, lastProbeAt: at + 2, lastProbeTlsOk: false, tlsKnownSince: null });
+        await expect(s.recordProbe('probed.test', { at: at + 3, starttlsOffered: false, tlsOk: true })).rejects.toThrow(/probe of probed\.test: a TLS handshake cannot succeed where STARTTLS was not offered/);
+        expect((await s.getDomain('probed.test'))?.lastProbeAt).toBe(at + 2);
+      }));
+
+    it('the last probe is null until a probe ran, and a probe keeps what deliveries learned', () =>
+      withStore(async (s) => {
+        await s.enqueue(message({ recipients: ['a@one.test'] }));
+        const [item] = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        const tls = { protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', bits: 128, authorized: false, authorizationError: null, peerCertSubject: null, peerCertFingerprint256: null };
+        await s.finish([record(item as QueueItem, { method: 'tls', starttlsOffered: true, tls })], [{ queueId: item!.queueId, seq: item!.seq, outcome: 'delivered', error: null }]);
+        const learned = await s.getDomain('one.test');
+        expect(learned).toMatchObject({ attempts: 1, lastProbeAt: null, lastProbeTlsOk: null });
+        const at = learned!.lastAttemptAt + 60_000;
+        await s.recordProbe('one.test', { at, starttlsOffered: true, tlsOk: false });
+        expect(await s.getDomain('one.test')).toEqual({ ...learned, lastStarttlsAt: at, lastProbeAt: at, lastProbeTlsOk: false });
+        expect((await s.listDomains()).map((d) => [d.domain, d.lastProbeAt, d.lastProbeTlsOk])).toEqual([['one.test', at, false]]);
       }));
 
     it('unclaim gives work back without counting an attempt', () =>

@@ -9,9 +9,9 @@ import { message, storeContract } from './contract.ts';
 
 const tempDb = () => join(mkdtempSync(join(tmpdir(), 'sealrelay-store-')), 'nested', 'queue.db');
 
-storeContract('sqlite', async () => new SqliteStore(tempDb()), { singleNode: true });
+storeContract('sqlite', { newPlace: tempDb, open: async (path) => new SqliteStore(path), singleNode: true });
 // The relay's form: the same store in its own thread, behind messages.
-storeContract('sqlite in a worker thread', () => ThreadedSqliteStore.open(tempDb()), { singleNode: true });
+storeContract('sqlite in a worker thread', { newPlace: tempDb, open: (path) => ThreadedSqliteStore.open(path), singleNode: true });
 
 it('the threaded store reports a database it cannot open, and a closed store refuses work', async () => {
   const path = tempDb();

@@ -98,6 +98,16 @@ const MIGRATIONS: readonly string[] = [
      expires_at    INTEGER NOT NULL,
      error         TEXT
    );`,
+  // The last probe of each domain and whether its handshake succeeded (NULL until a
+  // probe ran), and running totals the store keeps across restarts: possible
+  // duplicates counts recipients found mid-attempt after a crash (DESIGN: counted).
+  `ALTER TABLE domains ADD COLUMN last_probe_at INTEGER;
+   ALTER TABLE domains ADD COLUMN last_probe_tls_ok INTEGER;
+   CREATE TABLE counters (
+     name  TEXT PRIMARY KEY,
+     value INTEGER NOT NULL
+   );
+   INSERT INTO counters (name, value) VALUES ('possible_duplicates', 0);`,
 ];
 
 export function migrate(db: Database.Database): void {

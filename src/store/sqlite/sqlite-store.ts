@@ -27,6 +27,7 @@ import {
   type NewMessage,
   type QueueEntry,
   type QueueItem,
+  type QueueStats,
   type RecipientKey,
   type RecordFilter,
   type Settlement,
@@ -121,11 +122,13 @@ export class SqliteStore implements Store {
            attempts            = attempts + 1`,
       ),
       recordProbe: this.db.prepare(
-        `INSERT INTO domains (domain, tls_known_since, last_tls_at, last_starttls_at, last_no_starttls_at, last_attempt_at, attempts)
-         VALUES (@domain, NULL, NULL, @offered, @notOffered, @at, 0)
+        `INSERT INTO domains (domain, tls_known_since, last_tls_at, last_starttls_at, last_no_starttls_at, last_attempt_at, attempts, last_probe_at, last_probe_tls_ok)
+         VALUES (@domain, NULL, NULL, @offered, @notOffered, @at, 0, @at, @tlsOk)
          ON CONFLICT (domain) DO UPDATE SET
            last_starttls_at    = coalesce(excluded.last_starttls_at, last_starttls_at),
-           last_no_starttls_at = coalesce(excluded.last_no_starttls_at, last_no_starttls_at)`,
+           last_no_starttls_at = coalesce(excluded.last_no_starttls_at, last_no_starttls_at),
+           last_probe_at       = excluded.last_probe_at,
+           last_probe_tls_ok   = excluded.last_probe_tls_ok`,
       ),
       getDomain: this.db.prepare(`SELECT * FROM domains WHERE domain = ?`),
       listDomains: this.db.prepare(`SELECT * FROM domains ORDER BY domain`),
@@ -163,6 +166,7 @@ export class SqliteStore implements Store {
            looked_up_at = excluded.looked_up_at, found = excluded.found, expires_at = excluded.expires_at, error = excluded.error`,
       ),
       recover: this.db.prepare(`UPDATE recipients SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL AND state = 'queued'`),
+      countDuplicates: this.db.prepare(`UPDATE counters SET value = value + ? WHERE name = 'possible_duplicates'`),
       // Walks recipients_due in order and stops at the first unleased row: few rows are leased at once.
       nextDue: this.db.prepare(
         `SELECT next_attempt_at FROM recipients WHERE state = 'queued' AND lease_until <= ? ORDER BY next_attempt_at LIMIT 1`,
@@ -183,7 +187,8 @@ export class SqliteStore implements Store {
         `SELECT (SELECT count(*) FROM messages) AS messages,
                 (SELECT count(*) FROM recipients WHERE state IN ('queued', 'held')) AS recipients,
                 (SELECT count(*) FROM recipients WHERE state = 'held') AS held,
-                (SELECT coalesce(sum(size), 0) FROM messages) AS bytes`,
+                (SELECT coalesce(sum(size), 0) FROM messages) AS bytes,
+                (SELECT value FROM counters WHERE name = 'possible_duplicates') AS possibleDuplicates`,
       ),
     };
   }
@@ -336,8 +341,15 @@ export class SqliteStore implements Store {
   }
 
   async recordProbe(domain: string, o: { at: number; starttlsOffered: boolean; tlsOk: boolean }): Promise<void> {
+    if (o.tlsOk && !o.starttlsOffered) throw new TypeError(`probe of ${domain}: a TLS handshake cannot succeed where STARTTLS was not offered`);
     this.commit('normal', () =>
-      this.stmt.recordProbe.run({ domain: domain.toLowerCase(), offered: o.starttlsOffered ? o.at : null, notOffered: o.starttlsOffered ? null : o.at, at: o.at }),
+      this.stmt.recordProbe.run({
+        domain: domain.toLowerCase(),
+        offered: o.starttlsOffered ? o.at : null,
+        notOffered: o.starttlsOffered ? null : o.at,
+        at: o.at,
+        tlsOk: o.tlsOk ? 1 : 0,
+      }),
     );
   }
 
@@ -418,7 +430,12 @@ export class SqliteStore implements Store {
 
   async recoverInterrupted(): Promise<number> {
     // One relay process owns an SQLite queue, so every lease found at start is an orphan.
-    return this.stmt.recover.run().changes;
+    // Freeing and counting commit together: a crash in between neither loses nor doubles the count.
+    return this.commit('normal', () => {
+      const freed = this.stmt.recover.run().changes;
+      if (freed) this.stmt.countDuplicates.run(freed);
+      return freed;
+    });
   }
 
   async nextDueAt(): Promise<number | null> {
@@ -470,8 +487,8 @@ export class SqliteStore implements Store {
     })();
   }
 
-  async queueStats(): Promise<{ messages: number; recipients: number; held: number; bytes: number }> {
-    return this.stmt.stats.get() as { messages: number; recipients: number; held: number; bytes: number };
+  async queueStats(): Promise<QueueStats> {
+    return this.stmt.stats.get() as QueueStats;
   }
 
   async queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]> {
@@ -521,6 +538,8 @@ interface DomainRow {
   last_no_starttls_at: number | null;
   last_attempt_at: number;
   attempts: number;
+  last_probe_at: number | null;
+  last_probe_tls_ok: number | null;
 }
 
 function toKnowledge(r: DomainRow): DomainKnowledge {
@@ -532,6 +551,8 @@ function toKnowledge(r: DomainRow): DomainKnowledge {
     lastNoStarttlsAt: r.last_no_starttls_at,
     lastAttemptAt: r.last_attempt_at,
     attempts: r.attempts,
+    lastProbeAt: r.last_probe_at,
+    lastProbeTlsOk: r.last_probe_tls_ok === null ? null : r.last_probe_tls_ok === 1,
   };
 }
 

@@ -10,7 +10,7 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
 import { tsxWorker } from '../../tsx-worker.ts';
-import type { DomainKnowledge, KeyKind, KeyLookup, NewMessage, QueueEntry, QueueItem, RecipientKey, RecordFilter, Settlement, Store } from '../store.ts';
+import type { DomainKnowledge, KeyKind, KeyLookup, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordFilter, Settlement, Store } from '../store.ts';
 
 type Op = Exclude<keyof Store, never>;
 export interface StoreRequest {
@@ -145,7 +145,7 @@ export class ThreadedSqliteStore implements Store {
   deleteEntry(queueId: string): Promise<number> {
     return this.call('deleteEntry', queueId);
   }
-  queueStats(): Promise<{ messages: number; recipients: number; held: number; bytes: number }> {
+  queueStats(): Promise<QueueStats> {
     return this.call('queueStats');
   }
   queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]> {

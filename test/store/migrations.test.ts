@@ -1,0 +1,70 @@
+// An older data/ upgrades in place: a store file at schema version 4 (before probe
+// results and the possible-duplicates total) opens with its queue and domain
+// knowledge intact and the new facts empty.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, expect, it } from 'vitest';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { message } from './contract.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+/** A store file as SealRelay with schema version 4 left it: version 5's additions taken off again. */
+async function version4Store(): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'sealrelay-migrate-'));
+  dirs.push(dir);
+  const path = join(dir, 'queue.db');
+  await new SqliteStore(path).close();
+  const raw = new Database(path);
+  raw.exec(`ALTER TABLE domains DROP COLUMN last_probe_at;
+            ALTER TABLE domains DROP COLUMN last_probe_tls_ok;
+            DROP TABLE counters;`);
+  raw.pragma('user_version = 4');
+  raw.close();
+  return path;
+}
+
+it('a version 4 store upgrades to 5 in place, keeping its queue and domain knowledge', async () => {
+  const path = await version4Store();
+  const m = message({ recipients: ['x@old.test', 'y@old.test'] });
+  // A store opened on the old file would migrate it first: the old relay's rows are written by hand.
+  const v4 = new Database(path);
+  v4.prepare(
+    `INSERT INTO domains (domain, tls_known_since, last_tls_at, last_starttls_at, last_no_starttls_at, last_attempt_at, attempts)
+     VALUES ('old.test', 1000, 2000, 2000, NULL, 2000, 3)`,
+  ).run();
+  v4.prepare(`INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at) VALUES (?, ?, ?, ?, ?, ?)`).run(
+    m.queueId, m.sender, m.messageId, m.subject, m.body.length, m.receivedAt,
+  );
+  v4.prepare(`INSERT INTO bodies (queue_id, body) VALUES (?, ?)`).run(m.queueId, m.body);
+  // x was mid-attempt when the old relay died; y waits.
+  v4.prepare(`INSERT INTO recipients (queue_id, seq, recipient, domain, attempts, next_attempt_at, lease_owner, lease_until) VALUES (?, 0, 'x@old.test', 'old.test', 1, ?, 'dead', ?)`).run(
+    m.queueId, m.receivedAt, Date.now() + 600_000,
+  );
+  v4.prepare(`INSERT INTO recipients (queue_id, seq, recipient, domain, next_attempt_at) VALUES (?, 1, 'y@old.test', 'old.test', ?)`).run(m.queueId, m.receivedAt);
+  v4.close();
+
+  const s = new SqliteStore(path);
+  try {
+    expect(await s.getDomain('old.test')).toEqual({
+      domain: 'old.test', tlsKnownSince: 1000, lastTlsAt: 2000, lastStarttlsAt: 2000, lastNoStarttlsAt: null, lastAttemptAt: 2000, attempts: 3,
+      lastProbeAt: null, lastProbeTlsOk: null,
+    });
+    expect(await s.queueStats()).toEqual({ messages: 1, recipients: 2, held: 0, bytes: m.body.length, possibleDuplicates: 0 });
+    expect(await s.recoverInterrupted()).toBe(1);
+    expect((await s.queueStats()).possibleDuplicates).toBe(1);
+    await s.recordProbe('old.test', { at: 3000, starttlsOffered: true, tlsOk: true });
+    expect(await s.getDomain('old.test')).toMatchObject({ tlsKnownSince: 1000, attempts: 3, lastProbeAt: 3000, lastProbeTlsOk: true });
+    expect((await s.readBody(m.queueId))?.equals(m.body)).toBe(true);
+  } finally {
+    await s.close();
+  }
+  const after = new Database(path, { readonly: true });
+  expect(after.pragma('user_version', { simple: true })).toBe(5);
+  after.close();
+});
