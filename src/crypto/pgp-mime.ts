@@ -44,7 +44,7 @@
 // straight into the outgoing message (pgp-armor.ts).
 import crypto from 'node:crypto';
 import * as openpgp from 'openpgp';
-import { headerEnd } from '../mime/header-block.ts';
+import { headerEnd, headerFields, HeaderSyntaxError, IMPLICIT_CONTENT_TYPE, type HeaderField } from '../mime/header-block.ts';
 import { withArmoredMessage } from './pgp-armor.ts';
 
 export interface PgpMimeOptions {
@@ -98,7 +98,6 @@ const PGP_CONFIG: openpgp.Config = {
 /** Fields copied into the encrypted entity under protected headers: the ones a reader sees. */
 const PROTECTED_FIELDS = new Set(['from', 'sender', 'reply-to', 'to', 'cc', 'subject', 'date', 'message-id', 'in-reply-to', 'references']);
 
-const DEFAULT_CONTENT_TYPE = 'Content-Type: text/plain; charset=us-ascii\r\n';
 
 /** Parsed recipient and archive keys kept between messages; a miss costs a parse and a few signature checks. */
 const KEY_CACHE_ENTRIES = 128;
@@ -153,13 +152,6 @@ export async function encryptPgpMime(message: Buffer, opts: PgpMimeOptions): Pro
   return withArmoredMessage(head, encrypted, `\r\n--${boundary}--\r\n`);
 }
 
-interface HeaderField {
-  /** Lower-case field name. */
-  readonly name: string;
-  /** The field as it was, continuation lines and final CRLF included. */
-  readonly raw: string;
-}
-
 /**
  * Splits the message into the outer header fields, the encrypted entity's header
  * block (ending with the blank line) and where the body starts.
@@ -187,26 +179,17 @@ function splitMessage(message: Buffer, protect: boolean): { outer: HeaderField[]
     }
     outer.push(field);
   }
-  if (!fields.some((f) => f.name === 'content-type')) content.unshift(protect ? withProtectedParam(DEFAULT_CONTENT_TYPE) : DEFAULT_CONTENT_TYPE);
+  if (!fields.some((f) => f.name === 'content-type')) content.unshift(protect ? withProtectedParam(IMPLICIT_CONTENT_TYPE) : IMPLICIT_CONTENT_TYPE);
   return { outer, inner: copied.join('') + content.join('') + '\r\n', bodyStart };
 }
 
 function parseFields(block: string): HeaderField[] {
-  const fields: { name: string; raw: string }[] = [];
-  for (const [index, line] of block.split(/(?<=\r\n)/).entries()) {
-    if (line === '') continue;
-    if (line.startsWith(' ') || line.startsWith('\t')) {
-      const last = fields.at(-1);
-      if (!last) throw new Error('PGP/MIME: the message header starts with a continuation line');
-      last.raw += line;
-      continue;
-    }
-    const colon = line.indexOf(':');
-    // The line itself stays out of the message: headers may hold what logs must not.
-    if (colon <= 0) throw new Error(`PGP/MIME: header line ${index + 1} is not a header field`);
-    fields.push({ name: line.slice(0, colon).trim().toLowerCase(), raw: line });
+  try {
+    return headerFields(block);
+  } catch (err) {
+    if (err instanceof HeaderSyntaxError) throw new Error(`PGP/MIME: ${err.message}`);
+    throw err;
   }
-  return fields;
 }
 
 /** Appends protected-headers="v1" as a folded parameter line. */

@@ -39,7 +39,7 @@
 // whether its chain is trusted, is the key store's business.
 import crypto, { type KeyObject } from 'node:crypto';
 import forge from 'node-forge';
-import { headerEnd } from '../mime/header-block.ts';
+import { headerEnd, headerFields, HeaderSyntaxError, IMPLICIT_CONTENT_TYPE, type HeaderField } from '../mime/header-block.ts';
 import { withBase64Lines } from './base64-lines.ts';
 
 export interface SmimeSigner {
@@ -82,7 +82,6 @@ export class SmimeMessageError extends Error {
 
 /** Weaker RSA keys are refused, as keys-x509.ts refuses to store them. */
 const MIN_RSA_BITS = 2048;
-const DEFAULT_CONTENT_TYPE = 'Content-Type: text/plain; charset=us-ascii\r\n';
 /** 57 bytes make one 76-character base64 line (RFC 2045 §6.8 allows at most 76). */
 const BASE64_LINE_BYTES = 57;
 /** Plaintext bytes per cipher update: each update returns a fresh buffer, so this bounds the transient copy. */
@@ -232,30 +231,24 @@ function splitMessage(message: Buffer): { outer: string; entity: Buffer[] } {
   const body = message.subarray(Math.min(end + 2, message.length));
   const outer: string[] = [];
   const content: string[] = [];
-  for (const field of headerFields(message.subarray(0, end).toString('latin1'))) {
-    const name = field.slice(0, field.indexOf(':')).trim().toLowerCase();
-    if (name.startsWith('content-')) content.push(field);
-    else if (name !== 'mime-version') outer.push(field);
+  let hasType = false;
+  for (const { name, raw } of fieldsOf(message.subarray(0, end).toString('latin1'))) {
+    if (name.startsWith('content-')) content.push(raw);
+    else if (name !== 'mime-version') outer.push(raw);
+    hasType ||= name === 'content-type';
   }
-  const hasType = content.some((field) => /^content-type\s*:/i.test(field));
-  const entityHead = (hasType ? '' : DEFAULT_CONTENT_TYPE) + content.join('') + '\r\n';
+  const entityHead = (hasType ? '' : IMPLICIT_CONTENT_TYPE) + content.join('') + '\r\n';
   return { outer: outer.join(''), entity: [Buffer.from(entityHead, 'latin1'), body] };
 }
 
-/** The header block's fields, each with its continuation lines and final CRLF (latin1 keeps every byte). */
-function headerFields(block: string): string[] {
-  const fields: string[] = [];
-  for (const line of block.split('\r\n').slice(0, -1)) {
-    if (line.startsWith(' ') || line.startsWith('\t')) {
-      if (fields.length === 0) throw new SmimeMessageError('the header block starts with a continuation line');
-      fields[fields.length - 1] += `${line}\r\n`;
-    } else if (/^[\x21-\x39\x3b-\x7e]+\s*:/.test(line)) {
-      fields.push(`${line}\r\n`);
-    } else {
-      throw new SmimeMessageError(`not a header field: ${JSON.stringify(line.slice(0, 40))}`);
-    }
+/** The header block's fields; a malformed block is the message's fault. */
+function fieldsOf(block: string): HeaderField[] {
+  try {
+    return headerFields(block);
+  } catch (err) {
+    if (err instanceof HeaderSyntaxError) throw new SmimeMessageError(err.message);
+    throw err;
   }
-  return fields;
 }
 
 /** Refuses a bare CR or LF anywhere: the entity is signed and encrypted as it is (RFC 8551 §3.1.1). */

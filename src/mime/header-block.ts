@@ -15,3 +15,41 @@ export function headerEnd(message: Buffer): number {
 export function headerBlock(message: Buffer): string {
   return message.subarray(0, headerEnd(message)).toString('latin1');
 }
+
+/** What a message without Content-Type is (RFC 2045 §5.2), written out for an entity that moves inside another. */
+export const IMPLICIT_CONTENT_TYPE = 'Content-Type: text/plain; charset=us-ascii\r\n';
+
+/** One header field: its lower-case name and its raw text, continuation lines and final CRLF included. */
+export interface HeaderField {
+  readonly name: string;
+  readonly raw: string;
+}
+
+export class HeaderSyntaxError extends Error {
+  override readonly name = 'HeaderSyntaxError';
+}
+
+/** RFC 5322 §2.2: a field name is printable US-ASCII except the colon. */
+const FIELD_START = /^([\x21-\x39\x3b-\x7e]+)[ \t]*:/;
+
+/**
+ * The fields of a header block (as headerBlock() returns it). A line that is
+ * neither a field nor a continuation is an error naming its line number, never
+ * its text: headers may hold what logs must not.
+ */
+export function headerFields(block: string): HeaderField[] {
+  const fields: { name: string; raw: string }[] = [];
+  for (const [index, line] of block.split(/(?<=\r\n)/).entries()) {
+    if (line === '') continue;
+    if (line.startsWith(' ') || line.startsWith('\t')) {
+      const last = fields.at(-1);
+      if (!last) throw new HeaderSyntaxError('the header block starts with a continuation line');
+      last.raw += line;
+      continue;
+    }
+    const name = FIELD_START.exec(line)?.[1];
+    if (!name) throw new HeaderSyntaxError(`header line ${index + 1} is not a header field`);
+    fields.push({ name: name.toLowerCase(), raw: line });
+  }
+  return fields;
+}
