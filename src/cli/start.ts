@@ -33,6 +33,13 @@ export function registerStart(program: Command, context: () => CliContext): void
       const logger = createLogger(config.logging.level);
       const { startRelay } = await import('../relay.ts');
       let relay: Awaited<ReturnType<typeof startRelay>>;
+      // A stop asked for while the relay starts (it may already have said relay.started)
+      // is kept and honoured once it runs, never met by the default action (death).
+      let early: NodeJS.Signals | null = null;
+      const keep = (signal: NodeJS.Signals) => (early ??= signal);
+      // A SIGHUP then has nothing to reload yet; an edited file is caught below all the same.
+      const notYet = () => undefined;
+      process.on('SIGTERM', keep).on('SIGINT', keep).on('SIGHUP', notYet);
       try {
         relay = await startRelay({ config, configFile: ctx.configFile, logger, logFd: 1 });
       } catch (err) {
@@ -84,8 +91,10 @@ export function registerStart(program: Command, context: () => CliContext): void
         logger.info({ event: 'relay.reloaded', configFile: ctx.configFile }, 'config reloaded');
       };
 
+      process.off('SIGTERM', keep).off('SIGINT', keep).off('SIGHUP', notYet);
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
+      if (early) stop(early);
       process.on('SIGHUP', () => {
         reloads = reloads.then(reload);
       });

@@ -39,6 +39,9 @@ export interface DeliveryWorker {
   readonly busy: number;
 }
 
+/** A kick waits this long for company before claiming (at most this much added delivery latency). */
+const KICK_COALESCE_MS = 5;
+
 /** How many recipients one claim takes per free job slot: enough to fill a transaction, not so many that leases age. */
 const CLAIM_PER_SLOT = 8;
 
@@ -69,10 +72,19 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   let again = false;
   let timer: NodeJS.Timeout | null = null;
 
+  /** When the pending pump runs (ms since the epoch); a new request never postpones it. */
+  let timerDue = Infinity;
   const schedule = (delayMs: number) => {
     if (stopping) return;
+    const due = Date.now() + Math.max(0, delayMs);
+    if (timer && timerDue <= due) return;
     if (timer) clearTimeout(timer);
-    timer = setTimeout(pump, Math.max(0, delayMs));
+    timerDue = due;
+    timer = setTimeout(() => {
+      timer = null;
+      timerDue = Infinity;
+      void pump();
+    }, Math.max(0, delayMs));
   };
 
   async function pump(): Promise<void> {
@@ -185,7 +197,8 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
 
   const deliveryWorker: DeliveryWorker = {
     kick() {
-      if (!stopping) schedule(0);
+      // Submissions arriving together are claimed together: one claim per few messages, not one each.
+      if (!stopping) schedule(KICK_COALESCE_MS);
     },
     async stop(graceMs) {
       stopping = true;

@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { ThreadedSqliteStore } from '../../src/store/sqlite/threaded-store.ts';
-import { message, storeContract } from './contract.ts';
+import { message, record, storeContract } from './contract.ts';
 
 const tempDb = () => join(mkdtempSync(join(tmpdir(), 'sealrelay-store-')), 'nested', 'queue.db');
 
@@ -61,4 +61,22 @@ it('checkpoints apart: the store never checkpoints itself; the checkpoint thread
   expect(statSync(path).size).toBeGreaterThan(300 * 20_000);
   await s.close();
   expect(existsSync(`${path}-wal`) ? statSync(`${path}-wal`).size : 0).toBe(0);
+});
+
+it('group commit: an enqueue and a finish of the same turn share a commit; a write at fault fails alone', async () => {
+  const s = new SqliteStore(tempDb());
+  const first = message();
+  await s.enqueue(first);
+  const [item] = await s.claim({ owner: 'w', limit: 1, leaseMs: 60_000 });
+  const fresh = message();
+  // Same turn: a good enqueue, a duplicate queue id (primary key violation), and a finish.
+  const results = await Promise.allSettled([
+    s.enqueue(fresh),
+    s.enqueue({ ...message(), queueId: first.queueId }),
+    s.finish([record(item!, { outcome: 'delivered', method: 'plaintext' })], [{ queueId: item!.queueId, seq: item!.seq, outcome: 'delivered', error: null }]),
+  ]);
+  expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+  expect(await s.getQueueEntry(fresh.queueId)).not.toBeNull();
+  expect((await s.queryRecords({ message: first.queueId })).map((r) => r.outcome)).toEqual(['delivered']);
+  await s.close();
 });

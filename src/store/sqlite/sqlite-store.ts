@@ -12,8 +12,11 @@
 // queue scans never read them): one transaction makes message, recipients and
 // body durable together, with no orphan files to sweep.
 //
-// Group commit: enqueues that arrive in the same event-loop turn share one
-// transaction (and one fsync). Nobody is answered before that commit returns.
+// Group commit: writes that arrive in the same event-loop turn — enqueues from
+// ingress, finishes from delivery — share one transaction (and at most one
+// fsync, FULL when any of them accepts mail). Nobody is answered before that
+// commit returns. Should the shared transaction fail, each write is retried on
+// its own, so one bad write never fails the others.
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -36,10 +39,13 @@ import {
 import { Checkpointer } from './checkpointer.ts';
 import { migrate } from './migrations.ts';
 
-interface PendingEnqueue {
-  message: NewMessage;
-  resolve: () => void;
-  reject: (err: Error) => void;
+/** A write waiting for the next group commit. */
+interface PendingWrite {
+  /** Accepts mail (an enqueue, a finish that queues a bounce): the commit must be FULL. */
+  readonly durable: boolean;
+  apply(): void;
+  resolve(): void;
+  reject(err: Error): void;
 }
 
 /** Largest number of enqueues folded into one commit. */
@@ -47,7 +53,7 @@ const MAX_GROUP_COMMIT = 256;
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
-  private pending: PendingEnqueue[] = [];
+  private pending: PendingWrite[] = [];
   private flushScheduled = false;
   private closed = false;
   private sync: 'full' | 'normal' = 'full';
@@ -194,10 +200,15 @@ export class SqliteStore implements Store {
   }
 
   enqueue(message: NewMessage): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('store is closed'));
     if (!message.recipients.length) return Promise.reject(new TypeError('a message needs at least one recipient'));
+    return this.write(true, () => this.insertMessage(message));
+  }
+
+  /** Queues `apply` for the next group commit; resolves once it is committed. */
+  private write(durable: boolean, apply: () => void): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('store is closed'));
     return new Promise((resolve, reject) => {
-      this.pending.push({ message, resolve, reject });
+      this.pending.push({ durable, apply, resolve, reject });
       if (this.pending.length >= MAX_GROUP_COMMIT) this.flushPending();
       else if (!this.flushScheduled) {
         this.flushScheduled = true;
@@ -211,16 +222,26 @@ export class SqliteStore implements Store {
     const batch = this.pending;
     this.pending = [];
     if (!batch.length) return;
+    const sync = (writes: readonly PendingWrite[]) => (writes.some((w) => w.durable) ? 'full' : 'normal');
     try {
-      this.commit('full', () => {
-        for (const { message } of batch) this.insertMessage(message);
+      this.commit(sync(batch), () => {
+        for (const w of batch) w.apply();
       });
-    } catch (err) {
-      // The whole batch rolled back: nobody in it was told 250; each client gets 451.
-      for (const p of batch) p.reject(err as Error);
+    } catch {
+      // The whole batch rolled back: try each alone, so only the write at fault fails
+      // (an enqueue that fails is a 451 to its client, who keeps the message).
+      for (const w of batch) {
+        try {
+          this.commit(sync([w]), () => w.apply());
+        } catch (err) {
+          w.reject(err as Error);
+          continue;
+        }
+        w.resolve();
+      }
       return;
     }
-    for (const p of batch) p.resolve();
+    for (const w of batch) w.resolve();
   }
 
   /** Runs `fn` in one transaction, committed with the given durability (see the module comment). */
@@ -279,8 +300,8 @@ export class SqliteStore implements Store {
     return (this.stmt.body.get(queueId) as Buffer | undefined) ?? null;
   }
 
-  async finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = []): Promise<void> {
-    this.commit(bounces.length ? 'full' : 'normal', () => {
+  finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = []): Promise<void> {
+    return this.write(bounces.length > 0, () => {
       for (const r of records) {
         this.stmt.insertRecord.run({
           queueId: r.queueId,
