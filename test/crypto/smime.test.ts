@@ -104,6 +104,16 @@ function refusal(action: () => unknown): SmimeCertError {
   throw new Error('expected an SmimeCertError');
 }
 
+/** The fields of MESSAGE that stay outside the protection, in order, MIME-Version once. */
+const OUTER_FIELDS = [
+  ['From', 'Lab <lab@clinic.test>'],
+  ['To', 'Alice <alice@example.test>'],
+  ['Subject', '=?UTF-8?Q?Befund_f=C3=BCr_Sie?='],
+  ['Date', 'Mon, 24 Nov 2025 10:00:00 +0100'],
+  ['Message-ID', '<smime-test@clinic.test>'],
+  ['MIME-Version', '1.0'],
+];
+
 describe('encryptSmime', () => {
   it('openssl decrypts the original MIME entity byte for byte; both attachments come back identical', () => {
     const result = decrypt(encryptSmime(MESSAGE, [alice.certPem]), alice);
@@ -119,12 +129,7 @@ describe('encryptSmime', () => {
     const out = encryptSmime(MESSAGE, [alice.certPem]);
     const head = headerBlock(out);
     expect(fields(head)).toEqual([
-      ['From', 'Lab <lab@clinic.test>'],
-      ['To', 'Alice <alice@example.test>'],
-      ['Subject', '=?UTF-8?Q?Befund_f=C3=BCr_Sie?='],
-      ['Date', 'Mon, 24 Nov 2025 10:00:00 +0100'],
-      ['Message-ID', '<smime-test@clinic.test>'],
-      ['MIME-Version', '1.0'],
+      ...OUTER_FIELDS,
       ['Content-Type', 'application/pkcs7-mime; smime-type=enveloped-data; name=smime.p7m'],
       ['Content-Transfer-Encoding', 'base64'],
       ['Content-Disposition', 'attachment; filename=smime.p7m'],
@@ -217,14 +222,7 @@ describe('signSmime', () => {
   it('is multipart/signed with SHA-256, the other header fields outside and MIME-Version once', () => {
     const head = headerBlock(signSmime(MESSAGE, alice));
     const got = fields(head);
-    expect(got.slice(0, 6)).toEqual([
-      ['From', 'Lab <lab@clinic.test>'],
-      ['To', 'Alice <alice@example.test>'],
-      ['Subject', '=?UTF-8?Q?Befund_f=C3=BCr_Sie?='],
-      ['Date', 'Mon, 24 Nov 2025 10:00:00 +0100'],
-      ['Message-ID', '<smime-test@clinic.test>'],
-      ['MIME-Version', '1.0'],
-    ]);
+    expect(got.slice(0, 6)).toEqual(OUTER_FIELDS);
     expect(got).toHaveLength(7);
     expect(got[6]![1]).toMatch(/^multipart\/signed; protocol="application\/pkcs7-signature"; micalg=sha-256; boundary="[^"]+"$/);
   });
