@@ -25,12 +25,7 @@ export interface Relay {
   reload(config: Config): Promise<void>;
 }
 
-/**
- * `logFd`: the file descriptor `logger` writes to, when it writes to one (`sealrelay start`:
- * stdout). The delivery thread then writes its own lines there; otherwise they come
- * through this thread to `logger` (tests capture logs in a stream).
- */
-export async function startRelay(opts: { config: Config; logger: Logger; configFile?: string; logFd?: number }): Promise<Relay> {
+export async function startRelay(opts: { config: Config; logger: Logger; configFile?: string }): Promise<Relay> {
   let config = opts.config;
   const { logger } = opts;
   const credentials = () => ensureDevCertificate(config.ingress.cert_file, config.ingress.key_file, config.server.hostname);
@@ -51,7 +46,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     if (interrupted) {
       logger.warn({ event: 'store.recovered', interrupted }, `${interrupted} recipient(s) were mid-attempt when the last run stopped: retrying them now (each may arrive twice)`);
     }
-    delivery = await startDeliveryThread({ config, store, logger, logFd: opts.logFd });
+    delivery = await startDeliveryThread({ config, store, logger });
     started.push(() => delivery.stop(0));
     ingress = await startIngress({
       config,

@@ -11,6 +11,7 @@
 import { statSync, watchFile } from 'node:fs';
 import type { Command } from 'commander';
 import { ConfigError, formatProblem, loadConfig } from '../config/load.ts';
+import { pino } from 'pino';
 import { createLogger, type Logger } from '../log.ts';
 import { readConfig, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
@@ -30,7 +31,14 @@ export function registerStart(program: Command, context: () => CliContext): void
       // The file as it was when read: an edit made while the relay starts is still an edit.
       const loaded = statSync(ctx.configFile, { throwIfNoEntry: false });
       const config = readConfig(ctx);
-      const logger = createLogger(config.logging.level);
+      // Log lines are written from libuv's thread pool: a write held up by the file
+      // system (say, behind the store's fsync) never stalls the SMTP sessions.
+      const destination = pino.destination({ dest: 1, sync: false });
+      const logger = createLogger(config.logging.level, destination);
+      const exit = (code: number): never => {
+        destination.flushSync();
+        process.exit(code);
+      };
       const { startRelay } = await import('../relay.ts');
       let relay: Awaited<ReturnType<typeof startRelay>>;
       // A stop asked for while the relay starts (it may already have said relay.started)
@@ -41,7 +49,7 @@ export function registerStart(program: Command, context: () => CliContext): void
       const notYet = () => undefined;
       process.on('SIGTERM', keep).on('SIGINT', keep).on('SIGHUP', notYet);
       try {
-        relay = await startRelay({ config, configFile: ctx.configFile, logger, logFd: 1 });
+        relay = await startRelay({ config, configFile: ctx.configFile, logger });
       } catch (err) {
         if (err instanceof ConfigError) throw err;
         throw new CliError(EXIT.FAILURE, `cannot start: ${(err as Error).message}`);
@@ -53,23 +61,23 @@ export function registerStart(program: Command, context: () => CliContext): void
       const stop = (signal: NodeJS.Signals) => {
         if (stopping) {
           logger.warn({ event: 'relay.stopped', signal }, 'second signal: exiting without waiting');
-          process.exit(EXIT.FAILURE);
+          exit(EXIT.FAILURE);
         }
         stopping = true;
         logger.info({ event: 'relay.stopping', signal, graceSeconds }, 'stopping: finishing attempts in flight');
         // relay.close() keeps to the grace period itself; this only catches a close that hangs.
         setTimeout(() => {
           logger.error({ event: 'relay.stopped', graceSeconds }, 'close did not finish in time; exiting');
-          process.exit(EXIT.FAILURE);
+          exit(EXIT.FAILURE);
         }, graceSeconds * 1000 + CLOSE_SLACK_MS).unref();
         relay.close().then(
           () => {
             logger.info({ event: 'relay.stopped' }, 'stopped');
-            process.exit(EXIT.OK);
+            exit(EXIT.OK);
           },
           (err: unknown) => {
             logger.error({ event: 'relay.stopped', err }, 'error while stopping');
-            process.exit(EXIT.FAILURE);
+            exit(EXIT.FAILURE);
           },
         );
       };

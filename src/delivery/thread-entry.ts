@@ -2,7 +2,6 @@
 // a logger whose lines go to the relay's log, policy and protection built from
 // the config, and the delivery worker of scheduler.ts driven by the relay's messages.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { pino } from 'pino';
 import type { Config } from '../config/schema.ts';
 import { loadProtection } from '../crypto/protection.ts';
 import { createLogger } from '../log.ts';
@@ -13,12 +12,11 @@ import type { FromDeliveryThread, ToDeliveryThread } from './thread.ts';
 
 const relay = parentPort!;
 const post = (m: FromDeliveryThread) => relay.postMessage(m);
-const { config, storePort, logFd } = workerData as { config: Config; storePort: MessagePort; logFd?: number };
+const { config, storePort } = workerData as { config: Config; storePort: MessagePort };
 
 const store = ThreadedSqliteStore.attach(storePort);
-// Each line is one write(2): on a file the threads' lines never interleave, and on a
-// pipe a line under PIPE_BUF (4 KB; a delivery record is about 1–2 KB) is atomic too.
-const logger = createLogger(config.logging.level, logFd !== undefined ? pino.destination({ dest: logFd, sync: true }) : { write: (line: string) => post({ type: 'log', line }) });
+// Lines go to the relay, which writes them with its own: one writer, whole lines.
+const logger = createLogger(config.logging.level, { write: (line: string) => post({ type: 'log', line }) });
 
 let delivery: ReturnType<typeof startDelivery>;
 try {

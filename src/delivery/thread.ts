@@ -3,9 +3,8 @@
 // handshake, a policy decision or an encryption of the delivery side: accept
 // latency stays flat while the queue drains, and each side's garbage collection
 // pauses only itself. The thread builds its own policy and protection from the
-// config, reaches the store thread through a port of its own, and writes its log
-// lines to the relay's log file descriptor (stdout) itself — or, when the relay
-// logs to a stream (tests), sends them here to be written there.
+// config, reaches the store thread through a port of its own, and sends its log
+// lines here, to the relay's one log destination (one writer: lines never interleave).
 import { pino } from 'pino';
 import type { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
@@ -41,8 +40,6 @@ export interface DeliveryThreadDeps {
   readonly config: Config;
   readonly store: ThreadedSqliteStore;
   readonly logger: Logger;
-  /** The fd the relay logs to, if any: the thread then writes its lines there itself. */
-  readonly logFd?: number | undefined;
   /** The thread's module; thread-entry.ts unless a test supervises another. */
   readonly entry?: URL;
 }
@@ -73,7 +70,7 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
 
   async function launch(): Promise<Worker> {
     const storePort = store.connect();
-    const w = tsxWorker(deps.entry ?? ENTRY, { workerData: { config, storePort, logFd: deps.logFd }, transferList: [storePort] });
+    const w = tsxWorker(deps.entry ?? ENTRY, { workerData: { config, storePort }, transferList: [storePort] });
     w.on('message', (m: FromDeliveryThread) => {
       if (m.type === 'log') return destination.write(m.line);
       answer(m.type === 'reload-failed' ? 'reloaded' : m.type === 'failed' ? 'ready' : m.type, m);
