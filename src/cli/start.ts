@@ -45,8 +45,9 @@ export function registerStart(program: Command, context: () => CliContext): void
       // is kept and honoured once it runs, never met by the default action (death).
       let early: NodeJS.Signals | null = null;
       const keep = (signal: NodeJS.Signals) => (early ??= signal);
-      // A SIGHUP then has nothing to reload yet; an edited file is caught below all the same.
-      const notYet = () => undefined;
+      // A SIGHUP then is a reload asked for: it runs once the relay does.
+      let reloadAsked = false;
+      const notYet = () => (reloadAsked = true);
       process.on('SIGTERM', keep).on('SIGINT', keep).on('SIGHUP', notYet);
       try {
         relay = await startRelay({ config, configFile: ctx.configFile, logger });
@@ -103,6 +104,7 @@ export function registerStart(program: Command, context: () => CliContext): void
       process.on('SIGTERM', stop);
       process.on('SIGINT', stop);
       if (early) stop(early);
+      else if (reloadAsked) reloads = reloads.then(reload);
       process.on('SIGHUP', () => {
         reloads = reloads.then(reload);
       });
