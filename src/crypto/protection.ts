@@ -117,6 +117,14 @@ export async function loadProtection(config: Config, store: Store): Promise<Prot
       : null,
   });
 
+  // The relay's S/MIME signature is the same for every recipient of a message: made once per message.
+  const signedOnce = new WeakMap<Buffer, Buffer>();
+  const smimeSigned = (message: Buffer, signer: { certPem: string; keyPem: string }): Buffer => {
+    let signed = signedOnce.get(message);
+    if (!signed) signedOnce.set(message, (signed = signSmime(message, signer)));
+    return signed;
+  };
+
   return {
     async encrypt(method, recipient, message) {
       const found = await keys.find(recipient, method);
@@ -128,7 +136,7 @@ export async function loadProtection(config: Config, store: Store): Promise<Prot
           const out = await encryptPgpMime(message, { recipientKeys: [key.data], archiveKey: pgpArchive, signingKey: pgpSigner, subjectPlaceholder: pgp.subject_placeholder });
           return { ok: true, message: out, signed: pgpSigner !== null, ...facts };
         }
-        const inner = smimeSigner ? signSmime(message, smimeSigner) : message;
+        const inner = smimeSigner ? smimeSigned(message, smimeSigner) : message;
         const out = encryptSmime(inner, smimeArchive ? [key.data, smimeArchive] : [key.data]);
         return { ok: true, message: out, signed: smimeSigner !== null, ...facts };
       } catch (err) {

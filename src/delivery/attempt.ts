@@ -125,7 +125,7 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
       const tlsSeen = err instanceof NoAcceptableTls ? { starttlsOffered: err.starttlsOffered, tls: err.tls } : {};
       const e = asSmtpError(err);
       const outcome = action === 'drop' ? 'dropped' : action === 'bounce' ? 'bounced' : 'deferred';
-      const fallback = action === 'fallback' ? { needsFallback: asSmtpError(err).reason } : {};
+      const fallback = action === 'fallback' ? { needsFallback: e.reason } : {};
       const reason =
         action === 'drop'
           ? `dropped by mode tls-exclusive: ${e.reason}`

@@ -25,16 +25,27 @@ export interface DeliverDeps extends AttemptDeps {
 type EncryptionMode = 'pgp' | 'smime';
 const isEncryptionMode = (mode: string): mode is EncryptionMode => mode === 'pgp' || mode === 'smime';
 
-export async function deliverJob(job: Job, message: Buffer, deps: DeliverDeps): Promise<RecipientResult[]> {
+/** A message ready to go: its bytes, and those bytes DKIM-signed (made once, when first needed). */
+export interface Outgoing {
+  readonly bytes: Buffer;
+  signed(): Promise<Buffer>;
+}
+
+export function outgoing(bytes: Buffer, protection: Protection): Outgoing {
+  let signed: Promise<Buffer> | undefined;
+  return { bytes, signed: () => (signed ??= protection.sign(bytes)) };
+}
+
+export async function deliverJob(job: Job, message: Outgoing, deps: DeliverDeps): Promise<RecipientResult[]> {
   const { mode, fallbackChain } = job.decision;
   if (isEncryptionMode(mode)) {
-    return Promise.all(job.items.map((item) => encryptedCopy(job, item, message, [mode, ...fallbackChain.filter((s) => s !== mode)], null, deps)));
+    return Promise.all(job.items.map((item) => encryptedCopy(job, item, message.bytes, [mode, ...fallbackChain.filter((s) => s !== mode)], null, deps)));
   }
-  const results = await attemptJob(job, await deps.protection.sign(message), deps);
+  const results = await attemptJob(job, await message.signed(), deps);
   const fallingBack = results.filter((r) => r.needsFallback !== undefined);
   if (!fallingBack.length) return results;
   const rescued = await Promise.all(
-    fallingBack.map((r) => encryptedCopy(job, r.item, message, fallbackChain, { reason: `${mode}: no acceptable TLS on any MX host (${r.needsFallback})`, result: r }, deps)),
+    fallingBack.map((r) => encryptedCopy(job, r.item, message.bytes, fallbackChain, { reason: `${mode}: no acceptable TLS on any MX host (${r.needsFallback})`, result: r }, deps)),
   );
   return [...results.filter((r) => r.needsFallback === undefined), ...rescued];
 }

@@ -19,7 +19,7 @@ import { messageContext } from '../policy/message-context.ts';
 import type { NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
 import type { Protection } from '../crypto/protection.ts';
 import type { Job, RecipientResult } from './attempt.ts';
-import { deliverJob } from './deliver.ts';
+import { deliverJob, outgoing } from './deliver.ts';
 import { expired, nextAttemptAt } from './backoff.ts';
 import { headerBlock } from '../mime/header-block.ts';
 import { bounceFor } from './bounce.ts';
@@ -153,12 +153,13 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     const first = group.items[0]!;
     const dlpHits = await dlp.hits(group.queueId, body);
     const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject, dlpHits });
-    const outgoing = prepareForDelivery(body, policy);
+    // Prepared and (when DKIM applies) signed once for every job of this message and domain.
+    const prepared = outgoing(prepareForDelivery(body, policy), protection);
     const decide = (rcpt: string) => informedByMtaSts(informedBy(policy.decide(rcpt, ctx), group.domain, knowledge), group.domain, sts);
     for (const decided of splitByDecision(group, decide)) {
       const started = Date.now();
       const job = { ...decided, mtaSts: sts };
-      const results = await deliverJob(job, outgoing, { config, pool, destinations, logger, protection });
+      const results = await deliverJob(job, prepared, { config, pool, destinations, logger, protection });
       await settle(job, results, body, started);
     }
   }
