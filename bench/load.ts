@@ -16,14 +16,15 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { epochMs } from './clock.ts';
-import type { MessageFactory } from './message.ts';
+import { messageFactory } from './message.ts';
 
 export interface LoadOptions {
   host: string;
   port: number;
   sessions: number;
   messages: number;
-  factory: MessageFactory;
+  /** The messages to submit (built by message.ts on the load generator's own thread). */
+  message: { size: number; domain: string };
   /** Prefix of every X-Bench-Id, so runs cannot be confused. */
   runTag: string;
   tls: 'starttls' | 'plain';
@@ -73,6 +74,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const open = new Set<SMTPConnection>();
   const t0 = performance.now();
   const startedAt = epochMs();
+  const factory = messageFactory(opts.message);
   const noteError = (err: unknown) => {
     if (errors.size < MAX_ERRORS_KEPT) errors.add(String((err as Error)?.message ?? err));
   };
@@ -114,14 +116,14 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
         }
         const c: SMTPConnection = conn;
         const id = `${opts.runTag}-${i}`;
-        const message = opts.factory.build(id, i);
+        const message = factory.build(id, i);
         try {
           // RSET between transactions, as nodemailer's pool and most apps do.
           if (used) await call<boolean | undefined>((cb) => c.reset(cb));
           used = true;
           const begin = performance.now();
           const startedAt = epochMs();
-          await call((cb) => c.send({ from: opts.factory.sender, to: [opts.factory.recipient(i)] }, message, cb));
+          await call((cb) => c.send({ from: factory.sender, to: [factory.recipient(i)] }, message, cb));
           submissions.push({ id, startedAt, latencyMs: performance.now() - begin });
         } catch (err) {
           noteError(err);

@@ -21,6 +21,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { onCleanup } from './cleanup.ts';
+import { summarize, type LatencySummary } from './percentiles.ts';
 import { readMemory, treeCpuMs, treeMemory } from './proc-stats.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -158,19 +159,37 @@ function readVersion(): string {
   }
 }
 
-/** Log lines by `event`, read after a run (how chatty the relay was per message). */
-export function countLogEvents(logFile: string): Record<string, number> {
-  const counts: Record<string, number> = {};
+export interface RelayLogSummary {
+  /** Log lines by `event`: how chatty the relay was per message. */
+  events: Record<string, number>;
+  /**
+   * The relay's own time from the end of DATA's commit request to the commit
+   * (`commitMs` of ingress.queued), for the messages of run `runTag` only: the
+   * store's share of the accept latency the load generator measured.
+   */
+  commitMs: LatencySummary | null;
+}
+
+/** What the relay logged, read after a run. */
+export function summarizeRelayLog(logFile: string, runTag: string): RelayLogSummary {
+  const events: Record<string, number> = {};
+  const commits: number[] = [];
   let text = '';
   try {
     text = readFileSync(logFile, 'utf8');
   } catch {
-    return counts;
+    return { events, commitMs: null };
   }
+  // Bench Message-IDs are <runTag-i@app.bench.local>; the warm-up has its own tag.
+  const ofRun = new RegExp(`"messageId":"<${runTag.replace(/[^\w-]/g, '\\$&')}-\\d+@`);
   for (const line of text.split('\n')) {
     if (!line) continue;
     const event = /"event":"([^"]+)"/.exec(line)?.[1] ?? (line.startsWith('{') ? '(no event)' : '(not json)');
-    counts[event] = (counts[event] ?? 0) + 1;
+    events[event] = (events[event] ?? 0) + 1;
+    if (event === 'ingress.queued' && ofRun.test(line)) {
+      const ms = Number(/"commitMs":([\d.]+)/.exec(line)?.[1]);
+      if (Number.isFinite(ms)) commits.push(ms);
+    }
   }
-  return counts;
+  return { events, commitMs: commits.length ? summarize(commits) : null };
 }

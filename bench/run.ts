@@ -21,6 +21,7 @@ import { onCleanup, runCleanups } from './cleanup.ts';
 import { machineInfo } from './machine.ts';
 import { postfixUnavailable } from './postfix.ts';
 import { runQueueScale, type QueueScaleResult } from './queue-scale.ts';
+import type { LatencySummary } from './percentiles.ts';
 import { makeReceiverTls } from './receiver-process.ts';
 import { QUIET_BELOW, runThroughput, type ThroughputResult } from './throughput.ts';
 
@@ -50,7 +51,7 @@ const USAGE = `usage: npm run bench -- [options]
   --warmup W            messages delivered before each measured run, not counted (default 100)
   --compare postfix     also run the load through a stock Postfix (needs root and postfix)
   --no-half             skip the half-load latency run
-  --half-repeats N      half-load runs to make; the median one is judged (default 3)
+  --half-repeats N      half-load runs to make; the median one is judged (default 5)
   --submit-tls starttls|plain   submission hop (default starttls)
   --postfix-tls verify|encrypt  Postfix's smtp_tls_security_level (default verify, like forced+ca)
   --queue-messages N    deferred messages for the queue scenario (default 100000)
@@ -95,7 +96,7 @@ function parseOptions(argv: string[]): Options {
       warmup: { type: 'string', default: '100' },
       compare: { type: 'string' },
       'no-half': { type: 'boolean', default: false },
-      'half-repeats': { type: 'string', default: '3' },
+      'half-repeats': { type: 'string', default: '5' },
       'submit-tls': { type: 'string', default: 'starttls' },
       'postfix-tls': { type: 'string', default: 'verify' },
       'queue-messages': { type: 'string', default: '100000' },
@@ -333,10 +334,16 @@ function evaluateTargets(r: Results): Results['targets'] {
 function oneLine(t: ThroughputResult): string {
   return (
     `${t.label}: submission ${t.submission.msgsPerSec} msgs/s, end to end ${t.endToEnd.msgsPerSec ?? 'incomplete'} msgs/s, ` +
-    `accept p50 ${t.acceptLatencyMs.p50} ms p99 ${t.acceptLatencyMs.p99} ms, ${t.cpu.relayMsPerMsg} CPU ms/msg, ` +
+    `accept p50 ${t.acceptLatencyMs.p50} ms p99 ${t.acceptLatencyMs.p99} ms${commitPart(t)}, ${t.cpu.relayMsPerMsg} CPU ms/msg, ` +
     `peak ${mb(t.memory.peakBytes)} (${t.memory.peakKind}), cores busy ${pct(t.cpu.machineBusy)} (before: ${pct(t.cpu.backgroundBusy)})` +
     (t.failed ? `, ${t.failed} FAILED` : '')
   );
+}
+
+/** The relay's own commit time (SealRelay logs it per message), beside the accept latency it is part of. */
+function commitPart(t: ThroughputResult): string {
+  const commit = 'commitMs' in t.relayLog ? (t.relayLog.commitMs as LatencySummary | null) : null;
+  return commit ? ` (of which commit p50 ${commit.p50} ms p99 ${commit.p99} ms)` : '';
 }
 
 function summary(r: Results): string {

@@ -16,13 +16,14 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { runLoad, type LoadResult } from './load.ts';
+import type { LoadResult } from './load.ts';
+import { runLoadOnThread } from './load-thread.ts';
 import { messageFactory } from './message.ts';
 import { summarize, type LatencySummary } from './percentiles.ts';
 import { startPostfix, summarizeMaillog } from './postfix.ts';
 import { backgroundBusy, PeakSampler, systemCpu, treeCpuMs } from './proc-stats.ts';
 import { startReceiver, type Receiver, type ReceiverTls } from './receiver-process.ts';
-import { countLogEvents, startSealRelay, type RelayUnderTest } from './relay-under-test.ts';
+import { startSealRelay, summarizeRelayLog, type RelayLogSummary, type RelayUnderTest } from './relay-under-test.ts';
 
 /** Memory of the relay is sampled this often (ms) for the peak of a process tree. */
 const SAMPLE_INTERVAL_MS = 200;
@@ -92,7 +93,7 @@ export interface ThroughputResult {
     plaintextMessages: number;
   };
   /** What the relay itself logged: SealRelay events by name, or Postfix delivery status and TLS lines. */
-  relayLog: Record<string, unknown>;
+  relayLog: RelayLogSummary | Record<string, unknown>;
 }
 
 export async function runThroughput(opts: ThroughputOptions, progress: (line: string) => void): Promise<ThroughputResult> {
@@ -114,14 +115,15 @@ export async function runThroughput(opts: ThroughputOptions, progress: (line: st
     await receiver.stop();
   }
   // The relay's own account, read once it has stopped and flushed its log.
-  result.relayLog = relay.name === 'postfix' ? summarizeMaillog(relay.logFile) : countLogEvents(relay.logFile);
+  result.relayLog = relay.name === 'postfix' ? summarizeMaillog(relay.logFile) : summarizeRelayLog(relay.logFile, opts.label);
   return result;
 }
 
 async function measure(opts: ThroughputOptions, relay: RelayUnderTest, receiver: Receiver, progress: (line: string) => void): Promise<ThroughputResult> {
-  const factory = messageFactory({ size: opts.size, domain: opts.domain });
+  const message = { size: opts.size, domain: opts.domain };
+  const factory = messageFactory(message);
   const load = (messages: number, runTag: string, ratePerSec?: number): Promise<LoadResult> =>
-    runLoad({ host: '127.0.0.1', port: relay.port, sessions: opts.sessions, messages, factory, runTag, tls: opts.submitTls, ratePerSec, timeoutMs: opts.timeoutMs });
+    runLoadOnThread({ host: '127.0.0.1', port: relay.port, sessions: opts.sessions, messages, message, runTag, tls: opts.submitTls, ratePerSec, timeoutMs: opts.timeoutMs });
 
   if (opts.warmup > 0) {
     const landed = receiver.landed(opts.warmup, opts.timeoutMs);

@@ -2,6 +2,7 @@
 // stamp the inbound hop (received.ts), commit it with store.enqueue, and only
 // then say "250 2.0.0 Ok: queued as <id>" (DESIGN: durable before 250). A failed
 // commit is a temporary 451 4.3.0, so the client keeps the message and retries.
+import { performance } from 'node:perf_hooks';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { subjectField, type Logger } from '../log.ts';
 import type { SmtpError } from '../smtp-error.ts';
@@ -73,14 +74,17 @@ export async function acceptMessage(opts: {
     authUser: state.user?.name ?? null,
     receivedAt,
   };
+  // How long the durable commit held the reply: the store's share of the accept latency an app sees.
+  const commitStart = performance.now();
   try {
     await store.enqueue(message);
   } catch (err) {
     logger.error({ event: 'store.error', queueId, err: (err as Error).message, ...who }, 'enqueue failed; client told to retry');
     return { error: replies.queueFailed() };
   }
+  const commitMs = Math.round((performance.now() - commitStart) * 100) / 100;
   logger.info(
-    { event: 'ingress.queued', queueId, messageId: stamped.messageId, size: stamped.body.length, ...who, tls: state.tls?.version ?? null, ...subjectField(stamped.subject, settings.logSubjects) },
+    { event: 'ingress.queued', queueId, messageId: stamped.messageId, size: stamped.body.length, commitMs, ...who, tls: state.tls?.version ?? null, ...subjectField(stamped.subject, settings.logSubjects) },
     'queued',
   );
   return { reply: `2.0.0 Ok: queued as ${queueId}`, queueId };

@@ -177,7 +177,7 @@ describe('what is queued', () => {
 });
 
 describe('logging', () => {
-  test('ingress.queued carries id, size, recipients, user, ip; never the body; no subject by default', () =>
+  test('ingress.queued carries id, size, recipients, user, ip, commit time; never the body; no subject by default', () =>
     withIngress({}, async (t) => {
       const c = await RawClient.open(t.port());
       await runSteps(c, [EHLO]);
@@ -185,7 +185,10 @@ describe('logging', () => {
       c.write('Subject: Diagnosis for J. Doe\r\n\r\nsecret body text\r\n.\r\n');
       expect((await c.reply()).code).toBe(250);
       const m = t.store.messages[0]!;
-      expect(t.logs.find((l) => l.event === 'ingress.queued')).toMatchObject({ queueId: m.queueId, size: m.body.length, recipients: 1, user: null, ip: '127.0.0.1', listener: 'submission' });
+      const queued = t.logs.find((l) => l.event === 'ingress.queued');
+      expect(queued).toMatchObject({ queueId: m.queueId, size: m.body.length, recipients: 1, user: null, ip: '127.0.0.1', listener: 'submission' });
+      expect(queued?.commitMs).toBeTypeOf('number');
+      expect(queued?.commitMs).toBeGreaterThanOrEqual(0);
       const all = t.rawLogs.join('\n');
       expect(all).not.toContain('secret body text');
       expect(all).not.toContain('Diagnosis');
