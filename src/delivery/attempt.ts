@@ -11,7 +11,7 @@ import { NoAcceptableTls, openSession, type Session, type SessionOptions } from 
 import type { DestinationCache } from './destination-cache.ts';
 import type { SessionPool } from './pool.ts';
 import type { MxTarget } from './resolve-mx.ts';
-import type { EncryptionFacts, FallbackFacts, MxFacts, Method, MtaStsVerdict, Outcome, TlsFacts } from './record.ts';
+import type { DeliveryRecord, Method, MtaStsVerdict, MxFacts, Outcome } from './record.ts';
 import type { MtaStsState } from '../domains/mta-sts-cache.ts';
 import { checkMx } from '../domains/mta-sts.ts';
 import { afterHostFailure, type HostFailure } from './trouble.ts';
@@ -26,19 +26,10 @@ export interface Job {
   readonly mtaSts?: MtaStsState | null;
 }
 
-export interface RecipientResult {
+/** What one attempt found for one recipient: the DeliveryRecord's evidence, before record.ts adds who/when. */
+export interface RecipientResult extends Pick<DeliveryRecord, 'method' | 'mx' | 'starttlsOffered' | 'tls' | 'smtp' | 'mtaSts' | 'encryption' | 'fallback'> {
   readonly item: QueueItem;
   readonly outcome: Exclude<Outcome, 'portal-notified'>;
-  readonly method: Method;
-  readonly mx: MxFacts | null;
-  readonly starttlsOffered: boolean | null;
-  readonly tls: TlsFacts | null;
-  readonly smtp: { code: number | null; enhanced: string | null; response: string };
-  readonly mtaSts?: MtaStsVerdict | null;
-  /** End-to-end encryption this recipient's copy carried (deliver.ts). */
-  readonly encryption?: EncryptionFacts | null;
-  /** Why TLS was not enough and what the fallback chain tried (deliver.ts). */
-  readonly fallback?: FallbackFacts | null;
   /** Set by attemptJob when no host gave acceptable TLS and the decision has a chain: the reason. */
   readonly needsFallback?: string;
 }
