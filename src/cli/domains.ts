@@ -48,7 +48,7 @@ export function registerDomainCommands(program: Command, context: () => CliConte
             when(d.lastStarttlsAt),
             when(d.lastNoStarttlsAt),
             String(d.attempts),
-            d.lastProbeAt === null ? '-' : `${when(d.lastProbeAt)}, ${d.lastProbeTlsOk ? 'TLS ok' : 'no TLS'}`,
+            d.lastProbeAt === null ? '-' : `${when(d.lastProbeAt)}, ${probeVerdict(d, 'short')}`,
           ]),
         ),
       );
@@ -74,9 +74,20 @@ export function registerDomainCommands(program: Command, context: () => CliConte
     });
 }
 
+/** What the last probe saw, in the table's few words or the long form of `show`. */
+function probeVerdict(d: DomainKnowledge, form: 'short' | 'long'): string {
+  const [short, long] = d.lastProbeTlsOk
+    ? ['TLS ok', 'TLS handshake succeeded at the floor']
+    : d.lastProbeStarttlsOffered === false
+      ? ['no STARTTLS', 'STARTTLS not offered']
+      : d.lastProbeStarttlsOffered === true
+        ? ['TLS failed', 'STARTTLS offered, but no handshake at the floor (see the domains.probe log line)']
+        : ['no TLS', 'no TLS handshake (STARTTLS not offered, or the handshake failed)'];
+  return form === 'short' ? short : long;
+}
+
 function describe(d: DomainKnowledge): string {
   const at = (ms: number | null) => (ms === null ? '-' : isoSeconds(ms));
-  const handshake = d.lastProbeTlsOk ? 'TLS handshake succeeded' : 'no TLS handshake (STARTTLS not offered, or the handshake failed)';
   return [
     `domain:            ${d.domain}`,
     `TLS-known:         ${d.tlsKnownSince === null ? 'no' : `yes, since ${at(d.tlsKnownSince)} (no plaintext: a missing STARTTLS is a possible downgrade)`}`,
@@ -85,6 +96,6 @@ function describe(d: DomainKnowledge): string {
     `last no STARTTLS:  ${at(d.lastNoStarttlsAt)}`,
     `last attempt:      ${at(d.lastAttemptAt)}`,
     `attempts:          ${d.attempts}`,
-    `last probe:        ${d.lastProbeAt === null ? '-' : `${at(d.lastProbeAt)}, ${handshake}`}`,
+    `last probe:        ${d.lastProbeAt === null ? '-' : `${at(d.lastProbeAt)}, ${probeVerdict(d, 'long')}`}`,
   ].join('\n');
 }

@@ -88,6 +88,8 @@ export interface DomainKnowledge {
   readonly attempts: number;
   /** The last probe of the domain's MX (domains/prober.ts); null until one ran. */
   readonly lastProbeAt: number | null;
+  /** Whether that probe's MX advertised STARTTLS; null until a probe ran (or, for a probe recorded before schema 6, when that can no longer be told). */
+  readonly lastProbeStarttlsOffered: boolean | null;
   /** Whether that probe completed a TLS handshake meeting the floor (false also when STARTTLS was not offered); null until a probe ran. */
   readonly lastProbeTlsOk: boolean | null;
 }

@@ -399,6 +399,7 @@ describe('domainsToProbe', () => {
       lastStarttlsAt: null,
       lastNoStarttlsAt: null,
       lastProbeAt: null,
+      lastProbeStarttlsOffered: null,
       lastProbeTlsOk: null,
       lastAttemptAt: AT - daysAgo * 24 * HOUR_MS,
       attempts,

@@ -240,13 +240,13 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         const at = Date.now();
         await s.recordProbe('Probed.test', { at, starttlsOffered: true, tlsOk: true });
         expect(await s.getDomain('probed.test')).toMatchObject({
-          tlsKnownSince: null, lastTlsAt: null, lastStarttlsAt: at, lastNoStarttlsAt: null, attempts: 0, lastProbeAt: at, lastProbeTlsOk: true,
+          tlsKnownSince: null, lastTlsAt: null, lastStarttlsAt: at, lastNoStarttlsAt: null, attempts: 0, lastProbeAt: at, lastProbeStarttlsOffered: true, lastProbeTlsOk: true,
         });
         await s.recordProbe('probed.test', { at: at + 1, starttlsOffered: false, tlsOk: false });
-        expect(await s.getDomain('probed.test')).toMatchObject({ lastStarttlsAt: at, lastNoStarttlsAt: at + 1, attempts: 0, lastProbeAt: at + 1, lastProbeTlsOk: false });
+        expect(await s.getDomain('probed.test')).toMatchObject({ lastStarttlsAt: at, lastNoStarttlsAt: at + 1, attempts: 0, lastProbeAt: at + 1, lastProbeStarttlsOffered: false, lastProbeTlsOk: false });
         // STARTTLS offered, handshake failed (e.g. below the floor).
         await s.recordProbe('probed.test', { at: at + 2, starttlsOffered: true, tlsOk: false });
-        expect(await s.getDomain('probed.test')).toMatchObject({ lastStarttlsAt: at + 2, lastProbeAt: at + 2, lastProbeTlsOk: false, tlsKnownSince: null });
+        expect(await s.getDomain('probed.test')).toMatchObject({ lastStarttlsAt: at + 2, lastProbeAt: at + 2, lastProbeStarttlsOffered: true, lastProbeTlsOk: false, tlsKnownSince: null });
         await expect(s.recordProbe('probed.test', { at: at + 3, starttlsOffered: false, tlsOk: true })).rejects.toThrow(/probe of probed\.test: a TLS handshake cannot succeed where STARTTLS was not offered/);
         expect((await s.getDomain('probed.test'))?.lastProbeAt).toBe(at + 2);
       }));
@@ -258,10 +258,10 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         const tls = { protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', bits: 128, authorized: false, authorizationError: null, peerCertSubject: null, peerCertFingerprint256: null };
         await s.finish([record(item as QueueItem, { method: 'tls', starttlsOffered: true, tls })], [{ queueId: item!.queueId, seq: item!.seq, outcome: 'delivered', error: null }]);
         const learned = await s.getDomain('one.test');
-        expect(learned).toMatchObject({ attempts: 1, lastProbeAt: null, lastProbeTlsOk: null });
+        expect(learned).toMatchObject({ attempts: 1, lastProbeAt: null, lastProbeStarttlsOffered: null, lastProbeTlsOk: null });
         const at = learned!.lastAttemptAt + 60_000;
         await s.recordProbe('one.test', { at, starttlsOffered: true, tlsOk: false });
-        expect(await s.getDomain('one.test')).toEqual({ ...learned, lastStarttlsAt: at, lastProbeAt: at, lastProbeTlsOk: false });
+        expect(await s.getDomain('one.test')).toEqual({ ...learned, lastStarttlsAt: at, lastProbeAt: at, lastProbeStarttlsOffered: true, lastProbeTlsOk: false });
         expect((await s.listDomains()).map((d) => [d.domain, d.lastProbeAt, d.lastProbeTlsOk])).toEqual([['one.test', at, false]]);
       }));
 

@@ -1,6 +1,7 @@
 // An older data/ upgrades in place: a store file at schema version 4 (before probe
 // results and the possible-duplicates total) opens with its queue and domain
-// knowledge intact and the new facts empty.
+// knowledge intact and the new facts empty; one at version 5 learns, where its
+// rows still tell, whether each domain's last probe saw STARTTLS.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,12 +15,24 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-/** A store file as SealRelay with schema version 4 left it: version 5's additions taken off again. */
-async function version4Store(): Promise<string> {
+const LATEST = 6;
+
+/** A store file as SealRelay with schema version 5 left it: version 6's addition taken off again. */
+async function version5Store(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-migrate-'));
   dirs.push(dir);
   const path = join(dir, 'queue.db');
   await new SqliteStore(path).close();
+  const raw = new Database(path);
+  raw.exec(`ALTER TABLE domains DROP COLUMN last_probe_starttls;`);
+  raw.pragma('user_version = 5');
+  raw.close();
+  return path;
+}
+
+/** A store file as SealRelay with schema version 4 left it: version 5's additions taken off too. */
+async function version4Store(): Promise<string> {
+  const path = await version5Store();
   const raw = new Database(path);
   raw.exec(`ALTER TABLE domains DROP COLUMN last_probe_at;
             ALTER TABLE domains DROP COLUMN last_probe_tls_ok;
@@ -29,7 +42,7 @@ async function version4Store(): Promise<string> {
   return path;
 }
 
-it('a version 4 store upgrades to 5 in place, keeping its queue and domain knowledge', async () => {
+it('a version 4 store upgrades to the latest in place, keeping its queue and domain knowledge', async () => {
   const path = await version4Store();
   const m = message({ recipients: ['x@old.test', 'y@old.test'] });
   // A store opened on the old file would migrate it first: the old relay's rows are written by hand.
@@ -53,7 +66,7 @@ it('a version 4 store upgrades to 5 in place, keeping its queue and domain knowl
   try {
     expect(await s.getDomain('old.test')).toEqual({
       domain: 'old.test', tlsKnownSince: 1000, lastTlsAt: 2000, lastStarttlsAt: 2000, lastNoStarttlsAt: null, lastAttemptAt: 2000, attempts: 3,
-      lastProbeAt: null, lastProbeTlsOk: null,
+      lastProbeAt: null, lastProbeStarttlsOffered: null, lastProbeTlsOk: null,
     });
     expect(await s.queueStats()).toEqual({ messages: 1, recipients: 2, held: 0, bytes: m.body.length, possibleDuplicates: 0 });
     expect(await s.recoverInterrupted()).toBe(1);
@@ -65,6 +78,36 @@ it('a version 4 store upgrades to 5 in place, keeping its queue and domain knowl
     await s.close();
   }
   const after = new Database(path, { readonly: true });
-  expect(after.pragma('user_version', { simple: true })).toBe(5);
+  expect(after.pragma('user_version', { simple: true })).toBe(LATEST);
   after.close();
+});
+
+it('a version 5 store reads back what each last probe saw of STARTTLS, where its rows still tell', async () => {
+  const path = await version5Store();
+  const v5 = new Database(path);
+  const row = v5.prepare(
+    `INSERT INTO domains (domain, tls_known_since, last_tls_at, last_starttls_at, last_no_starttls_at, last_attempt_at, attempts, last_probe_at, last_probe_tls_ok)
+     VALUES (?, NULL, NULL, ?, ?, ?, 0, ?, ?)`,
+  );
+  row.run('ok.test', 100, null, 100, 100, 1); // handshake succeeded
+  row.run('none.test', null, 100, 100, 100, 0); // STARTTLS not offered
+  row.run('failed.test', 100, null, 100, 100, 0); // offered, handshake failed
+  row.run('blurred.test', 200, 150, 200, 100, 0); // later attempts overwrote both stamps: no longer telling
+  row.run('never.test', 100, null, 100, null, null); // no probe ran
+  v5.close();
+
+  const s = new SqliteStore(path);
+  try {
+    const seen = async (domain: string) => {
+      const d = await s.getDomain(domain);
+      return [d?.lastProbeStarttlsOffered, d?.lastProbeTlsOk];
+    };
+    expect(await seen('ok.test')).toEqual([true, true]);
+    expect(await seen('none.test')).toEqual([false, false]);
+    expect(await seen('failed.test')).toEqual([true, false]);
+    expect(await seen('blurred.test')).toEqual([null, false]);
+    expect(await seen('never.test')).toEqual([null, null]);
+  } finally {
+    await s.close();
+  }
 });

@@ -108,6 +108,16 @@ const MIGRATIONS: readonly string[] = [
      value INTEGER NOT NULL
    );
    INSERT INTO counters (name, value) VALUES ('possible_duplicates', 0);`,
+  // Whether the last probe's MX offered STARTTLS, so "no TLS" can say which: not
+  // offered, or offered and failed. Earlier probes are read back from the
+  // STARTTLS times the probe stamped (NULL where that is no longer telling).
+  `ALTER TABLE domains ADD COLUMN last_probe_starttls INTEGER;
+   UPDATE domains SET last_probe_starttls = CASE
+     WHEN last_probe_at IS NULL THEN NULL
+     WHEN last_probe_tls_ok = 1 THEN 1
+     WHEN last_no_starttls_at = last_probe_at THEN 0
+     WHEN last_starttls_at = last_probe_at THEN 1
+     ELSE NULL END;`,
 ];
 
 export function migrate(db: Database.Database): void {

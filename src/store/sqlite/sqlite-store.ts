@@ -128,12 +128,13 @@ export class SqliteStore implements Store {
            attempts            = attempts + 1`,
       ),
       recordProbe: this.db.prepare(
-        `INSERT INTO domains (domain, tls_known_since, last_tls_at, last_starttls_at, last_no_starttls_at, last_attempt_at, attempts, last_probe_at, last_probe_tls_ok)
-         VALUES (@domain, NULL, NULL, @offered, @notOffered, @at, 0, @at, @tlsOk)
+        `INSERT INTO domains (domain, tls_known_since, last_tls_at, last_starttls_at, last_no_starttls_at, last_attempt_at, attempts, last_probe_at, last_probe_starttls, last_probe_tls_ok)
+         VALUES (@domain, NULL, NULL, @offered, @notOffered, @at, 0, @at, @starttls, @tlsOk)
          ON CONFLICT (domain) DO UPDATE SET
            last_starttls_at    = coalesce(excluded.last_starttls_at, last_starttls_at),
            last_no_starttls_at = coalesce(excluded.last_no_starttls_at, last_no_starttls_at),
            last_probe_at       = excluded.last_probe_at,
+           last_probe_starttls = excluded.last_probe_starttls,
            last_probe_tls_ok   = excluded.last_probe_tls_ok`,
       ),
       getDomain: this.db.prepare(`SELECT * FROM domains WHERE domain = ?`),
@@ -369,6 +370,7 @@ export class SqliteStore implements Store {
         offered: o.starttlsOffered ? o.at : null,
         notOffered: o.starttlsOffered ? null : o.at,
         at: o.at,
+        starttls: o.starttlsOffered ? 1 : 0,
         tlsOk: o.tlsOk ? 1 : 0,
       }),
     );
@@ -560,6 +562,7 @@ interface DomainRow {
   last_attempt_at: number;
   attempts: number;
   last_probe_at: number | null;
+  last_probe_starttls: number | null;
   last_probe_tls_ok: number | null;
 }
 
@@ -573,6 +576,7 @@ function toKnowledge(r: DomainRow): DomainKnowledge {
     lastAttemptAt: r.last_attempt_at,
     attempts: r.attempts,
     lastProbeAt: r.last_probe_at,
+    lastProbeStarttlsOffered: r.last_probe_starttls === null ? null : r.last_probe_starttls === 1,
     lastProbeTlsOk: r.last_probe_tls_ok === null ? null : r.last_probe_tls_ok === 1,
   };
 }
