@@ -9,6 +9,9 @@ export type { Logger };
 export const EVENTS = [
   'relay.started',
   'relay.dev_cert_generated',
+  'relay.dev_cert_renewed',
+  'relay.cert_expiring',
+  'relay.cert_expired',
   'relay.restart_needed',
   'relay.stopping',
   'relay.stopped',

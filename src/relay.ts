@@ -4,7 +4,7 @@
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 import type { Config } from './config/schema.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
-import { ensureDevCertificate } from './ingress/dev-cert.ts';
+import { certificateExpiry, ensureDevCertificate, type Certificate } from './ingress/dev-cert.ts';
 import { startIngress } from './ingress/index.ts';
 import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
@@ -15,6 +15,8 @@ import { lockStoreFile } from './store/sqlite/owner-lock.ts';
 
 /** How often the users file is checked for changes, in ms. */
 const USERS_FILE_POLL_MS = 2000;
+/** How often a running relay looks at its certificate's expiry (and renews its own development pair), in ms. */
+const CERTIFICATE_CHECK_MS = 24 * 60 * 60 * 1000;
 
 export interface Relay {
   readonly listeners: readonly { name: string; host: string; port: number; tls: string }[];
@@ -25,12 +27,11 @@ export interface Relay {
   reload(config: Config): Promise<void>;
 }
 
-export async function startRelay(opts: { config: Config; logger: Logger; configFile?: string }): Promise<Relay> {
+export async function startRelay(opts: { config: Config; logger: Logger; configFile?: string; /** Tests shorten the daily certificate check. */ certificateCheckMs?: number }): Promise<Relay> {
   let config = opts.config;
   const { logger } = opts;
-  const credentials = () => ensureDevCertificate(config.ingress.cert_file, config.ingress.key_file, config.server.hostname);
-  const initialCert = credentials();
-  if (initialCert.generated) logger.warn({ event: 'relay.dev_cert_generated', certFile: config.ingress.cert_file }, 'generated a self-signed development certificate');
+  const credentials = (cfg: Config) => noteCertificate(ensureDevCertificate(cfg.ingress.cert_file, cfg.ingress.key_file, cfg.server.hostname), cfg.ingress.cert_file, logger);
+  const initialCert = credentials(config);
 
   // One relay per store file (owner-lock.ts); held until close.
   const lock = lockStoreFile(config.store.path);
@@ -90,6 +91,18 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   };
   watchFile(watchedUsersFile, { interval: USERS_FILE_POLL_MS, persistent: false }, onUsersFileChange);
 
+  // A relay that runs for months still hears about a lapsing certificate, and its own pair is renewed in time.
+  const certificateCheck = setInterval(() => {
+    try {
+      const checked = credentials(config);
+      if (checked.renewed) ingress.reload(config, checked, loadUsers(config.ingress.users_file));
+      cert = checked;
+    } catch (err) {
+      logger.error({ event: 'relay.reload_failed', certFile: config.ingress.cert_file, err: (err as Error).message }, 'certificate check failed; keeping the certificate in use');
+    }
+  }, opts.certificateCheckMs ?? CERTIFICATE_CHECK_MS);
+  certificateCheck.unref();
+
   let closing: Promise<void> | null = null;
   return {
     listeners,
@@ -97,6 +110,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     close() {
       closing ??= (async () => {
         unwatchFile(watchedUsersFile, onUsersFileChange);
+        clearInterval(certificateCheck);
         await prober.stop();
         await ingress.stopAccepting();
         await delivery.stop(config.delivery.shutdown_grace_seconds * 1000);
@@ -108,7 +122,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     },
     async reload(next) {
       const users = loadUsers(next.ingress.users_file);
-      const nextCert = ensureDevCertificate(next.ingress.cert_file, next.ingress.key_file, next.server.hostname);
+      const nextCert = credentials(next);
       createPolicy(next); // throws on a policy the relay cannot run, before anything changes
       if (next.store.path !== config.store.path || next.store.driver !== config.store.driver) {
         throw new Error('store changes need a restart');
@@ -122,4 +136,18 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
       cert = nextCert;
     },
   };
+}
+
+/** Logs what the operator should know about the submission certificate: made, renewed, lapsing or lapsed. */
+function noteCertificate(c: Certificate, certFile: string, logger: Logger): Certificate {
+  const notAfter = c.notAfter.toISOString();
+  if (c.generated) logger.warn({ event: 'relay.dev_cert_generated', certFile, notAfter }, 'generated a self-signed development certificate');
+  if (c.renewed) logger.warn({ event: 'relay.dev_cert_renewed', certFile, notAfter }, 'renewed the self-signed development certificate before it expired');
+  const { daysLeft, state } = certificateExpiry(c.notAfter);
+  if (state === 'expired') {
+    logger.error({ event: 'relay.cert_expired', certFile, notAfter }, `the submission certificate ${certFile} expired on ${notAfter}: clients that verify it will refuse TLS`);
+  } else if (state === 'expiring') {
+    logger.warn({ event: 'relay.cert_expiring', certFile, notAfter, daysLeft }, `the submission certificate ${certFile} expires in ${daysLeft} day(s), on ${notAfter}`);
+  }
+  return c;
 }

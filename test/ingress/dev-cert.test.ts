@@ -1,9 +1,10 @@
-import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { mkdtempSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { ensureDevCertificate, generateSelfSigned } from '../../src/ingress/dev-cert.ts';
+import { certificateExpiry, ensureDevCertificate, generateSelfSigned } from '../../src/ingress/dev-cert.ts';
+import { selfSigned } from '../helpers/test-ca.ts';
 
 const paths = () => {
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-devcert-'));
@@ -31,7 +32,7 @@ describe('ensureDevCertificate', () => {
     const p = paths();
     const first = ensureDevCertificate(p.cert, p.key, 'relay.example.test');
     const again = ensureDevCertificate(p.cert, p.key, 'relay.example.test');
-    expect(again).toEqual({ cert: first.cert, key: first.key, generated: false });
+    expect(again).toEqual({ cert: first.cert, key: first.key, generated: false, renewed: false, notAfter: first.notAfter });
   });
 
   test('only the key present: error naming the missing certificate file', () => {
@@ -71,5 +72,63 @@ describe('ensureDevCertificate', () => {
   test('an IP address as hostname goes into the SAN as an IP', () => {
     const x509 = new X509Certificate(generateSelfSigned('192.0.2.25').cert);
     expect(x509.subjectAltName).toContain('IP Address:192.0.2.25');
+  });
+});
+
+const DAY = 86_400_000;
+
+describe('expiry', () => {
+  /** Our own pair as generateSelfSigned made it `daysAgo` days ago (so it has 365 − daysAgo days left). */
+  const devPairMade = (daysAgo: number) => {
+    const p = paths();
+    const old = generateSelfSigned('relay.example.test', new Date(Date.now() - daysAgo * DAY));
+    ensureDevCertificate(p.cert, p.key, 'relay.example.test'); // creates the directory and both files
+    writeFileSync(p.cert, old.cert);
+    writeFileSync(p.key, old.key);
+    return { ...p, old };
+  };
+
+  test('our development pair is renewed once it is expired, or in its last 30 days, and the new pair is on disk', () => {
+    for (const daysAgo of [400, 340]) {
+      const p = devPairMade(daysAgo);
+      const renewed = ensureDevCertificate(p.cert, p.key, 'relay.example.test');
+      expect(renewed).toMatchObject({ generated: false, renewed: true });
+      expect(renewed.cert).not.toBe(p.old.cert);
+      expect(readFileSync(p.cert, 'utf8')).toBe(renewed.cert);
+      expect(readFileSync(p.key, 'utf8')).toBe(renewed.key);
+      expect(statSync(p.key).mode & 0o777).toBe(0o600);
+      expect(renewed.notAfter.getTime()).toBeGreaterThan(Date.now() + 364 * DAY);
+      expect(new X509Certificate(renewed.cert).checkPrivateKey(createPrivateKey(renewed.key))).toBe(true);
+    }
+  });
+
+  test('our development pair with more than 30 days left is kept', () => {
+    const p = devPairMade(300);
+    const kept = ensureDevCertificate(p.cert, p.key, 'relay.example.test');
+    expect(kept).toMatchObject({ cert: p.old.cert, generated: false, renewed: false });
+    expect(certificateExpiry(kept.notAfter)).toEqual({ daysLeft: 64, state: 'ok' });
+  });
+
+  test("an operator's certificate is never replaced, however expired: its expiry is reported", () => {
+    const p = paths();
+    ensureDevCertificate(p.cert, p.key, 'relay.example.test');
+    const theirs = selfSigned({ commonName: 'relay.example.test', notBefore: new Date(Date.now() - 100 * DAY), notAfter: new Date(Date.now() - DAY) });
+    writeFileSync(p.cert, theirs.certPem);
+    writeFileSync(p.key, theirs.keyPem);
+    const loaded = ensureDevCertificate(p.cert, p.key, 'relay.example.test');
+    expect(loaded).toMatchObject({ cert: theirs.certPem, generated: false, renewed: false });
+    expect(readFileSync(p.cert, 'utf8')).toBe(theirs.certPem);
+    expect(certificateExpiry(loaded.notAfter).state).toBe('expired');
+  });
+
+  test('certificateExpiry: ok, expiring under 30 days, expired from notAfter on', () => {
+    const now = new Date('2026-11-24T12:00:00Z');
+    const at = (days: number) => new Date(now.getTime() + days * DAY);
+    expect(certificateExpiry(at(45), now)).toEqual({ daysLeft: 45, state: 'ok' });
+    expect(certificateExpiry(at(30), now)).toEqual({ daysLeft: 30, state: 'ok' });
+    expect(certificateExpiry(at(29.5), now)).toEqual({ daysLeft: 29, state: 'expiring' });
+    expect(certificateExpiry(at(0.01), now)).toEqual({ daysLeft: 0, state: 'expiring' });
+    expect(certificateExpiry(now, now).state).toBe('expired');
+    expect(certificateExpiry(at(-3), now)).toEqual({ daysLeft: -3, state: 'expired' });
   });
 });
