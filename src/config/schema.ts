@@ -44,6 +44,11 @@ const floorSchema = z
 const PORTAL_LATER = 'the portal is not available yet';
 const deliverableMode = z.enum(['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal']).refine((m) => m !== 'portal', PORTAL_LATER);
 
+// DANE (RFC 7672) needs DNSSEC-validated TLSA answers, which Node's resolver cannot
+// give: refused here rather than accepted and then deferring every message it governs.
+const DANE_LATER = 'verification dane is not available yet (it needs DNSSEC-validated TLSA lookups); use ca or mta-sts';
+const verification = z.enum(VERIFICATIONS).refine((v) => v !== 'dane', DANE_LATER);
+
 /**
  * Steps tried, in order, when `forced` finds no acceptable TLS or a `pgp`/`smime`
  * recipient has no usable key. Unset: forced falls back to [pgp, smime], the others to nothing.
@@ -61,7 +66,7 @@ const policyEntry = z
   .object({
     mode: deliverableMode,
     /** Default: `ca` for forced/tls-exclusive would refuse most of the internet, so `none` unless named. */
-    verification: z.enum(VERIFICATIONS).default('none'),
+    verification: verification.default('none'),
     fallback: fallbackSteps,
   })
   .strict()
@@ -106,7 +111,7 @@ const rule = z
     /** Every condition given must hold (all-of). */
     match: ruleMatch,
     mode: deliverableMode,
-    verification: z.enum(VERIFICATIONS).optional(),
+    verification: verification.optional(),
     floor: floorOverride.optional(),
     fallback: fallbackSteps,
   })

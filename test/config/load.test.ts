@@ -63,6 +63,9 @@ describe('config loading', () => {
   it('rejects duplicate keys, unimplemented modes and non-CIDR networks', () => {
     expect(problemsOf(`${base}tls:\n  min_version: TLSv1.2\n  min_version: TLSv1.3\n`)[0]?.line).toBe(7);
     expect(problemsOf(`${base}policies:\n  default:\n    mode: portal\n`)[0]).toMatchObject({ key: 'policies.default.mode', line: 7 });
+    // dane would defer every message it governs: refused where it is written, domain entry or rule.
+    expect(problemsOf(`${base}policies:\n  domains:\n    bank.example: { mode: forced, verification: dane }\n`)[0]).toMatchObject({ key: 'policies.domains.bank.example.verification', line: 7, message: expect.stringMatching(/dane is not available yet/) });
+    expect(problemsOf(`${base}policies:\n  rules:\n    - { name: r, match: { sender: a@b }, mode: forced, verification: dane }\n`)[0]).toMatchObject({ key: 'policies.rules.0.verification' });
     expect(problemsOf(`${base}  relay_networks: [nonsense]\n`)[0]?.key).toBe('ingress.relay_networks.0');
     expect(problemsOf(`${base}delivery:\n  routes:\n    x.test: "no-port"\n`)[0]).toMatchObject({ key: 'delivery.routes.x.test', line: 7 });
   });
