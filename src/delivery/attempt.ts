@@ -82,7 +82,7 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
   for (const [i, host] of hosts.entries()) {
     const mx: MxFacts = { host: host.host, ip: host.ip, port: host.port, preference: host.preference };
     const isLast = i === hosts.length - 1;
-    const options: SessionOptions = {
+    let options: SessionOptions = {
       name: config.server.hostname,
       floor: job.decision.floor,
       verification: job.decision.verification,
@@ -96,34 +96,42 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
       },
       logger,
     };
-    try {
-      const results = await deps.pool.with(
-        sessionKey(host, options),
-        () => openSession(host, options),
-        (session) => transact(job, body, session, mx, options.requireTls),
-      );
-      return results.map(judge);
-    } catch (err) {
-      const failure: HostFailure =
-        err instanceof NoAcceptableTls ? { kind: 'no-acceptable-tls', tls: err.kind } : { kind: 'connect-failed' };
-      failures.push(failure);
-      const action = afterHostFailure(job.decision, failure, isLast, failures);
-      logger.warn(
-        { event: 'delivery.connection_failed', queueId: job.queueId, domain: job.domain, mx, failure, action, err: describe(err) },
-        `${mx.host}[${mx.ip}]:${mx.port}: ${describe(err)} → ${action}`,
-      );
-      if (action === 'next-host') continue;
-      const tlsSeen = err instanceof NoAcceptableTls ? { starttlsOffered: err.starttlsOffered, tls: err.tls } : {};
-      const e = asSmtpError(err);
-      const outcome = action === 'drop' ? 'dropped' : action === 'bounce' ? 'bounced' : 'deferred';
-      const fallback = action === 'fallback' ? { needsFallback: e.reason } : {};
-      const reason =
-        action === 'drop'
-          ? `dropped by mode tls-exclusive: ${e.reason}`
-          : err instanceof NoAcceptableTls && job.decision.tlsExpected && !requiresTls(job.decision.mode)
-            ? `possible-downgrade: ${job.domain} is known to offer TLS, but ${e.reason}`
-            : e.reason;
-      return fromError(new SmtpError(e.code, e.enhanced, e.stage, e.message, reason), outcome, mx, { ...tlsSeen, ...fallback }).map(judge);
+    // One pass per way of talking to this host: with TLS, then (a sealed copy only) once more without.
+    for (;;) {
+      const current = options;
+      try {
+        const results = await deps.pool.with(
+          sessionKey(host, current),
+          () => openSession(host, current),
+          (session) => transact(job, body, session, mx, current.requireTls),
+        );
+        return results.map(judge);
+      } catch (err) {
+        const failure: HostFailure =
+          err instanceof NoAcceptableTls ? { kind: 'no-acceptable-tls', tls: err.kind } : { kind: 'connect-failed' };
+        failures.push(failure);
+        const action = afterHostFailure(job.decision, failure, isLast, failures);
+        logger.warn(
+          { event: 'delivery.connection_failed', queueId: job.queueId, domain: job.domain, mx, failure, action, err: describe(err) },
+          `${mx.host}[${mx.ip}]:${mx.port}: ${describe(err)} → ${action}`,
+        );
+        if (action === 'retry-plain') {
+          options = { ...current, allowTls: false, requireTls: false };
+          continue;
+        }
+        if (action === 'next-host') break;
+        const tlsSeen = err instanceof NoAcceptableTls ? { starttlsOffered: err.starttlsOffered, tls: err.tls } : {};
+        const e = asSmtpError(err);
+        const outcome = action === 'drop' ? 'dropped' : action === 'bounce' ? 'bounced' : 'deferred';
+        const fallback = action === 'fallback' ? { needsFallback: e.reason } : {};
+        const reason =
+          action === 'drop'
+            ? `dropped by mode tls-exclusive: ${e.reason}`
+            : err instanceof NoAcceptableTls && job.decision.tlsExpected && !requiresTls(job.decision.mode)
+              ? `possible-downgrade: ${job.domain} is known to offer TLS, but ${e.reason}`
+              : e.reason;
+        return fromError(new SmtpError(e.code, e.enhanced, e.stage, e.message, reason), outcome, mx, { ...tlsSeen, ...fallback }).map(judge);
+      }
     }
   }
   // Unreachable: the last host always ends the loop with a result.

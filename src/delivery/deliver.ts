@@ -72,15 +72,20 @@ async function encryptedCopy(job: Job, item: QueueItem, message: Buffer, steps: 
       continue;
     }
     tried.push(`${step}: key ${copy.keyFingerprint} (${copy.keySource})`);
-    // The content is sealed: the transport is opportunistic TLS. After a TLS failure that was
-    // the reason for falling back, plaintext transport of the sealed copy is the point —
-    // except under an MTA-STS enforce policy, which forbids any host that fails it,
-    // sealed copy or not (RFC 8461 §5).
+    // The content is sealed: the transport is opportunistic TLS (trouble.ts lets a sealed
+    // copy go in plaintext where the MX gives no TLS at the floor). After a TLS failure
+    // that was the reason for falling back, the certificate check that failed is not
+    // asked again — the copy needs no secrecy from the transport — except under an
+    // MTA-STS enforce policy, which forbids any host that fails it, sealed copy or not
+    // (RFC 8461 §5). A domain where TLS is expected (TLS-known, MTA-STS enforce) never
+    // gets even a sealed copy in plaintext: a missing STARTTLS there is a possible
+    // downgrade, and the envelope and headers would travel in the clear.
+    const stsEnforced = job.mtaSts?.mode === 'enforce';
     const transport = makeDecision({
       ...job.decision,
       mode: step,
       fallbackChain: [],
-      tlsExpected: fellBack ? job.mtaSts?.mode === 'enforce' : job.decision.tlsExpected,
+      verification: fellBack && !stsEnforced ? 'none' : job.decision.verification,
       reasons: [...job.decision.reasons, fellBack ? `fallback to ${step}: ${fellBack.reason}` : `encrypted with ${step}`],
     });
     const [result] = await attemptJob({ ...job, items: [item], decision: transport }, await deps.protection.sign(copy.message), deps);

@@ -10,12 +10,16 @@
 //   top), and there only when the host did not offer STARTTLS at all. A host that
 //   offered TLS and then failed the handshake, the floor or the certificate check is
 //   never retried in plaintext: next host, then defer.
+// - a sealed copy (`pgp`/`smime`) that asks no certificate check, to a domain where
+//   TLS is not expected: a host that offered TLS but gave none at the floor gets the
+//   copy in plaintext over a new connection (its content is encrypted end to end; a
+//   man in the middle could have stripped STARTTLS to the same effect).
 // - `forced`: no acceptable TLS → next host; when no host of the attempt gave
-//   acceptable TLS, the fallback chain if there is one (a later issue), else defer.
+//   acceptable TLS, the fallback chain if there is one, else defer.
 // - `tls-exclusive`: when every host of the attempt refused for a TLS reason, drop.
 //   Any host that failed for another reason (down, 421) might have had TLS: defer.
 // - a reply to the transaction: 2xx delivered, 4xx defer, 5xx bounce (RFC 5321 §4.2.1).
-import type { Mode } from '../config/schema.ts';
+import type { Mode, Verification } from '../config/schema.ts';
 import type { FallbackStep } from '../policy/decision.ts';
 import type { NoTlsKind } from './verify.ts';
 
@@ -41,6 +45,8 @@ export type NextAction =
   /** The server accepted it. */
   | 'delivered'
   | 'next-host'
+  /** A sealed copy and a host without TLS at the floor: connect again without STARTTLS, send in plaintext. */
+  | 'retry-plain'
   | 'defer'
   | 'bounce'
   /** tls-exclusive without acceptable TLS: recorded as dropped, never sent. */
@@ -53,6 +59,8 @@ export interface TroublePolicy {
   readonly fallbackChain: readonly FallbackStep[];
   /** Domain knowledge: the domain offered TLS before or has MTA-STS enforce (DESIGN.md) — no plaintext. */
   readonly tlsExpected?: boolean;
+  /** The certificate check asked for; absent means none. */
+  readonly verification?: Verification;
 }
 
 /** Modes that take plaintext from a host without STARTTLS. */
@@ -60,6 +68,11 @@ function plaintextAllowed(policy: TroublePolicy): boolean {
   if (policy.mode === 'none') return true;
   const opportunisticFamily = policy.mode === 'opportunistic' || policy.mode === 'pgp' || policy.mode === 'smime' || policy.mode === 'portal';
   return opportunisticFamily && !policy.tlsExpected;
+}
+
+/** A sealed copy that asks no certificate check, where TLS is not expected: plaintext even from a host that offered TLS. */
+function sealedPlaintextAllowed(policy: TroublePolicy): boolean {
+  return (policy.mode === 'pgp' || policy.mode === 'smime') && (policy.verification ?? 'none') === 'none' && !policy.tlsExpected;
 }
 
 /** The end of the host list with no acceptable TLS. */
@@ -90,6 +103,7 @@ export function afterHostEvent(policy: TroublePolicy, event: HostEvent, isLastHo
       return afterHostEvent(policy, { kind: 'no-acceptable-tls', tls: 'no-starttls' }, isLastHost, all.map((e) => (e === event ? { kind: 'no-acceptable-tls', tls: 'no-starttls' } : e)));
     case 'no-acceptable-tls':
       if (event.tls === 'no-starttls' && plaintextAllowed(policy)) return 'deliver-plain';
+      if (event.tls !== 'no-starttls' && sealedPlaintextAllowed(policy)) return 'retry-plain';
       return moveOn(() => noTlsAnywhere(policy, all));
     case 'reply':
       if (event.code >= 200 && event.code < 300) return 'delivered';

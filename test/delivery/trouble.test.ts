@@ -1,5 +1,6 @@
 // trouble.ts as a table: every mode × every host event, middle host and last host.
-// Plaintext must be reachable only from `none` and the opportunistic family.
+// Plaintext must be reachable only from `none` and the opportunistic family; after a
+// host offered TLS, only for a sealed copy (pgp/smime) without a certificate check.
 import { describe, expect, it } from 'vitest';
 import { MODES, type Mode } from '../../src/config/schema.ts';
 import { afterHostEvent, afterHostFailure, type HostEvent, type NextAction } from '../../src/delivery/trouble.ts';
@@ -44,11 +45,14 @@ const opportunistic: Row = {
   ...replies,
 };
 
+/** A sealed copy under verification none: a host whose TLS fails the floor still gets it, in plaintext over a new connection. */
+const sealed: Row = { ...opportunistic, handshake: ['retry-plain', 'retry-plain'], floor: ['retry-plain', 'retry-plain'], verify: ['retry-plain', 'retry-plain'] };
+
 const TABLE: Record<Mode, Row> = {
   none: { ...opportunistic },
   opportunistic,
-  pgp: opportunistic,
-  smime: opportunistic,
+  pgp: sealed,
+  smime: sealed,
   portal: opportunistic,
   forced: {
     connect: ['next-host', 'defer'],
@@ -126,9 +130,35 @@ describe('domain knowledge: a domain known to offer TLS never gets plaintext', (
     expect(afterHostEvent(policy, E.noStarttls, true)).toBe('defer');
     expect(afterHostEvent(policy, E.okPlain, true)).toBe('defer');
     expect(afterHostEvent(policy, E.okTls, true)).toBe('deliver');
+    // Not even a sealed copy: a failed handshake there may be an attack.
+    expect(afterHostEvent(policy, E.floor, true)).toBe('defer');
+    expect(afterHostEvent(policy, E.handshake, false)).toBe('next-host');
   });
 
   it('mode none names plaintext explicitly and keeps it', () => {
     expect(afterHostEvent({ mode: 'none', fallbackChain: [], tlsExpected: true }, E.okPlain, true)).toBe('deliver-plain');
+  });
+});
+
+describe('a sealed copy that asks for a certificate check keeps it', () => {
+  it.each(['pgp', 'smime'] as const)('%s with verification ca: a failed check or weak TLS is never answered with plaintext', (mode) => {
+    for (const verification of ['ca', 'mta-sts'] as const) {
+      const policy = { mode, fallbackChain: [], verification };
+      expect(afterHostEvent(policy, E.verify, false)).toBe('next-host');
+      expect(afterHostEvent(policy, E.verify, true)).toBe('defer');
+      expect(afterHostEvent(policy, E.floor, true)).toBe('defer');
+      // No STARTTLS at all: plaintext, as for the opportunistic family (RFC 3207).
+      expect(afterHostEvent(policy, E.noStarttls, true)).toBe('deliver-plain');
+    }
+  });
+
+  it('plaintext after a failed handshake is never reachable from opportunistic, forced or tls-exclusive', () => {
+    for (const mode of ['opportunistic', 'forced', 'tls-exclusive', 'portal'] as const) {
+      for (const event of [E.handshake, E.floor, E.verify]) {
+        for (const isLast of [false, true]) {
+          expect(afterHostEvent({ mode, fallbackChain: [], verification: 'none' }, event, isLast)).not.toMatch(/plain/);
+        }
+      }
+    }
   });
 });

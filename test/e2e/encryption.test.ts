@@ -66,18 +66,26 @@ beforeAll(async () => {
   gpg = createGpgHome();
   pgpKey = await gpg.generateKey({ uid: 'Pat <pat@plain.test>' });
   const pgpTls = await gpg.generateKey({ uid: 'Pat <pat@tls.test>' });
+  const pgpUntrusted = await gpg.generateKey({ uid: 'Pat <pat@untrusted.test>' });
+  const pgpWeak = await gpg.generateKey({ uid: 'Pat <pat@weak.test>' });
   smime = issueSmimeCert({ email: 'sam@plain.test' });
   const smimeTls = issueSmimeCert({ email: 'sam@tls.test' });
   mxs = await startMxSet([
     { kind: 'plain', name: 'mx.plain.test' },
     { kind: 'tls13', name: 'mx.tls.test' },
+    { kind: 'selfsigned', name: 'mx.untrusted.test' },
+    { kind: 'weak', name: 'mx.weak.test' },
   ]);
   const at = (n: string) => `${mxs.byName(n).host}:${mxs.port}`;
   const config = testConfig({
     // Bounces to the sender's domain land on the TLS MX, where the test reads them.
-    delivery: { routes: { 'plain.test': at('mx.plain.test'), 'tls.test': at('mx.tls.test'), 'clinic.test': at('mx.tls.test') }, retry: { first_seconds: 3600 } },
+    delivery: {
+      routes: { 'plain.test': at('mx.plain.test'), 'tls.test': at('mx.tls.test'), 'clinic.test': at('mx.tls.test'), 'untrusted.test': at('mx.untrusted.test'), 'weak.test': at('mx.weak.test') },
+      retry: { first_seconds: 3600 },
+    },
     policies: {
       default: { mode: 'forced' },
+      domains: { 'untrusted.test': { mode: 'forced', verification: 'ca' } },
       rules: [
         { name: 'pgp-tls', match: { recipient: 'pat@tls.test' }, mode: 'pgp' },
         { name: 'pgp-only', match: { recipient: 'nokey@tls.test' }, mode: 'pgp' },
@@ -89,7 +97,7 @@ beforeAll(async () => {
   });
   // Keys go into the relay's store before it starts, as `sealrelay keys import` would put them.
   const store = new SqliteStore(config.store.path);
-  const keyFiles = [pgpKey.publicArmored, pgpTls.publicArmored, smime.certPem, smimeTls.certPem, issueSmimeCert({ email: 'fallback@tls.test' }).certPem];
+  const keyFiles = [pgpKey.publicArmored, pgpTls.publicArmored, pgpUntrusted.publicArmored, pgpWeak.publicArmored, smime.certPem, smimeTls.certPem, issueSmimeCert({ email: 'fallback@tls.test' }).certPem];
   for (const file of keyFiles) {
     const parsed = await parseKeyFile(Buffer.from(file), { source: 'import', now: Date.now() });
     expect(parsed.problems).toEqual([]);
@@ -158,6 +166,28 @@ describe('forced toward an MX without STARTTLS: the fallback chain', () => {
     expect(record.fallback?.tried.map((t) => t.split(':')[0])).toEqual(['pgp', 'smime']);
     expect(record.smtp.response).toMatch(/fallback: pgp: no OpenPGP key for nobody@plain\.test; smime: no S\/MIME certificate/);
     expect(receivedBy(plainMx(), 'nobody@plain.test')).toHaveLength(0);
+  });
+});
+
+describe('forced toward an MX whose TLS is not acceptable: the sealed copy still goes', () => {
+  it('certificate not trusted under verification ca → PGP over that TLS, unverified (the content is sealed)', async () => {
+    const { record } = await deliver('pat@untrusted.test');
+    expect(record).toMatchObject({ outcome: 'delivered', method: 'pgp+tls', decision: { mode: 'forced', verification: 'ca' }, encryption: { method: 'pgp' } });
+    expect(record.fallback?.reason).toMatch(/not trusted|certificate/);
+    expect(record.tls?.authorized).toBe(false);
+    const [got] = receivedBy(mxs.byName('mx.untrusted.test'), 'pat@untrusted.test');
+    expect(record.tls).toMatchObject({ protocol: got!.tls!.protocol, cipher: got!.tls!.cipher });
+    const armored = /-----BEGIN PGP MESSAGE-----[^]*?-----END PGP MESSAGE-----/.exec(got!.raw.toString('latin1'))![0];
+    expect((await gpg.decrypt(armored)).output.toString('utf8')).toBe(ENTITY);
+  });
+
+  it('only TLS below the floor → PGP in plaintext, never over the weak TLS; the record says why', async () => {
+    const { record } = await deliver('pat@weak.test');
+    expect(record).toMatchObject({ outcome: 'delivered', method: 'pgp', tls: null, encryption: { method: 'pgp' } });
+    expect(record.fallback?.reason).toMatch(/^forced: no acceptable TLS on any MX host/);
+    const [got] = receivedBy(mxs.byName('mx.weak.test'), 'pat@weak.test');
+    expect(got!.tls).toBeNull();
+    expect(got!.raw.toString('latin1')).not.toContain('Glucose');
   });
 });
 
