@@ -1,17 +1,25 @@
 // `sealrelay log`: the delivery evidence, one DeliveryRecord per attempt and
 // recipient, filtered like the store's RecordFilter. The table is for people;
 // --json prints the records unchanged, one per line (NDJSON), for auditors' tools.
+// --follow keeps printing records as the relay writes them, like `tail -f`: it
+// polls the store (a reader never blocks the relay's writes in WAL mode) with a
+// cursor in write order, so a late-finishing attempt is printed once, never lost.
 import { InvalidArgumentError, type Command } from 'commander';
 import { OUTCOMES, type DeliveryRecord, type Outcome } from '../delivery/record.ts';
-import type { RecordFilter } from '../store/store.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
-import { renderTable, truncate } from './table.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RecordFilter, Store } from '../store/store.ts';
+import { columnWidths, renderTable, truncate, type Column } from './table.ts';
 import { isoSeconds, parseSince } from './time.ts';
 
 /** SMTP delivery port: an MX on it is shown without ":port" (RFC 5321 §4.5.4.1). */
 const SMTP_PORT = 25;
 /** Width of the SMTP response text in the table; --json has it whole. */
 const RESPONSE_WIDTH = 40;
+/** With --follow and no --limit, the newest this many records are shown first (tail's default). */
+const FOLLOW_BACKLOG = 10;
+/** How often --follow asks the store for new records, in ms. */
+const FOLLOW_POLL_MS = 500;
 
 interface LogOptions {
   message?: string;
@@ -21,6 +29,7 @@ interface LogOptions {
   since?: number;
   limit?: number;
   json?: boolean;
+  follow?: boolean;
 }
 
 export function registerLog(program: Command, context: () => CliContext): void {
@@ -34,6 +43,7 @@ export function registerLog(program: Command, context: () => CliContext): void {
     .option('--since <when>', 'duration back from now (30m, 1h, 2d) or ISO date', parseSinceOption)
     .option('--limit <n>', 'only the newest n records', parsePositiveInt)
     .option('--json', 'one JSON DeliveryRecord per line')
+    .option('-f, --follow', `keep printing new records as they are written (Ctrl-C ends); starts with the newest ${FOLLOW_BACKLOG} unless --limit`)
     .action(async (opts: LogOptions) => {
       const config = readConfig(context());
       const filter: RecordFilter = {
@@ -44,6 +54,7 @@ export function registerLog(program: Command, context: () => CliContext): void {
         since: opts.since,
         limit: opts.limit,
       };
+      if (opts.follow) return withStore(config, (store) => follow(store, filter, opts.json === true));
       const records = await withStore(config, (store) => store.queryRecords(filter));
       if (opts.json) {
         for (const r of records) console.log(JSON.stringify(r));
@@ -55,33 +66,66 @@ export function registerLog(program: Command, context: () => CliContext): void {
     });
 }
 
+/** Prints what is there (the newest FOLLOW_BACKLOG by default), then what is written, until SIGINT/SIGTERM or a closed pipe. */
+async function follow(store: Store, filter: RecordFilter, json: boolean): Promise<void> {
+  let stopped = false;
+  const stop = () => {
+    stopped = true;
+  };
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  // `sealrelay log -f | head`: the reader went away, which ends us quietly.
+  process.stdout.on('error', stop);
+  let widths: number[] = [];
+  const print = (records: readonly DeliveryRecord[], header: boolean) => {
+    if (json) {
+      for (const r of records) process.stdout.write(`${JSON.stringify(r)}\n`);
+      return;
+    }
+    const rows = records.map(recordRow);
+    widths = columnWidths(RECORD_COLUMNS, rows, widths);
+    if (header || rows.length) process.stdout.write(`${renderTable(RECORD_COLUMNS, rows, { header, widths })}\n`);
+  };
+  let { records, cursor } = await store.recordsAfter(null, { ...filter, limit: filter.limit ?? FOLLOW_BACKLOG });
+  print(records, true);
+  while (!stopped) {
+    await sleep(FOLLOW_POLL_MS);
+    if (stopped) break;
+    ({ records, cursor } = await store.recordsAfter(cursor, { ...filter, limit: undefined }));
+    print(records, false);
+  }
+}
+
+const RECORD_COLUMNS: readonly Column[] = [
+  { header: 'TIME' },
+  { header: 'ID' },
+  { header: 'ATT', align: 'right' },
+  { header: 'RECIPIENT' },
+  { header: 'OUTCOME' },
+  { header: 'METHOD' },
+  { header: 'MX' },
+  { header: 'TLS' },
+  { header: 'SMTP' },
+  { header: 'RULE/MODE' },
+];
+
+function recordRow(r: DeliveryRecord): string[] {
+  return [
+    isoSeconds(r.at),
+    `${r.queueId}.${r.seq}`,
+    String(r.attempt),
+    r.recipient,
+    r.outcome,
+    r.method,
+    formatMx(r.mx),
+    formatTls(r.tls),
+    formatSmtp(r.smtp),
+    `${r.decision.rule}/${r.decision.mode}`,
+  ];
+}
+
 export function recordTable(records: readonly DeliveryRecord[]): string {
-  return renderTable(
-    [
-      { header: 'TIME' },
-      { header: 'ID' },
-      { header: 'ATT', align: 'right' },
-      { header: 'RECIPIENT' },
-      { header: 'OUTCOME' },
-      { header: 'METHOD' },
-      { header: 'MX' },
-      { header: 'TLS' },
-      { header: 'SMTP' },
-      { header: 'RULE/MODE' },
-    ],
-    records.map((r) => [
-      isoSeconds(r.at),
-      `${r.queueId}.${r.seq}`,
-      String(r.attempt),
-      r.recipient,
-      r.outcome,
-      r.method,
-      formatMx(r.mx),
-      formatTls(r.tls),
-      formatSmtp(r.smtp),
-      `${r.decision.rule}/${r.decision.mode}`,
-    ]),
-  );
+  return renderTable(RECORD_COLUMNS, records.map(recordRow));
 }
 
 export function formatMx(mx: DeliveryRecord['mx']): string {

@@ -9,8 +9,18 @@ export interface Column {
 
 const GAP = '  ';
 
-export function renderTable(columns: readonly Column[], rows: readonly (readonly string[])[]): string {
-  const widths = columns.map((c, i) => Math.max(c.header.length, ...rows.map((r) => (r[i] ?? '').length)));
+/** Each column's width: its widest cell or header, and never narrower than `atLeast` (a table that grows as rows arrive). */
+export function columnWidths(columns: readonly Column[], rows: readonly (readonly string[])[], atLeast: readonly number[] = []): number[] {
+  return columns.map((c, i) => Math.max(c.header.length, atLeast[i] ?? 0, ...rows.map((r) => (r[i] ?? '').length)));
+}
+
+/** The table as text; `header: false` and `widths` print more rows of a table already on screen. */
+export function renderTable(
+  columns: readonly Column[],
+  rows: readonly (readonly string[])[],
+  opts: { header?: boolean; widths?: readonly number[] } = {},
+): string {
+  const widths = opts.widths ?? columnWidths(columns, rows);
   const line = (cells: readonly string[]) =>
     columns
       .map((c, i) => {
@@ -20,7 +30,7 @@ export function renderTable(columns: readonly Column[], rows: readonly (readonly
       })
       .join(GAP)
       .trimEnd();
-  return [line(columns.map((c) => c.header)), ...rows.map(line)].join('\n');
+  return [...(opts.header === false ? [] : [line(columns.map((c) => c.header))]), ...rows.map(line)].join('\n');
 }
 
 /** Shortens to `max` characters, marking the cut with an ellipsis; newlines become spaces. */

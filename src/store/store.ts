@@ -63,6 +63,9 @@ export interface QueueEntry {
   }[];
 }
 
+/** A position in the order records were written; opaque to callers. */
+export type RecordCursor = number;
+
 export interface RecordFilter {
   /** Matches the queue id or the Message-ID header (with or without <>). */
   readonly message?: string;
@@ -177,6 +180,13 @@ export interface Store {
   queueStats(): Promise<QueueStats>;
 
   queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]>;
+  /**
+   * For following the log: the matching records written after `cursor`, in the order
+   * they were written, and the cursor to pass next time. A null cursor starts at the
+   * end: the newest `filter.limit` matches (all without a limit). A record written
+   * late for an early attempt is still seen once (the cursor is write order, not `at`).
+   */
+  recordsAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: DeliveryRecord[]; cursor: RecordCursor }>;
 
   /** Domain knowledge, learned in `finish` from the records of each attempt. */
   getDomain(domain: string): Promise<DomainKnowledge | null>;

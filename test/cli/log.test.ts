@@ -1,8 +1,9 @@
-// `sealrelay log`: every filter flag, the table's TLS/MX/SMTP columns, NDJSON, and
-// usage errors (exit 64) for a bad --outcome, --since or --limit.
+// `sealrelay log`: every filter flag, the table's TLS/MX/SMTP columns, NDJSON,
+// usage errors (exit 64) for a bad --outcome, --since or --limit, and --follow.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeliveryRecord } from '../../src/delivery/record.ts';
-import { claimAll, DAY, lines, makeSandbox, message, MINUTE, record, runCli, withStore, HOUR, type Sandbox } from './harness.ts';
+import { spawn } from 'node:child_process';
+import { claimAll, DAY, lines, makeSandbox, message, MINUTE, record, ROOT, runCli, withStore, HOUR, type Sandbox } from './harness.ts';
 
 const now = Date.now();
 let box: Sandbox;
@@ -164,4 +165,77 @@ describe('sealrelay log', () => {
       empty.cleanup();
     }
   });
+});
+
+describe('sealrelay log --follow', () => {
+  /** `sealrelay log --follow …` as a process; `output()` is its stdout so far. */
+  function spawnFollow(box: Sandbox, args: string[]) {
+    const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEALRELAY_')));
+    const child = spawn(process.execPath, ['bin/sealrelay.js', '-c', box.configFile, 'log', '--follow', ...args], { cwd: ROOT, env: inherited });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const until = async (check: (text: string) => boolean, what: string) => {
+      const deadline = Date.now() + 20_000;
+      while (!check(out)) {
+        if (Date.now() > deadline) throw new Error(`log --follow never printed ${what}; got:\n${out}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    return { child, exited, until, output: () => out };
+  }
+
+  /** Settles a new message's one recipient with a record whose attempt started at `at`. */
+  async function settle(box: Sandbox, queueId: string, recipient: string, at: number, outcome: 'delivered' | 'bounced' = 'delivered') {
+    await withStore(box.storePath, async (store) => {
+      await store.enqueue(message(queueId, [recipient], at));
+      const [item] = (await claimAll(store)).filter((i) => i.queueId === queueId);
+      await store.finish([record({ queueId, seq: item!.seq, recipient, attempt: 1, at, outcome })], [{ queueId, seq: item!.seq, outcome, error: null }]);
+    });
+  }
+
+  it('prints the newest records, then each record as it is written (a late attempt too), until Ctrl-C (exit 0)', async () => {
+    const box = makeSandbox();
+    try {
+      for (let i = 0; i < 12; i++) await settle(box, `OLD${String(i).padStart(2, '0')}`, `p${i}@old.example`, now - (12 - i) * MINUTE);
+      const f = spawnFollow(box, []);
+      await f.until((t) => t.includes('OLD11.0'), 'the backlog');
+      // tail's default: the newest ten, under one header.
+      const first = lines(f.output());
+      expect(first[0]?.split(/\s{2,}/)[0]).toBe('TIME');
+      expect(first.slice(1).map((l) => l.split(/\s+/)[1])).toEqual(Array.from({ length: 10 }, (_, i) => `OLD${String(i + 2).padStart(2, '0')}.0`));
+
+      await settle(box, 'NEW1', 'new@live.example', Date.now());
+      // An attempt that started an hour ago and is written only now still shows.
+      await settle(box, 'LATE', 'late@live.example', Date.now() - HOUR, 'bounced');
+      await f.until((t) => t.includes('LATE.0'), 'the new records');
+      const rows = lines(f.output()).slice(11);
+      expect(rows.map((l) => l.split(/\s+/)[1])).toEqual(['NEW1.0', 'LATE.0']);
+      expect(lines(f.output()).filter((l) => l.startsWith('TIME'))).toHaveLength(1);
+
+      f.child.kill('SIGINT');
+      expect(await f.exited).toBe(0);
+    } finally {
+      box.cleanup();
+    }
+  }, 60_000);
+
+  it('--json with a filter streams only matching records, one JSON object per line', async () => {
+    const box = makeSandbox();
+    try {
+      await settle(box, 'SEED', 'seed@quiet.example', now - MINUTE);
+      const f = spawnFollow(box, ['--json', '--domain', 'watched.example']);
+      await new Promise((r) => setTimeout(r, 1500)); // a few polls with nothing to say
+      expect(f.output()).toBe('');
+      await settle(box, 'SKIP', 'x@other.example', Date.now());
+      await settle(box, 'WANT', 'y@watched.example', Date.now());
+      await f.until((t) => t.includes('WANT'), 'the watched record');
+      const got = lines(f.output()).map((l) => JSON.parse(l) as DeliveryRecord);
+      expect(got.map((r) => [r.queueId, r.recipient])).toEqual([['WANT', 'y@watched.example']]);
+      f.child.kill('SIGTERM');
+      expect(await f.exited).toBe(0);
+    } finally {
+      box.cleanup();
+    }
+  }, 60_000);
 });

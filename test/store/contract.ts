@@ -293,6 +293,36 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         expect(await s.queryRecords({ limit: 5 })).toHaveLength(5);
       }));
 
+    it('recordsAfter follows the log in write order: from the end, then only what was written since, filtered', () =>
+      withStore(async (s) => {
+        const start = await s.recordsAfter(null, {});
+        expect(start.records).toEqual([]);
+        const ms = Array.from({ length: 4 }, (_, i) => message({ recipients: [`f${i}@${i % 2 ? 'odd' : 'even'}.test`] }));
+        for (const m of ms) await s.enqueue(m);
+        const items = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        const byRecipient = (r: string) => items.find((i) => i.recipient === r)!;
+        const settle = (item: QueueItem, at: string) =>
+          s.finish([record(item, { at })], [{ queueId: item.queueId, seq: item.seq, outcome: 'delivered', error: null }]);
+        await settle(byRecipient('f0@even.test'), '2026-01-01T00:00:02.000Z');
+        await settle(byRecipient('f1@odd.test'), '2026-01-01T00:00:03.000Z');
+
+        const first = await s.recordsAfter(start.cursor, {});
+        expect(first.records.map((r) => r.recipient)).toEqual(['f0@even.test', 'f1@odd.test']);
+        expect(await s.recordsAfter(first.cursor, {})).toEqual({ records: [], cursor: first.cursor });
+
+        // An attempt that started earlier but finished later is still seen, once, after the cursor.
+        await settle(byRecipient('f2@even.test'), '2026-01-01T00:00:01.000Z');
+        await settle(byRecipient('f3@odd.test'), '2026-01-01T00:00:04.000Z');
+        const evens = await s.recordsAfter(first.cursor, { domain: 'EVEN.test' });
+        expect(evens.records.map((r) => r.recipient)).toEqual(['f2@even.test']);
+        // The cursor moved past the record that did not match, too.
+        expect(await s.recordsAfter(evens.cursor, {})).toEqual({ records: [], cursor: evens.cursor });
+
+        // From the end with a limit: the newest written, oldest first.
+        expect((await s.recordsAfter(null, { limit: 2 })).records.map((r) => r.recipient)).toEqual(['f2@even.test', 'f3@odd.test']);
+        expect((await s.recordsAfter(null, { domain: 'odd.test' })).records.map((r) => r.recipient)).toEqual(['f1@odd.test', 'f3@odd.test']);
+      }));
+
     it('putKey stores a key whole; getKey finds it by fingerprint in any case; keysFor by normalised address', () =>
       withStore(async (s) => {
         const key = recipientKey({ addresses: ['alice@example.org', 'bob@xn--bcher-kva.example'], expiresAt: 1_800_000_000_000, unusable: 'no encryption subkey' });

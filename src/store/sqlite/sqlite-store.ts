@@ -32,6 +32,7 @@ import {
   type QueueItem,
   type QueueStats,
   type RecipientKey,
+  type RecordCursor,
   type RecordFilter,
   type Settlement,
   type Store,
@@ -137,6 +138,7 @@ export class SqliteStore implements Store {
            last_probe_starttls = excluded.last_probe_starttls,
            last_probe_tls_ok   = excluded.last_probe_tls_ok`,
       ),
+      lastRecordId: this.db.prepare(`SELECT max(id) FROM records`).pluck(),
       getDomain: this.db.prepare(`SELECT * FROM domains WHERE domain = ?`),
       listDomains: this.db.prepare(`SELECT * FROM domains ORDER BY domain`),
       forgetDomain: this.db.prepare(`DELETE FROM domains WHERE domain = ?`),
@@ -515,33 +517,26 @@ export class SqliteStore implements Store {
   }
 
   async queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]> {
-    const where: string[] = [];
-    const params: Record<string, unknown> = {};
-    if (filter.message) {
-      where.push('(queue_id = @message OR message_id = @message OR message_id = @bracketed)');
-      params.message = filter.message;
-      params.bracketed = filter.message.startsWith('<') ? filter.message : `<${filter.message}>`;
-    }
-    if (filter.recipient) {
-      where.push('recipient = @recipient COLLATE NOCASE');
-      params.recipient = filter.recipient;
-    }
-    if (filter.domain) {
-      where.push('domain = @domain');
-      params.domain = filter.domain.toLowerCase();
-    }
-    if (filter.outcome) {
-      where.push('outcome = @outcome');
-      params.outcome = filter.outcome;
-    }
-    if (filter.since !== undefined) {
-      where.push('at >= @since');
-      params.since = filter.since;
-    }
+    const { where, params } = recordConditions(filter);
     params.limit = filter.limit ?? -1;
     // With a limit, the newest matches (what an operator wants), still returned oldest first.
     const sql = `SELECT json FROM records ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at DESC, id DESC LIMIT @limit`;
     return (this.db.prepare(sql).pluck().all(params) as string[]).reverse().map((j) => JSON.parse(j) as DeliveryRecord);
+  }
+
+  async recordsAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: DeliveryRecord[]; cursor: RecordCursor }> {
+    const { where, params } = recordConditions(filter);
+    where.push('id > @cursor', 'id <= @end');
+    // Rowids only grow (records are never deleted), so they are the write order. From the end
+    // (null cursor) the newest `limit` are taken; after a cursor, everything written since.
+    const limit = cursor === null ? (filter.limit ?? -1) : -1;
+    const sql = `SELECT json FROM records WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT @limit`;
+    // One read transaction: the records and the new cursor come from the same snapshot.
+    return this.db.transaction(() => {
+      const end = (this.stmt.lastRecordId.get() as number | null) ?? 0;
+      const rows = this.db.prepare(sql).pluck().all({ ...params, cursor: cursor ?? 0, end, limit }) as string[];
+      return { records: rows.reverse().map((j) => JSON.parse(j) as DeliveryRecord), cursor: end };
+    })();
   }
 
   async close(): Promise<void> {
@@ -652,4 +647,32 @@ interface RecipientRow {
   next_attempt_at: number;
   last_error: string | null;
   lease_until: number;
+}
+
+/** The WHERE conditions of a RecordFilter (without its limit), and their parameters. */
+function recordConditions(filter: RecordFilter): { where: string[]; params: Record<string, unknown> } {
+  const where: string[] = [];
+  const params: Record<string, unknown> = {};
+  if (filter.message) {
+    where.push('(queue_id = @message OR message_id = @message OR message_id = @bracketed)');
+    params.message = filter.message;
+    params.bracketed = filter.message.startsWith('<') ? filter.message : `<${filter.message}>`;
+  }
+  if (filter.recipient) {
+    where.push('recipient = @recipient COLLATE NOCASE');
+    params.recipient = filter.recipient;
+  }
+  if (filter.domain) {
+    where.push('domain = @domain');
+    params.domain = filter.domain.toLowerCase();
+  }
+  if (filter.outcome) {
+    where.push('outcome = @outcome');
+    params.outcome = filter.outcome;
+  }
+  if (filter.since !== undefined) {
+    where.push('at >= @since');
+    params.since = filter.since;
+  }
+  return { where, params };
 }

@@ -10,7 +10,7 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
 import { tsxWorker } from '../../tsx-worker.ts';
-import type { DomainKnowledge, KeyKind, KeyLookup, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordFilter, Settlement, Store } from '../store.ts';
+import type { DomainKnowledge, KeyKind, KeyLookup, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
 
 type Op = Exclude<keyof Store, never>;
 export interface StoreRequest {
@@ -150,6 +150,9 @@ export class ThreadedSqliteStore implements Store {
   }
   queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]> {
     return this.call('queryRecords', filter);
+  }
+  recordsAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: DeliveryRecord[]; cursor: RecordCursor }> {
+    return this.call('recordsAfter', cursor, filter);
   }
   getDomain(domain: string): Promise<DomainKnowledge | null> {
     return this.call('getDomain', domain);
