@@ -4,6 +4,9 @@
 // message shaped like the throughput bench's (a text part and a base64 attachment
 // of random bytes, CRLF lines). The issue asks for a 100 KB message encrypted in
 // well under 10 ms, and for large messages without several copies held in memory.
+// Two more cases send one 25 MB message to 20 PGP recipients at once, with and
+// without the relay's encryption budget (src/crypto/byte-budget.ts), for the peak
+// memory of a pgp rule's fan-out.
 //
 // Every case runs in a child process of its own, so one case's heap cannot inflate
 // the next one's peak. The child builds its message, resets the kernel's peak RSS
@@ -27,6 +30,8 @@ import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as openpgp from 'openpgp';
+import { DEFAULT_ENCRYPTION_BUDGET_BYTES } from '../src/config/schema.ts';
+import { ByteBudget } from '../src/crypto/byte-budget.ts';
 import { encryptPgpMime } from '../src/crypto/pgp-mime.ts';
 import { encryptSmime, signSmime } from '../src/crypto/smime.ts';
 import { issueSmimeCert, sharedSmimeCa, type SmimeCert } from '../test/helpers/smime-certs.ts';
@@ -55,10 +60,22 @@ const { values: args } = parseArgs({
   },
 });
 
-type Method = 'pgp-rsa3072' | 'pgp-cv25519' | 'smime-encrypt' | 'smime-sign-encrypt';
-const METHODS: readonly Method[] = ['pgp-rsa3072', 'pgp-cv25519', 'smime-encrypt', 'smime-sign-encrypt'];
-const SIZES = { '100k': 100 * 1024, '5m': 5 * MB } as const;
+type Method = 'pgp-rsa3072' | 'pgp-cv25519' | 'smime-encrypt' | 'smime-sign-encrypt' | 'pgp-fanout20' | 'pgp-fanout20-unbounded';
+const METHODS: readonly Method[] = ['pgp-rsa3072', 'pgp-cv25519', 'smime-encrypt', 'smime-sign-encrypt', 'pgp-fanout20', 'pgp-fanout20-unbounded'];
+const SIZES = { '100k': 100 * 1024, '5m': 5 * MB, '25m': 25 * MB } as const;
 type Size = keyof typeof SIZES;
+/**
+ * The cases: each method per message size, and one message of the default size limit
+ * (ingress.max_message_bytes, 25 MB) to 20 PGP recipients at once — as a pgp rule
+ * would encrypt it — under the relay's byte budget and without one.
+ */
+const CASES: readonly (readonly [Method, Size])[] = [
+  ...(['100k', '5m'] as const).flatMap((size) => (['pgp-rsa3072', 'pgp-cv25519', 'smime-encrypt', 'smime-sign-encrypt'] as const).map((m) => [m, size] as const)),
+  ['pgp-fanout20', '25m'],
+  ['pgp-fanout20-unbounded', '25m'],
+];
+/** Recipients of the fan-out cases. */
+const FANOUT = 20;
 
 interface Keys {
   pgpRsa3072: { publicKey: string; privateKey: string };
@@ -98,6 +115,25 @@ function operation(method: Method, keys: Keys): (message: Buffer) => Promise<Buf
       return async (message) => encryptSmime(message, [keys.smimeRecipient.certPem]);
     case 'smime-sign-encrypt':
       return async (message) => encryptSmime(signSmime(message, keys.smimeSigner), [keys.smimeRecipient.certPem]);
+    case 'pgp-fanout20':
+    case 'pgp-fanout20-unbounded': {
+      // As a pgp rule delivers one message to many recipients: each copy is encrypted and
+      // then "sent" (held for a moment, then dropped), under the relay's default budget
+      // (crypto.encryption_budget_bytes, held from encryption until sent, as Protection.seal
+      // does) or with every copy started at once. Only the first copy is kept, to verify.
+      const budget = method === 'pgp-fanout20' ? new ByteBudget(DEFAULT_ENCRYPTION_BUDGET_BYTES) : null;
+      const sealAndSend = async (message: Buffer, keep: boolean): Promise<Buffer | null> => {
+        const copy = await encryptPgpMime(message, { recipientKeys: [keys.pgpCv25519.publicKey] });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        return keep ? copy : null;
+      };
+      return async (message) => {
+        const copies = await Promise.all(
+          Array.from({ length: FANOUT }, (_, i) => (budget ? budget.run(message.length, () => sealAndSend(message, i === 0)) : sealAndSend(message, i === 0))),
+        );
+        return copies[0]!;
+      };
+    }
   }
 }
 
@@ -105,11 +141,11 @@ function operation(method: Method, keys: Keys): (message: Buffer) => Promise<Buf
 async function verify(method: Method, keys: Keys, message: Buffer, output: Buffer, dir: string): Promise<void> {
   const body = message.subarray(message.indexOf('\r\n\r\n') + 4);
   let plain: Buffer;
-  if (method === 'pgp-rsa3072' || method === 'pgp-cv25519') {
+  if (method.startsWith('pgp-')) {
     const text = output.toString('latin1');
     const armored = /-----BEGIN PGP MESSAGE-----[\s\S]*?-----END PGP MESSAGE-----/.exec(text)?.[0];
     if (!armored) throw new Error(`${method}: no armored OpenPGP message in the output`);
-    const key = method === 'pgp-rsa3072' ? keys.pgpRsa3072 : keys.pgpCv25519;
+    const key = method === 'pgp-rsa3072' ? keys.pgpRsa3072 : keys.pgpCv25519; // the fan-out cases use cv25519
     const { data } = await openpgp.decrypt({
       message: await openpgp.readMessage({ armoredMessage: armored }),
       decryptionKeys: await openpgp.readPrivateKey({ armoredKey: key.privateKey }),
@@ -208,6 +244,8 @@ const KEY_LABEL: Record<Method, string> = {
   'pgp-cv25519': 'OpenPGP v4 ed25519/cv25519 (openpgp.js), SEIPDv1 AES-256',
   'smime-encrypt': 'X.509 RSA-2048, AES-256-CBC, RSA PKCS#1 v1.5 key transport',
   'smime-sign-encrypt': 'X.509 RSA-2048 signer (SHA-256) + RSA-2048 recipient, AES-256-CBC',
+  'pgp-fanout20': `one message to ${FANOUT} cv25519 recipients at once, under the default encryption budget (64 MiB)`,
+  'pgp-fanout20-unbounded': `one message to ${FANOUT} cv25519 recipients at once, all encryptions started together`,
 };
 
 async function main(): Promise<void> {
@@ -216,7 +254,8 @@ async function main(): Promise<void> {
     process.stdout.write(JSON.stringify(await runCase(args.case, args.dir, positiveInt('--runs', args.runs))));
     return;
   }
-  const runsFor: Record<Size, number> = { '100k': positiveInt('--small-runs', args['small-runs']), '5m': positiveInt('--large-runs', args['large-runs']) };
+  // A fan-out run is already twenty encryptions of the largest message.
+  const runsFor: Record<Size, number> = { '100k': positiveInt('--small-runs', args['small-runs']), '5m': positiveInt('--large-runs', args['large-runs']), '25m': 1 };
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-crypto-bench-'));
   chmodSync(dir, 0o700);
   const startedAt = new Date();
@@ -225,8 +264,8 @@ async function main(): Promise<void> {
     writeFileSync(join(dir, 'keys.json'), JSON.stringify(await makeKeys()), { mode: 0o600 });
     const script = fileURLToPath(import.meta.url);
     const cases: CaseResult[] = [];
-    for (const size of Object.keys(SIZES) as Size[]) {
-      for (const method of METHODS) {
+    for (const [method, size] of CASES) {
+      {
         const name = `${method}-${size}`;
         const busy = await backgroundBusy(1000);
         console.error(`${name}: ${WARMUP_RUNS} warm-ups + ${runsFor[size]} runs in a child process…`);

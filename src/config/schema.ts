@@ -6,6 +6,9 @@ import { z } from 'zod';
 import { buildDetectors } from '../policy/dlp/detectors.ts';
 
 export const MODES = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal'] as const;
+/** crypto.encryption_budget_bytes unless set: 64 MiB of message being encrypted at once. */
+export const DEFAULT_ENCRYPTION_BUDGET_BYTES = 64 * 1024 * 1024;
+
 export const VERIFICATIONS = ['none', 'ca', 'mta-sts', 'dane'] as const;
 /** TLS versions a floor may name. SSLv2/v3, TLSv1 and TLSv1.1 are below any floor we allow. */
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
@@ -339,6 +342,11 @@ export const configSchema = z
           })
           .strict()
           .prefault({}),
+        /**
+         * Message bytes being encrypted at once (PGP holds about six copies while it works);
+         * more waits its turn, and one larger message runs alone.
+         */
+        encryption_budget_bytes: z.number().int().min(1024 * 1024).default(DEFAULT_ENCRYPTION_BUDGET_BYTES),
       })
       .strict()
       .prefault({}),

@@ -7,8 +7,9 @@ import { createPrivateKey } from 'node:crypto';
 import fs from 'node:fs';
 import * as openpgp from 'openpgp';
 import type { Config } from '../config/schema.ts';
-import type { KeyKind, Store } from '../store/store.ts';
+import type { KeyKind, RecipientKey, Store } from '../store/store.ts';
 import { loadDkimKey, signDkim, type DkimKey } from './dkim.ts';
+import { ByteBudget } from './byte-budget.ts';
 import { encryptPgpMime } from './pgp-mime.ts';
 import { createKeyFinder, type KeyFinder } from './recipient-keys.ts';
 import { encryptSmime, signSmime } from './smime.ts';
@@ -20,6 +21,14 @@ export type Encrypted =
 export interface Protection {
   /** `message` encrypted for `recipient` by `method`, or why that cannot be done. */
   encrypt(method: KeyKind, recipient: string, message: Buffer): Promise<Encrypted>;
+  /**
+   * `message` encrypted for `recipient` and handed to `use`, which delivers it. From the
+   * start of the encryption until `use` is done the copy counts against
+   * crypto.encryption_budget_bytes (byte-budget.ts), so a large message to many
+   * recipients is never encrypted — and held — many times at once. The key is found
+   * first, outside the budget; without one, `use` gets why.
+   */
+  seal<T>(method: KeyKind, recipient: string, message: Buffer, use: (copy: Encrypted) => Promise<T>): Promise<T>;
   /** `message` with a DKIM signature for its From domain when a key is configured for it. */
   sign(message: Buffer): Promise<Buffer>;
 }
@@ -73,7 +82,8 @@ async function tryKey(setting: string, file: string, use: () => unknown): Promis
   }
 }
 
-export async function loadProtection(config: Config, store: Store): Promise<Protection> {
+/** `budget`: tests pass their own to watch it; by default one of `crypto.encryption_budget_bytes`. */
+export async function loadProtection(config: Config, store: Store, opts: { budget?: ByteBudget } = {}): Promise<Protection> {
   const { pgp, smime, wkd } = config.crypto;
   const pgpArchive = pgp.archive_key_file ? readSetting('crypto.pgp.archive_key_file', pgp.archive_key_file) : null;
   const pgpSigner = pgp.signing_key_file
@@ -125,25 +135,33 @@ export async function loadProtection(config: Config, store: Store): Promise<Prot
     return signed;
   };
 
-  return {
-    async encrypt(method, recipient, message) {
-      const found = await keys.find(recipient, method);
-      if (!found.ok) return found;
-      const { key } = found;
-      const facts = { keyFingerprint: key.fingerprint, keySource: key.source };
-      try {
-        if (method === 'pgp') {
-          const out = await encryptPgpMime(message, { recipientKeys: [key.data], archiveKey: pgpArchive, signingKey: pgpSigner, subjectPlaceholder: pgp.subject_placeholder });
-          return { ok: true, message: out, signed: pgpSigner !== null, ...facts };
-        }
-        const inner = smimeSigner ? smimeSigned(message, smimeSigner) : message;
-        const out = encryptSmime(inner, smimeArchive ? [key.data, smimeArchive] : [key.data]);
-        return { ok: true, message: out, signed: smimeSigner !== null, ...facts };
-      } catch (err) {
-        // The key was judged usable, yet encryption refused it: not something a retry fixes.
-        return { ok: false, why: `${method} encryption to ${key.fingerprint} failed: ${(err as Error).message}`, temporary: false };
+  const encryptTo = async (method: KeyKind, key: RecipientKey, message: Buffer): Promise<Encrypted> => {
+    const facts = { keyFingerprint: key.fingerprint, keySource: key.source };
+    try {
+      if (method === 'pgp') {
+        const out = await encryptPgpMime(message, { recipientKeys: [key.data], archiveKey: pgpArchive, signingKey: pgpSigner, subjectPlaceholder: pgp.subject_placeholder });
+        return { ok: true, message: out, signed: pgpSigner !== null, ...facts };
       }
-    },
+      const inner = smimeSigner ? smimeSigned(message, smimeSigner) : message;
+      const out = encryptSmime(inner, smimeArchive ? [key.data, smimeArchive] : [key.data]);
+      return { ok: true, message: out, signed: smimeSigner !== null, ...facts };
+    } catch (err) {
+      // The key was judged usable, yet encryption refused it: not something a retry fixes.
+      return { ok: false, why: `${method} encryption to ${key.fingerprint} failed: ${(err as Error).message}`, temporary: false };
+    }
+  };
+
+  // Shared by every job of the delivery thread: what bounds the memory of sealed copies.
+  const budget = opts.budget ?? new ByteBudget(config.crypto.encryption_budget_bytes);
+  const seal = async <T>(method: KeyKind, recipient: string, message: Buffer, use: (copy: Encrypted) => Promise<T>): Promise<T> => {
+    const found = await keys.find(recipient, method);
+    if (!found.ok) return use(found);
+    return budget.run(message.length, async () => use(await encryptTo(method, found.key, message)));
+  };
+
+  return {
+    seal,
+    encrypt: (method, recipient, message) => seal(method, recipient, message, async (copy) => copy),
     async sign(message) {
       if (!dkimKeys.length) return message;
       return (await signDkim(message, dkimKeys)).message;

@@ -65,39 +65,42 @@ async function encryptedCopy(job: Job, item: QueueItem, message: Buffer, steps: 
       tried.push(`${step}: not available`);
       continue;
     }
-    const copy = await deps.protection.encrypt(step, item.recipient, message);
-    if (!copy.ok) {
-      tried.push(`${step}: ${copy.why}`);
-      temporary ||= copy.temporary;
-      continue;
-    }
-    tried.push(`${step}: key ${copy.keyFingerprint} (${copy.keySource})`);
-    // The content is sealed: the transport is opportunistic TLS (trouble.ts lets a sealed
-    // copy go in plaintext where the MX gives no TLS at the floor). After a TLS failure
-    // that was the reason for falling back, the certificate check that failed is not
-    // asked again — the copy needs no secrecy from the transport — except under an
-    // MTA-STS enforce policy, which forbids any host that fails it, sealed copy or not
-    // (RFC 8461 §5). A domain where TLS is expected (TLS-known, MTA-STS enforce) never
-    // gets even a sealed copy in plaintext: a missing STARTTLS there is a possible
-    // downgrade, and the envelope and headers would travel in the clear.
-    const stsEnforced = job.mtaSts?.mode === 'enforce';
-    const transport = makeDecision({
-      ...job.decision,
-      mode: step,
-      fallbackChain: [],
-      verification: fellBack && !stsEnforced ? 'none' : job.decision.verification,
-      reasons: [...job.decision.reasons, fellBack ? `fallback to ${step}: ${fellBack.reason}` : `encrypted with ${step}`],
+    // The copy is made and delivered inside seal(): it counts against the encryption budget until sent.
+    const delivered = await deps.protection.seal(step, item.recipient, message, async (copy): Promise<RecipientResult | null> => {
+      if (!copy.ok) {
+        tried.push(`${step}: ${copy.why}`);
+        temporary ||= copy.temporary;
+        return null;
+      }
+      tried.push(`${step}: key ${copy.keyFingerprint} (${copy.keySource})`);
+      // The content is sealed: the transport is opportunistic TLS (trouble.ts lets a sealed
+      // copy go in plaintext where the MX gives no TLS at the floor). After a TLS failure
+      // that was the reason for falling back, the certificate check that failed is not
+      // asked again — the copy needs no secrecy from the transport — except under an
+      // MTA-STS enforce policy, which forbids any host that fails it, sealed copy or not
+      // (RFC 8461 §5). A domain where TLS is expected (TLS-known, MTA-STS enforce) never
+      // gets even a sealed copy in plaintext: a missing STARTTLS there is a possible
+      // downgrade, and the envelope and headers would travel in the clear.
+      const stsEnforced = job.mtaSts?.mode === 'enforce';
+      const transport = makeDecision({
+        ...job.decision,
+        mode: step,
+        fallbackChain: [],
+        verification: fellBack && !stsEnforced ? 'none' : job.decision.verification,
+        reasons: [...job.decision.reasons, fellBack ? `fallback to ${step}: ${fellBack.reason}` : `encrypted with ${step}`],
+      });
+      const [result] = await attemptJob({ ...job, items: [item], decision: transport }, await deps.protection.sign(copy.message), deps);
+      const firstChoiceFailed = fellBack !== null || tried.length > 1;
+      return {
+        ...result!,
+        method: sealed(step, result!.method),
+        // What travelled; a copy that went nowhere is only in `fallback.tried`.
+        encryption: result!.method === 'none' ? null : { method: step, keyFingerprint: copy.keyFingerprint, keySource: copy.keySource, signed: copy.signed },
+        fallback: firstChoiceFailed ? { reason: fellBack?.reason ?? `${job.decision.mode}: ${tried[0]}`, tried } : null,
+        needsFallback: undefined,
+      };
     });
-    const [result] = await attemptJob({ ...job, items: [item], decision: transport }, await deps.protection.sign(copy.message), deps);
-    const firstChoiceFailed = fellBack !== null || tried.length > 1;
-    return {
-      ...result!,
-      method: sealed(step, result!.method),
-      // What travelled; a copy that went nowhere is only in `fallback.tried`.
-      encryption: result!.method === 'none' ? null : { method: step, keyFingerprint: copy.keyFingerprint, keySource: copy.keySource, signed: copy.signed },
-      fallback: firstChoiceFailed ? { reason: fellBack?.reason ?? `${job.decision.mode}: ${tried[0]}`, tried } : null,
-      needsFallback: undefined,
-    };
+    if (delivered) return delivered;
   }
 
   const chain = tried.length ? tried.join('; ') : 'no fallback configured';

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config/schema.ts';
+import { ByteBudget } from '../../src/crypto/byte-budget.ts';
 import { parseKeyFile } from '../../src/crypto/keys.ts';
 import { loadProtection, ProtectionConfigError, type Encrypted } from '../../src/crypto/protection.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
@@ -257,6 +258,50 @@ describe('a loaded Protection', () => {
     const without = await loadProtection(config({}), store);
     const plain = armoredPayload(encrypted(await without.encrypt('pgp', 'patient@clinic.invalid', message('patient@clinic.invalid'))));
     expect((await archiveHome.run(['--decrypt'], plain)).code).not.toBe(0);
+  });
+
+  it('a sealed copy counts against the byte budget from its encryption until it is delivered', async () => {
+    /** A budget that remembers how many copies it ever had in work at once. */
+    class WatchedBudget extends ByteBudget {
+      peak = 0;
+      override run<T>(bytes: number, work: () => Promise<T> | T): Promise<T> {
+        return super.run(bytes, () => {
+          this.peak = Math.max(this.peak, this.usage.running);
+          return work();
+        });
+      }
+    }
+    const store = freshStore();
+    await importInto(store, recipient.publicArmored);
+    // 700 KB of body: two do not fit in 1 MiB.
+    const big = Buffer.concat([message('patient@clinic.invalid'), Buffer.from(`${'x'.repeat(998)}\r\n`.repeat(700))]);
+    const sealSix = async (budgetBytes: number) => {
+      const budget = new WatchedBudget(budgetBytes);
+      const protection = await loadProtection(config({ crypto: { encryption_budget_bytes: budgetBytes } }), store, { budget });
+      const delivered: Encrypted[] = [];
+      await Promise.all(
+        Array.from({ length: 6 }, () =>
+          protection.seal('pgp', 'patient@clinic.invalid', big, async (copy) => {
+            // "Delivery" takes a while; the copy is still held, and still counted.
+            expect(budget.usage.running).toBeGreaterThan(0);
+            await new Promise((r) => setTimeout(r, 30));
+            delivered.push(copy);
+          }),
+        ),
+      );
+      expect(delivered.every((c) => c.ok)).toBe(true);
+      return { peak: budget.peak, first: delivered[0]!, budget, protection };
+    };
+    const tight = await sealSix(1024 * 1024);
+    expect(tight.peak).toBe(1);
+    // Waiting changed nothing in what comes out.
+    expect((await recipientHome.decrypt(armoredPayload(encrypted(tight.first)))).output.length).toBeGreaterThan(700_000);
+    expect((await sealSix(16 * 1024 * 1024)).peak).toBeGreaterThan(1);
+    // No key: nothing to encrypt, so nothing is counted while `use` learns why.
+    await tight.protection.seal('pgp', 'stranger@clinic.invalid', big, async (copy) => {
+      expect(copy.ok).toBe(false);
+      expect(tight.budget.usage.running).toBe(0);
+    });
   });
 
   it('pgp for a recipient with no key: not encrypted, and why says so', async () => {
