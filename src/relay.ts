@@ -1,7 +1,7 @@
 // startRelay: the whole relay in one process — store, ingress listeners and the
 // delivery worker — built from a Config so that tests start it exactly as
 // `sealrelay start` does, on port 0, and stop it in `finally`.
-import { unwatchFile, watchFile, type Stats } from 'node:fs';
+import { lookAt, watchForEdits, type FileLook } from './config/file-watch.ts';
 import type { Config } from './config/schema.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
 import { certificateExpiry, ensureDevCertificate, type Certificate } from './ingress/dev-cert.ts';
@@ -40,6 +40,8 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   let store: Awaited<ReturnType<typeof openRelayStore>>;
   let delivery: Awaited<ReturnType<typeof startDeliveryThread>>;
   let ingress: Awaited<ReturnType<typeof startIngress>>;
+  /** The users file as it was read at start: any edit after that is picked up. */
+  let usersLook: FileLook | null = null;
   try {
     store = await openRelayStore(config.store, (message) => logger.error({ event: 'store.error', err: message }, 'store thread reported a background failure'));
     started.push(() => store.close());
@@ -48,6 +50,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
       logger.warn({ event: 'store.recovered', interrupted }, `${interrupted} recipient(s) were mid-attempt when the last run stopped: retrying them now (each may arrive twice)`);
     }
     delivery = await startDeliveryThread({ config, store, logger });
+    usersLook = lookAt(config.ingress.users_file);
     started.push(() => delivery.stop(0));
     ingress = await startIngress({
       config,
@@ -78,18 +81,14 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
 
   // `sealrelay user add` edits the users file while we run: pick it up without a SIGHUP.
   let cert = initialCert;
-  const watchedUsersFile = config.ingress.users_file;
-  const onUsersFileChange = (now: Stats, before: Stats) => {
-    // watchFile also reports a file that is still missing; only real changes count.
-    if (now.mtimeMs === before.mtimeMs && now.size === before.size) return;
+  const stopUsersWatch = watchForEdits(config.ingress.users_file, usersLook, USERS_FILE_POLL_MS, () => {
     try {
       ingress.reload(config, cert, loadUsers(config.ingress.users_file));
       logger.info({ event: 'relay.reloaded', usersFile: config.ingress.users_file }, 'users file changed: accounts reloaded');
     } catch (err) {
       logger.error({ event: 'relay.reload_failed', usersFile: config.ingress.users_file, err: (err as Error).message }, 'users file changed but cannot be loaded; keeping the old accounts');
     }
-  };
-  watchFile(watchedUsersFile, { interval: USERS_FILE_POLL_MS, persistent: false }, onUsersFileChange);
+  });
 
   // A relay that runs for months still hears about a lapsing certificate, and its own pair is renewed in time.
   const certificateCheck = setInterval(() => {
@@ -109,7 +108,7 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     storePath: config.store.path,
     close() {
       closing ??= (async () => {
-        unwatchFile(watchedUsersFile, onUsersFileChange);
+        stopUsersWatch();
         clearInterval(certificateCheck);
         await prober.stop();
         await ingress.stopAccepting();

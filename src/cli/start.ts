@@ -8,8 +8,8 @@
 //
 // The relay module is imported only here and only when starting, so the other
 // subcommands never load listeners, delivery or crypto code.
-import { statSync, watchFile } from 'node:fs';
 import type { Command } from 'commander';
+import { lookAt, watchForEdits } from '../config/file-watch.ts';
 import { ConfigError, formatProblem, loadConfig } from '../config/load.ts';
 import { pino } from 'pino';
 import { createLogger, type Logger } from '../log.ts';
@@ -29,7 +29,7 @@ export function registerStart(program: Command, context: () => CliContext): void
     .action(async () => {
       const ctx = context();
       // The file as it was when read: an edit made while the relay starts is still an edit.
-      const loaded = statSync(ctx.configFile, { throwIfNoEntry: false });
+      const loaded = lookAt(ctx.configFile);
       const config = readConfig(ctx);
       // Log lines are written from libuv's thread pool: a write held up by the file
       // system (say, behind the store's fsync) never stalls the SMTP sessions.
@@ -108,17 +108,11 @@ export function registerStart(program: Command, context: () => CliContext): void
       process.on('SIGHUP', () => {
         reloads = reloads.then(reload);
       });
-      // Editing the config file reloads it too (an invalid edit is refused, as on SIGHUP).
-      let seen = { mtimeMs: loaded?.mtimeMs ?? 0, size: loaded?.size ?? 0 };
-      const onChange = (now: { mtimeMs: number; size: number }) => {
-        if (now.mtimeMs === seen.mtimeMs && now.size === seen.size) return;
-        seen = { mtimeMs: now.mtimeMs, size: now.size };
+      // Editing the config file reloads it too (an invalid edit is refused, as on SIGHUP);
+      // an edit made since the file was read, even during start, counts.
+      watchForEdits(ctx.configFile, loaded, CONFIG_POLL_MS, () => {
         reloads = reloads.then(reload);
-      };
-      watchFile(ctx.configFile, { interval: CONFIG_POLL_MS, persistent: false }, onChange);
-      // watchFile compares with its own first look, which may come after an edit made during start.
-      const current = statSync(ctx.configFile, { throwIfNoEntry: false });
-      if (current) onChange(current);
+      });
     });
 }
 
