@@ -44,6 +44,8 @@ const KICK_COALESCE_MS = 5;
 
 /** How many recipients one claim takes per free job slot: enough to fill a transaction, not so many that leases age. */
 const CLAIM_PER_SLOT = 8;
+/** Leases of claimed work are renewed this many times per lease period while the work lasts. */
+const RENEWALS_PER_LEASE = 3;
 
 export function startDelivery(deps: { config: Config; store: Store; logger: Logger; policy: Policy; protection: Protection }): DeliveryWorker {
   let { config, policy, protection } = deps;
@@ -52,6 +54,9 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   const pool = new SessionPool<Session>(poolLimits(config));
   const destinations = new DestinationCache();
   const ready: Claimed[] = [];
+  /** What this worker holds under lease (claimed, waiting or in flight), by queueId.seq: renewed while it lasts. */
+  const held = new Map<string, QueueItem>();
+  const heldKey = (i: { queueId: string; seq: number }) => `${i.queueId}.${i.seq}`;
   let mtaSts = mtaStsCacheFor(config, store, logger);
   let dlp = dlpScannerFor(config);
   /** The domain's MTA-STS state; statically routed domains and a disabled feature have none. */
@@ -121,6 +126,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       if (!ready.length) {
         const limit = slots() * CLAIM_PER_SLOT;
         const items = await store.claim({ owner, limit, leaseMs: config.delivery.lease_seconds * 1000 });
+        for (const item of items) held.set(heldKey(item), item);
         // A full claim means more may be due: claim again as soon as a job slot frees.
         backlog = items.length === limit;
         if (!items.length) return;
@@ -135,6 +141,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       .catch((err) => logger.error({ event: 'delivery.error', err, queueId: group.queueId }, 'delivery job failed unexpectedly'))
       .finally(() => {
         inFlight.delete(p);
+        for (const item of group.items) held.delete(heldKey(item));
         // New work arrives by kick() and deferred work by the poll: a freed slot only
         // needs a pump when claimed jobs wait or the last claim left work behind.
         if (!stopping && (ready.length || backlog)) void pump();
@@ -196,6 +203,19 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     }
   }
 
+  // A job may outlast its lease (a large message to a slow host, a queue of sealed copies):
+  // what is still held is renewed well before the lease runs out, so it is never claimed twice.
+  function renewLeases(): NodeJS.Timeout {
+    const leaseMs = config.delivery.lease_seconds * 1000;
+    const timer = setInterval(() => {
+      if (!held.size) return;
+      store.renewLeases(owner, [...held.values()], leaseMs).catch((err: unknown) => logger.error({ event: 'store.error', err }, 'could not renew the leases of work in progress'));
+    }, leaseMs / RENEWALS_PER_LEASE);
+    timer.unref();
+    return timer;
+  }
+  let renewal: NodeJS.Timeout | undefined;
+
   const deliveryWorker: DeliveryWorker = {
     kick() {
       // Submissions arriving together are claimed together: one claim per few messages, not one each.
@@ -204,7 +224,9 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     async stop(graceMs) {
       stopping = true;
       if (timer) clearTimeout(timer);
+      clearInterval(renewal);
       const pending = ready.splice(0);
+      for (const item of pending.flatMap((j) => j.items)) held.delete(heldKey(item));
       await store.unclaim(pending.flatMap((j) => j.items)).catch(() => undefined);
       let graceTimer: NodeJS.Timeout | undefined;
       const grace = new Promise<void>((resolve) => (graceTimer = setTimeout(resolve, graceMs)));
@@ -215,7 +237,12 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     },
     reload(newConfig, newPolicy, newProtection) {
       pool.configure(poolLimits(newConfig));
+      const leaseChanged = newConfig.delivery.lease_seconds !== config.delivery.lease_seconds;
       config = newConfig;
+      if (leaseChanged && !stopping) {
+        clearInterval(renewal);
+        renewal = renewLeases();
+      }
       policy = newPolicy;
       protection = newProtection;
       destinations.clear();
@@ -226,6 +253,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       return inFlight.size;
     },
   };
+  renewal = renewLeases();
   schedule(0);
   return deliveryWorker;
 }

@@ -159,6 +159,12 @@ export interface Store {
   /** Gives claimed items back untouched (shutdown before they were tried). */
   unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void>;
   /**
+   * Extends the leases `owner` still holds on `items` to now + `leaseMs`: a job that
+   * runs long (a large message, a slow host, a queue of sealed copies) keeps its work
+   * from being claimed a second time. Returns how many leases were extended.
+   */
+  renewLeases(owner: string, items: readonly { queueId: string; seq: number }[], leaseMs: number, now?: number): Promise<number>;
+  /**
    * At start: frees claims left by a previous run that died mid-attempt, so the work
    * is retried now rather than when the lease expires. A single-node store frees every
    * lease (no other worker can hold one); a shared store frees only expired ones.

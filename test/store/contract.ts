@@ -265,6 +265,25 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         expect((await s.listDomains()).map((d) => [d.domain, d.lastProbeAt, d.lastProbeTlsOk])).toEqual([['one.test', at, false]]);
       }));
 
+    it('renewLeases keeps work claimed past its first lease, only for the owner, only while it is queued', () =>
+      withStore(async (s) => {
+        await s.enqueue(message({ recipients: ['a@one.test', 'b@one.test'] }));
+        const t0 = Date.now();
+        const items = await s.claim({ owner: 'w1', limit: 10, leaseMs: 1000, now: t0 });
+        expect(items).toHaveLength(2);
+        // Someone else's renewal does nothing.
+        expect(await s.renewLeases('w2', items, 60_000, t0 + 500)).toBe(0);
+        expect(await s.renewLeases('w1', items, 60_000, t0 + 500)).toBe(2);
+        // Past the first lease, nobody can claim it: the renewed one holds.
+        expect(await s.claim({ owner: 'w2', limit: 10, leaseMs: 1000, now: t0 + 5000 })).toEqual([]);
+        // Settled work has no lease left to renew.
+        const [a, b] = items;
+        await s.finish([record(a!)], [{ queueId: a!.queueId, seq: a!.seq, outcome: 'delivered', error: null }]);
+        expect(await s.renewLeases('w1', items, 60_000, t0 + 1000)).toBe(1);
+        // Once the renewed lease runs out, the rest is anybody's again.
+        expect((await s.claim({ owner: 'w2', limit: 10, leaseMs: 1000, now: t0 + 62_000 })).map((i) => i.seq)).toEqual([b!.seq]);
+      }));
+
     it('unclaim gives work back without counting an attempt', () =>
       withStore(async (s) => {
         await s.enqueue(message({ recipients: ['x@one.test'] }));

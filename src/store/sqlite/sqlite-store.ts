@@ -174,6 +174,9 @@ export class SqliteStore implements Store {
          ON CONFLICT (address) DO UPDATE SET
            looked_up_at = excluded.looked_up_at, found = excluded.found, expires_at = excluded.expires_at, error = excluded.error`,
       ),
+      renewLease: this.db.prepare(
+        `UPDATE recipients SET lease_until = @until WHERE queue_id = @queueId AND seq = @seq AND lease_owner = @owner AND state = 'queued'`,
+      ),
       recover: this.db.prepare(`UPDATE recipients SET lease_owner = NULL, lease_until = 0 WHERE lease_owner IS NOT NULL AND state = 'queued'`),
       countDuplicates: this.db.prepare(`UPDATE counters SET value = value + ? WHERE name = 'possible_duplicates'`),
       // Walks recipients_due in order and stops at the first unleased row: few rows are leased at once.
@@ -451,6 +454,10 @@ export class SqliteStore implements Store {
     this.commit('normal', () => {
       for (const i of items) this.stmt.unclaim.run(i.queueId, i.seq);
     });
+  }
+
+  async renewLeases(owner: string, items: readonly { queueId: string; seq: number }[], leaseMs: number, now = Date.now()): Promise<number> {
+    return this.commit('normal', () => items.reduce((n, i) => n + this.stmt.renewLease.run({ owner, queueId: i.queueId, seq: i.seq, until: now + leaseMs }).changes, 0));
   }
 
   async recoverInterrupted(): Promise<number> {

@@ -121,6 +121,9 @@ export class ThreadedSqliteStore implements Store {
   unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void> {
     return this.call('unclaim', items);
   }
+  renewLeases(owner: string, items: readonly { queueId: string; seq: number }[], leaseMs: number, now?: number): Promise<number> {
+    return this.call('renewLeases', owner, items, leaseMs, now);
+  }
   recoverInterrupted(): Promise<number> {
     return this.call('recoverInterrupted');
   }
