@@ -215,6 +215,11 @@ export const configSchema = z
         concurrency: z.number().int().positive().default(20),
         /** Open connections per destination host. */
         connections_per_host: z.number().int().positive().default(10),
+        /**
+         * Message bytes being delivered at once (a job holds its message and its signed copy
+         * in memory); more waits its turn, and one larger message runs alone.
+         */
+        inflight_budget_bytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
         /** A delivery connection is kept open this long for more queued mail to the same host. */
         idle_reuse_ms: z.number().int().nonnegative().default(5000),
         /** Transactions sent over one connection before it is replaced (Postfix smtp_connection_reuse_count_limit). */

@@ -1,10 +1,11 @@
-// A budget of bytes in work at once. Encryption holds several copies of a message
-// while it runs (openpgp.js about six), and one pgp message to a hundred recipients
-// is a hundred encryptions: unbounded, a few large messages would take the delivery
-// thread's heap down, and with it — the job being retried after the crash — the
-// thread again and again. Work that needs `bytes` waits until they fit, first come
-// first served (a large message is never starved by small ones); work larger than
-// the whole budget runs alone.
+// A budget of bytes in work at once, for the memory that large messages take.
+// Encryption holds several copies of a message while it runs (openpgp.js about six),
+// and one pgp message to a hundred recipients is a hundred encryptions: unbounded, a
+// few large messages would take the delivery thread's heap down, and with it — the
+// job being retried after the crash — the thread again and again. The scheduler uses
+// one too, for the messages its jobs hold. Work that needs `bytes` waits until they
+// fit, first come first served (a large message is never starved by small ones);
+// work larger than the whole budget runs alone.
 export class ByteBudget {
   private inUse = 0;
   private running = 0;

@@ -9,6 +9,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config/schema.ts';
 import type { MtaStsState } from '../domains/mta-sts-cache.ts';
+import { ByteBudget } from '../crypto/byte-budget.ts';
 import { mtaStsCacheFor } from '../domains/mta-sts-relay.ts';
 import type { Logger } from '../log.ts';
 import type { Policy } from '../policy/decide.ts';
@@ -56,6 +57,8 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   const ready: Claimed[] = [];
   /** What this worker holds under lease (claimed, waiting or in flight), by queueId.seq: renewed while it lasts. */
   const held = new Map<string, QueueItem>();
+  /** Bounds the message bytes held by jobs at once (byte-budget.ts). */
+  let bodies = new ByteBudget(config.delivery.inflight_budget_bytes);
   const heldKey = (i: { queueId: string; seq: number }) => `${i.queueId}.${i.seq}`;
   let mtaSts = mtaStsCacheFor(config, store, logger);
   let dlp = dlpScannerFor(config);
@@ -137,7 +140,9 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   }
 
   function run(group: Claimed): void {
-    const p = execute(group)
+    // Its lease is renewed while it waits for its bytes (renewLeases below).
+    const p = bodies
+      .run(group.items[0]!.size, () => execute(group))
       .catch((err) => logger.error({ event: 'delivery.error', err, queueId: group.queueId }, 'delivery job failed unexpectedly'))
       .finally(() => {
         inFlight.delete(p);
@@ -238,6 +243,8 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     reload(newConfig, newPolicy, newProtection) {
       pool.configure(poolLimits(newConfig));
       const leaseChanged = newConfig.delivery.lease_seconds !== config.delivery.lease_seconds;
+      // Jobs already waiting keep the old budget; new ones take the new size.
+      if (newConfig.delivery.inflight_budget_bytes !== config.delivery.inflight_budget_bytes) bodies = new ByteBudget(newConfig.delivery.inflight_budget_bytes);
       config = newConfig;
       if (leaseChanged && !stopping) {
         clearInterval(renewal);
