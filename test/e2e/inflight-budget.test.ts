@@ -14,28 +14,12 @@ afterEach(async () => {
 
 /** Delivers two large messages through a relay with `budget`; the most DATA transfers the receiver had at once. */
 async function mostAtOnce(budget: number | undefined): Promise<number> {
-  let active = 0;
-  let most = 0;
-  mx = await startMx('tls13', {
-    name: 'mx.big.test',
-    serverOptions: {
-      onData(stream: NodeJS.ReadableStream, _session: unknown, done: (err: Error | null) => void) {
-        most = Math.max(most, ++active);
-        stream.resume();
-        stream.on('end', () =>
-          setTimeout(() => {
-            active--;
-            done(null);
-          }, 700),
-        );
-      },
-    } as never,
-  });
+  mx = await startMx('tls13', { name: 'mx.big.test', dataDelayMs: 700 });
   relay = await startTestRelay(testConfig({ delivery: { routes: { 'big.test': `127.0.0.1:${mx.port}` }, ...(budget ? { inflight_budget_bytes: budget } : {}) } }));
   const body = `${'0123456789abcdef'.repeat(62)}\r\n`.repeat(700); // ~700 KB
   const ids = await Promise.all(['a', 'b'].map(async (who) => queueIdOf(await submit({ port: relay!.port, from: 'lab@clinic.test', to: [`${who}@big.test`], body: `Subject: big\r\n\r\n${body}` }))));
   await relay.waitForRecords((r) => ids.every((id) => r.some((x) => x.queueId === id && x.outcome === 'delivered')), 20_000);
-  return most;
+  return mx.data.mostAtOnce;
 }
 
 it('under a 1 MiB budget two 700 KB messages go one at a time', async () => {

@@ -19,7 +19,7 @@ afterAll(async () => {
 
 it('SIGTERM: stops accepting, finishes the delivery in flight, exits 0, queue intact', async () => {
   // A slow receiver: each DATA takes 1.5 s, so a delivery is in flight when SIGTERM lands.
-  const mx = await startMx('tls13', { name: 'mx.slow.test', serverOptions: { onData(stream: NodeJS.ReadableStream, _s: unknown, cb: (err: Error | null) => void) { stream.resume(); stream.on('end', () => setTimeout(() => cb(null), 1500)); } } as never });
+  const mx = await startMx('tls13', { name: 'mx.slow.test', dataDelayMs: 1500 });
   mxs.push(mx);
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-term-'));
   const config = testConfig({ store: { path: join(dir, 'q.db') }, delivery: { routes: { 'slow.test': `127.0.0.1:${mx.port}` } }, logging: { level: 'info' } });

@@ -43,6 +43,8 @@ export interface MxBehaviour {
   greylist?: boolean;
   /** After the first chunk of DATA the socket is destroyed, without any reply. */
   dropMidData?: boolean;
+  /** The reply to each message's final dot comes this many ms late (a slow receiver). */
+  dataDelayMs?: number;
 }
 
 export interface MxOptions extends MxBehaviour {
@@ -102,6 +104,8 @@ export interface StartedMx {
   certPem: string | null;
   received: ReceivedMessage[];
   sessions: SeenSession[];
+  /** DATA transfers begun, and the most that were under way at once (replies pending included). */
+  readonly data: { begun: number; mostAtOnce: number };
   /** Errors smtp-server reported (failed handshakes, resets): expected in negative tests. */
   errors: Error[];
   /** Resolves with all received messages once there are at least `n`. */
@@ -189,12 +193,15 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
     rejectRecipients: opts.rejectRecipients ?? preset.behaviour?.rejectRecipients,
     greylist: opts.greylist ?? preset.behaviour?.greylist,
     dropMidData: opts.dropMidData ?? preset.behaviour?.dropMidData,
+    dataDelayMs: opts.dataDelayMs ?? preset.behaviour?.dataDelayMs,
   };
   const rejected = new Set((behaviour.rejectRecipients ?? []).map((a) => a.toLowerCase()));
   const greylistSeen = new Set<string>();
   const certificate = certificateFor(preset, name, host, opts.ca);
 
   const received: ReceivedMessage[] = [];
+  const data = { begun: 0, mostAtOnce: 0 };
+  let dataUnderWay = 0;
   const sessions: SeenSession[] = [];
   const byId = new Map<string, SeenSession>();
   const errors: Error[] = [];
@@ -277,9 +284,13 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
         });
         return;
       }
+      data.begun++;
+      data.mostAtOnce = Math.max(data.mostAtOnce, ++dataUnderWay);
       const chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.once('end', () => {
+      stream.once('end', () => setTimeout(accept, behaviour.dataDelayMs ?? 0));
+      const accept = () => {
+        dataUnderWay--;
         const mailFrom = session.envelope.mailFrom;
         const to = session.envelope.rcptTo.map((r) => r.address);
         facts.transactions++;
@@ -292,7 +303,7 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
         });
         for (const waiter of waiters) waiter();
         callback(null, `2.0.0 Ok: queued as ${crypto.randomBytes(5).toString('hex').toUpperCase()}`);
-      });
+      };
     },
     onClose(session) {
       const facts = byId.get(session.id);
@@ -323,6 +334,7 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
     certPem: certificate?.certPem ?? null,
     received,
     sessions,
+    data,
     errors,
     waitFor(n, timeoutMs = DEFAULT_WAIT_MS) {
       return new Promise((resolve, reject) => {
