@@ -140,9 +140,10 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   }
 
   function run(group: Claimed): void {
-    // Its lease is renewed while it waits for its bytes (renewLeases below).
+    // Its lease is renewed while it waits for its bytes (renewLeases below); a job whose
+    // turn comes after stop() began is given back untried, like the claimed ones waiting.
     const p = bodies
-      .run(group.items[0]!.size, () => execute(group))
+      .run(group.items[0]!.size, () => (stopping ? store.unclaim(group.items) : execute(group)))
       .catch((err) => logger.error({ event: 'delivery.error', err, queueId: group.queueId }, 'delivery job failed unexpectedly'))
       .finally(() => {
         inFlight.delete(p);
