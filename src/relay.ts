@@ -90,12 +90,15 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     }
   });
 
-  // A relay that runs for months still hears about a lapsing certificate, and its own pair is renewed in time.
+  // A relay that runs for months still hears about a lapsing certificate, its own pair is
+  // renewed in time, and a pair replaced on disk (say, by certbot) is served from then on.
   const certificateCheck = setInterval(() => {
     try {
       const checked = credentials(config);
-      if (checked.renewed) ingress.reload(config, checked, loadUsers(config.ingress.users_file));
+      if (checked.cert === cert.cert && checked.key === cert.key) return;
+      ingress.reload(config, checked, loadUsers(config.ingress.users_file));
       cert = checked;
+      logger.info({ event: 'relay.reloaded', certFile: config.ingress.cert_file, notAfter: checked.notAfter.toISOString() }, 'certificate changed on disk: new sessions get the new one');
     } catch (err) {
       logger.error({ event: 'relay.reload_failed', certFile: config.ingress.cert_file, err: (err as Error).message }, 'certificate check failed; keeping the certificate in use');
     }

@@ -1,7 +1,7 @@
 // The submission certificate over the relay's life: an operator's certificate that
 // is about to lapse, or has, is reported at start (and again daily and on reload);
 // the relay's own development pair is renewed before it lapses and the new one is
-// what STARTTLS presents.
+// what STARTTLS presents, as is a pair an operator replaced on disk.
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -106,6 +106,29 @@ it('a running relay renews its development pair when the daily check finds it in
     expect(presented.fingerprint256).toBe(new X509Certificate(readFileSync(config.ingress.cert_file)).fingerprint256);
     expect(presented.fingerprint256).not.toBe(first);
     expect(presented.fingerprint256).not.toBe(new X509Certificate(old.cert).fingerprint256);
+  } finally {
+    await relay.close();
+  }
+});
+
+it('a certificate replaced on disk (say, by certbot) is served after the next check, without a restart', async () => {
+  const config = testConfig();
+  install(config, operatorPair(new Date(Date.now() + 10 * DAY)));
+  const log = logCapture();
+  const relay = await startRelay({ config, logger: createLogger('info', log.stream), certificateCheckMs: 200 });
+  try {
+    const renewed = operatorPair(new Date(Date.now() + 90 * DAY));
+    install(config, renewed);
+    const deadline = Date.now() + 10_000;
+    while (!log.lines.some((l) => l.event === 'relay.reloaded' && l.certFile === config.ingress.cert_file)) {
+      if (Date.now() > deadline) throw new Error('the new certificate was never picked up');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const c = await RawClient.open(relay.listeners[0]!.port);
+    await c.ehlo();
+    await c.starttls();
+    expect(c.tlsSocket!.getPeerX509Certificate()!.fingerprint256).toBe(new X509Certificate(renewed.cert).fingerprint256);
+    c.destroy();
   } finally {
     await relay.close();
   }
