@@ -8,7 +8,6 @@ import { certificateExpiry, ensureDevCertificate, type Certificate } from './ing
 import { startIngress } from './ingress/index.ts';
 import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
-import { createPolicy } from './policy/decide.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
 import { openRelayStore } from './store/open-store.ts';
 import { lockStoreFile } from './store/sqlite/owner-lock.ts';
@@ -125,11 +124,11 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     async reload(next) {
       const users = loadUsers(next.ingress.users_file);
       const nextCert = credentials(next);
-      createPolicy(next); // throws on a policy the relay cannot run, before anything changes
       if (next.store.path !== config.store.path || next.store.driver !== config.store.driver) {
         throw new Error('store changes need a restart');
       }
-      // First the part that may refuse (the thread loads the new key files), then the rest.
+      ingress.checkReload(next, nextCert, users);
+      // First the part that may still refuse (the thread builds the policy and loads the key files), then the rest.
       await delivery.reload(next);
       ingress.reload(next, nextCert, users);
       await prober.stop();

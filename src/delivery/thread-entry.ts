@@ -34,12 +34,14 @@ relay.on('message', (m: ToDeliveryThread) => {
     case 'kick':
       return delivery.kick();
     case 'reload':
-      return void loadProtection(m.config, store).then(
-        (protection) => {
-          delivery.reload(m.config, createPolicy(m.config), protection);
-          logger.level = m.config.logging.level;
-          post({ type: 'reloaded' });
-        },
+      // Whatever refuses the new config — its policy, a key file — is answered, never thrown.
+      return void (async () => {
+        const policy = createPolicy(m.config);
+        const protection = await loadProtection(m.config, store);
+        delivery.reload(m.config, policy, protection);
+        logger.level = m.config.logging.level;
+      })().then(
+        () => post({ type: 'reloaded' }),
         (err: Error) => post({ type: 'reload-failed', message: err.message }),
       );
     case 'stop':

@@ -44,6 +44,8 @@ export interface Ingress {
   stopAccepting(): Promise<void>;
   close(): Promise<void>;
   reload(config: Config, tlsCredentials: TlsCredentials, users: UserDirectory): void;
+  /** Throws what reload would throw, changing nothing: lets the relay refuse a reload before any part of it changed. */
+  checkReload(config: Config, tlsCredentials: TlsCredentials, users: UserDirectory): void;
 }
 
 export async function startIngress(opts: IngressOptions): Promise<Ingress> {
@@ -61,6 +63,14 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
     throw new Error(`cannot listen: ${(err as Error).message}`, { cause: err });
   }
   let configured = specs;
+  /** The settings a reload would run with; throws, changing nothing, on what it cannot take. */
+  const checked = (config: Config, tlsCredentials: TlsCredentials, users: UserDirectory) => {
+    const changed = describeListenerChange(configured, listenerSpecs(config));
+    if (changed) throw new Error(`listener changes need a restart: ${changed}`);
+    const settings = settingsFrom(config, users);
+    createSecureContext({ key: tlsCredentials.key, cert: tlsCredentials.cert });
+    return settings;
+  };
   let stopping: Promise<void> | null = null;
   const stopAccepting = () => (stopping ??= Promise.all(listeners.map((l) => stopListener(l, sessions, drainMs))).then(() => undefined));
 
@@ -72,16 +82,15 @@ export async function startIngress(opts: IngressOptions): Promise<Ingress> {
       for (const l of listeners) closeListener(l);
       await stopped;
     },
+    checkReload(config, tlsCredentials, users) {
+      checked(config, tlsCredentials, users);
+    },
     reload(config, tlsCredentials, users) {
-      const next = listenerSpecs(config);
-      const changed = describeListenerChange(configured, next);
-      if (changed) throw new Error(`listener changes need a restart: ${changed}`);
       // Everything that can fail is checked before anything changes.
-      const settings = settingsFrom(config, users);
-      createSecureContext({ key: tlsCredentials.key, cert: tlsCredentials.cert });
+      const settings = checked(config, tlsCredentials, users);
       sessions.reload(settings);
       for (const l of listeners) updateListener(l, sessions, tlsCredentials);
-      configured = next;
+      configured = listenerSpecs(config);
       if (opts.drainTimeoutMs === undefined) drainMs = Math.min(DRAIN_MAX_MS, config.delivery.shutdown_grace_seconds * 1000);
     },
   };

@@ -9,7 +9,8 @@ import { startDeliveryThread } from '../../src/delivery/thread.ts';
 import { createLogger } from '../../src/log.ts';
 import { startRelay } from '../../src/relay.ts';
 import { ThreadedSqliteStore } from '../../src/store/sqlite/threaded-store.ts';
-import { logCapture, testConfig } from '../helpers/relay.ts';
+import { startMx } from '../helpers/mx.ts';
+import { logCapture, submit, testConfig } from '../helpers/relay.ts';
 
 const dir = () => mkdtempSync(join(tmpdir(), 'sealrelay-thread-'));
 let store: ThreadedSqliteStore | undefined;
@@ -54,3 +55,36 @@ it('a delivery thread that cannot start fails the relay start, naming the settin
   const relay = await startRelay({ config: { ...config, dkim: { domains: {} } }, logger: createLogger('silent') });
   await relay.close();
 });
+
+it('a reload whose policy cannot be built is answered reload-failed; the thread keeps running on the old one', async () => {
+  const config = testConfig();
+  store = await ThreadedSqliteStore.open(config.store.path);
+  const log = logCapture();
+  const thread = await startDeliveryThread({ config, store, logger: createLogger('info', log.stream) });
+  const broken = { ...config, policies: { ...config.policies, rules: [{ name: 'lists', match: { recipient_domains_file: join(dir(), 'missing-domains.txt') }, mode: 'forced' as const }] } };
+  await expect(thread.reload(broken as typeof config)).rejects.toThrow(/missing-domains\.txt/);
+  // Answered, not crashed: no restart, and the thread still takes a good reload.
+  expect(log.lines.some((l) => l.event === 'delivery.restarted' || l.event === 'delivery.error')).toBe(false);
+  await thread.reload(config);
+  await thread.stop(1000);
+});
+
+it('a reload the ingress cannot take (a listener change) changes nothing anywhere: delivery keeps the old policy', async () => {
+  const mx = await startMx('plain', { name: 'mx.keep.test' });
+  const config = testConfig({ delivery: { routes: { 'keep.test': `127.0.0.1:${mx.port}` } } });
+  const relay = await startRelay({ config, logger: createLogger('silent') });
+  try {
+    const next = {
+      ...config,
+      ingress: { ...config.ingress, listeners: { ...config.ingress.listeners, extra: { host: '127.0.0.1', port: 0, tls: 'starttls' as const } } },
+      policies: { ...config.policies, domains: { 'keep.test': { mode: 'tls-exclusive' as const, verification: 'none' as const } } },
+    };
+    await expect(relay.reload(next as typeof config)).rejects.toThrow(/listener changes need a restart/);
+    // Under the old (opportunistic) policy the plain MX still gets the message; tls-exclusive would drop it.
+    await submit({ port: relay.listeners[0]!.port, from: 'a@x.test', to: ['u@keep.test'] });
+    await mx.waitFor(1, 10_000);
+  } finally {
+    await relay.close();
+    await mx.close();
+  }
+}, 30_000);
