@@ -12,7 +12,6 @@ export const EVENTS = [
   'relay.dev_cert_renewed',
   'relay.cert_expiring',
   'relay.cert_expired',
-  'relay.restart_needed',
   'relay.stopping',
   'relay.stopped',
   'relay.reloaded',

@@ -62,7 +62,7 @@ function parseBits(value: string): number {
 }
 
 /** A zone-file line for the record, its text split into strings of at most 255 characters. */
-export function zoneLine(name: string, text: string): string {
+function zoneLine(name: string, text: string): string {
   const strings: string[] = [];
   for (let at = 0; at < text.length; at += TXT_STRING_MAX) strings.push(`"${text.slice(at, at + TXT_STRING_MAX)}"`);
   return `${name}. IN TXT ${strings.join(' ')}`;

@@ -128,21 +128,21 @@ export function recordTable(records: readonly DeliveryRecord[]): string {
   return renderTable(RECORD_COLUMNS, records.map(recordRow));
 }
 
-export function formatMx(mx: DeliveryRecord['mx']): string {
+function formatMx(mx: DeliveryRecord['mx']): string {
   if (!mx) return '-';
   const host = mx.host.includes(':') ? `[${mx.host}]` : mx.host;
   return mx.port === SMTP_PORT ? host : `${host}:${mx.port}`;
 }
 
 /** "TLSv1.3 TLS_AES_256_GCM_SHA384 256b verify=ok", "... verify=fail(<error>)", or "-" for no TLS. */
-export function formatTls(tls: DeliveryRecord['tls']): string {
+function formatTls(tls: DeliveryRecord['tls']): string {
   if (!tls) return '-';
   const verdict = tls.authorized ? 'ok' : `fail(${tls.authorizationError ?? 'unknown'})`;
   return `${tls.protocol} ${tls.cipher} ${tls.bits}b verify=${verdict}`;
 }
 
 /** "250 2.0.0 Ok: queued as X", without repeating a code the response text already starts with. */
-export function formatSmtp(smtp: DeliveryRecord['smtp']): string {
+function formatSmtp(smtp: DeliveryRecord['smtp']): string {
   let text = smtp.response.replace(/\s+/g, ' ').trim();
   const prefix = [smtp.code, smtp.enhanced].filter((p) => p !== null && p !== undefined).map(String);
   for (const p of prefix) if (text.startsWith(`${p} `) || text === p) text = text.slice(p.length).trimStart();

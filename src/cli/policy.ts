@@ -105,7 +105,6 @@ function headerBlockFrom(opts: ExplainOptions): string {
   return [head, ...extra].filter(Boolean).join('\r\n');
 }
 
-/** What the relay knows of these domains, when there is a store to ask. */
 /** The key a step would use, as explain shows it (the key material itself stays in the store). */
 type HeldKey = Pick<RecipientKey, 'fingerprint' | 'source' | 'expiresAt'>;
 type HeldKeys = Record<KeyKind, HeldKey | null>;

@@ -176,7 +176,7 @@ function entryState(pending: readonly Recipient[], now: number): string {
 }
 
 /** Totals of the whole queue, not just the rows listed. */
-export function queueFooter(stats: QueueStats): string {
+function queueFooter(stats: QueueStats): string {
   const held = stats.held ? ` (${stats.held} held)` : '';
   const duplicates = stats.possibleDuplicates ? `; ${duplicatesNote(stats.possibleDuplicates)}` : '';
   return `${plural(stats.messages, 'message')}, ${plural(stats.recipients, 'recipient')}${held}, ${Math.ceil(stats.bytes / 1024)} KB${duplicates}`;

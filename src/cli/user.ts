@@ -67,7 +67,7 @@ export function registerUserCommands(program: Command, context: () => CliContext
 
   user
     .command('remove <name>')
-    .description('remove an account; a running relay forgets it on SIGHUP')
+    .description('remove an account; a running relay forgets it within seconds')
     .action((name: string) => {
       const file = readConfig(context()).ingress.users_file;
       if (!removeUserEntry(file, name)) throw new CliError(EXIT.FAILURE, `no user ${name} in ${file}`);

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { buildDetectors } from '../policy/dlp/detectors.ts';
 
 export const MODES = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal'] as const;
-/** crypto.encryption_budget_bytes unless set: 64 MiB of message being encrypted at once. */
+/** crypto.encryption_budget_bytes unless set: 64 MiB of sealed copies in work at once. */
 export const DEFAULT_ENCRYPTION_BUDGET_BYTES = 64 * 1024 * 1024;
 
 export const VERIFICATIONS = ['none', 'ca', 'mta-sts', 'dane'] as const;
@@ -45,7 +45,7 @@ const floorSchema = z
 
 // The portal arrives with its own issue; until then it is refused here, as a mode and as a step.
 const PORTAL_LATER = 'the portal is not available yet';
-const deliverableMode = z.enum(['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal']).refine((m) => m !== 'portal', PORTAL_LATER);
+const deliverableMode = z.enum(MODES).refine((m) => m !== 'portal', PORTAL_LATER);
 
 // DANE (RFC 7672) needs DNSSEC-validated TLSA answers, which Node's resolver cannot
 // give: refused here rather than accepted and then deferring every message it governs.
@@ -348,8 +348,9 @@ export const configSchema = z
           .strict()
           .prefault({}),
         /**
-         * Message bytes being encrypted at once (PGP holds about six copies while it works);
-         * more waits its turn, and one larger message runs alone.
+         * Message bytes of sealed copies in work at once, each counted from the start of its
+         * encryption (PGP holds about six copies meanwhile) until it is delivered; more waits
+         * its turn, and one larger message runs alone.
          */
         encryption_budget_bytes: z.number().int().min(1024 * 1024).default(DEFAULT_ENCRYPTION_BUDGET_BYTES),
       })
