@@ -10,7 +10,7 @@ import { messageContext } from '../policy/message-context.ts';
 import { dlpScannerFor } from '../policy/dlp/for-config.ts';
 import { openStore } from '../store/open-store.ts';
 import { chooseKey } from '../crypto/choose-key.ts';
-import { domainOf, type DomainKnowledge, type KeyKind, type RecipientKey } from '../store/store.ts';
+import { domainOf, isKeyKind, type DomainKnowledge, type KeyKind, type RecipientKey } from '../store/store.ts';
 import { readConfig, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { renderTable } from './table.ts';
@@ -80,7 +80,7 @@ function traceLines(r: Explanation & { recipient: string; keys: HeldKeys | null 
   const known = r.decision.reasons.find((reason) => reason.includes('TLS-known'));
   if (known) lines.push(`↑ domain knowledge: ${known}`);
   // Which encryption steps could be taken today, from the keys the store holds.
-  const steps = new Set([r.decision.mode, ...r.decision.fallbackChain].filter((m): m is KeyKind => m === 'pgp' || m === 'smime'));
+  const steps = new Set([r.decision.mode, ...r.decision.fallbackChain].filter(isKeyKind));
   for (const kind of steps) {
     const key = r.keys?.[kind] ?? null;
     lines.push(`· key ${kind}: ${key ? `${key.fingerprint} (${key.source}${key.expiresAt ? `, expires ${new Date(key.expiresAt).toISOString().slice(0, 10)}` : ''})` : kind === 'pgp' ? 'none held (WKD may find one at delivery)' : 'none held'}`);

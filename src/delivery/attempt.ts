@@ -110,9 +110,8 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
         const failure: HostFailure =
           err instanceof NoAcceptableTls ? { kind: 'no-acceptable-tls', tls: err.kind } : { kind: 'connect-failed' };
         failures.push(failure);
-        const asked = afterHostFailure(job.decision, failure, isLast, failures);
-        // Plaintext is retried once per host: a plain session that failed is a host failure like any other.
-        const action = asked === 'retry-plain' && !current.allowTls ? (isLast ? 'defer' : 'next-host') : asked;
+        // A plain retry (no STARTTLS tried) can only fail as connect-failed, never ask for another.
+        const action = afterHostFailure(job.decision, failure, isLast, failures);
         logger.warn(
           { event: 'delivery.connection_failed', queueId: job.queueId, domain: job.domain, mx, failure, action, err: describe(err) },
           `${mx.host}[${mx.ip}]:${mx.port}: ${describe(err)} → ${action}`,

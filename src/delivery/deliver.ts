@@ -14,7 +14,7 @@
 // DKIM signs last, over exactly the bytes that go on the wire.
 import type { Protection } from '../crypto/protection.ts';
 import { makeDecision, type FallbackStep } from '../policy/decision.ts';
-import type { QueueItem } from '../store/store.ts';
+import { isKeyKind, type KeyKind, type QueueItem } from '../store/store.ts';
 import { attemptJob, type AttemptDeps, type Job, type RecipientResult } from './attempt.ts';
 import type { Method } from './record.ts';
 
@@ -22,8 +22,6 @@ export interface DeliverDeps extends AttemptDeps {
   readonly protection: Protection;
 }
 
-type EncryptionMode = 'pgp' | 'smime';
-const isEncryptionMode = (mode: string): mode is EncryptionMode => mode === 'pgp' || mode === 'smime';
 
 /** A message ready to go: its bytes, and those bytes DKIM-signed (made once, when first needed). */
 export interface Outgoing {
@@ -38,7 +36,7 @@ export function outgoing(bytes: Buffer, protection: Protection): Outgoing {
 
 export async function deliverJob(job: Job, message: Outgoing, deps: DeliverDeps): Promise<RecipientResult[]> {
   const { mode, fallbackChain } = job.decision;
-  if (isEncryptionMode(mode)) {
+  if (isKeyKind(mode)) {
     return Promise.all(job.items.map((item) => encryptedCopy(job, item, message.bytes, [mode, ...fallbackChain.filter((s) => s !== mode)], null, deps)));
   }
   const results = await attemptJob(job, await message.signed(), deps);
@@ -61,7 +59,7 @@ async function encryptedCopy(job: Job, item: QueueItem, message: Buffer, steps: 
   const tried: string[] = [];
   let temporary = false;
   for (const step of steps) {
-    if (!isEncryptionMode(step)) {
+    if (!isKeyKind(step)) {
       tried.push(`${step}: not available`);
       continue;
     }
@@ -97,7 +95,6 @@ async function encryptedCopy(job: Job, item: QueueItem, message: Buffer, steps: 
         // What travelled; a copy that went nowhere is only in `fallback.tried`.
         encryption: result!.method === 'none' ? null : { method: step, keyFingerprint: copy.keyFingerprint, keySource: copy.keySource, signed: copy.signed },
         fallback: firstChoiceFailed ? { reason: fellBack?.reason ?? `${job.decision.mode}: ${tried[0]}`, tried } : null,
-        needsFallback: undefined,
       };
     });
     if (delivered) return delivered;
@@ -124,7 +121,7 @@ async function encryptedCopy(job: Job, item: QueueItem, message: Buffer, steps: 
 }
 
 /** The record's method for a sealed copy: how the copy travelled, under the encryption. */
-function sealed(step: EncryptionMode, transport: Method): Method {
+function sealed(step: KeyKind, transport: Method): Method {
   if (transport === 'tls') return `${step}+tls`;
   if (transport === 'plaintext') return step;
   return 'none';

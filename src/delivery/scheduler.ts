@@ -56,7 +56,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   const destinations = new DestinationCache();
   const ready: Claimed[] = [];
   /** What this worker holds under lease (claimed, waiting or in flight), by queueId.seq: renewed while it lasts. */
-  const held = new Map<string, QueueItem>();
+  const held = new Map<string, { queueId: string; seq: number }>();
   /** Bounds the message bytes held by jobs at once (byte-budget.ts). */
   let bodies = new ByteBudget(config.delivery.inflight_budget_bytes);
   const heldKey = (i: { queueId: string; seq: number }) => `${i.queueId}.${i.seq}`;
@@ -129,7 +129,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       if (!ready.length) {
         const limit = slots() * CLAIM_PER_SLOT;
         const items = await store.claim({ owner, limit, leaseMs: config.delivery.lease_seconds * 1000 });
-        for (const item of items) held.set(heldKey(item), item);
+        for (const { queueId, seq } of items) held.set(heldKey({ queueId, seq }), { queueId, seq });
         // A full claim means more may be due: claim again as soon as a job slot frees.
         backlog = items.length === limit;
         if (!items.length) return;

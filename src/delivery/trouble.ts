@@ -9,7 +9,7 @@
 //   (`opportunistic`, and `pgp`/`smime`/`portal`, which travel with opportunistic TLS on
 //   top), and there only when the host did not offer STARTTLS at all. A host that
 //   offered TLS and then failed the handshake, the floor or the certificate check is
-//   never retried in plaintext: next host, then defer.
+//   not retried in plaintext (next host, then defer) — save for a sealed copy:
 // - a sealed copy (`pgp`/`smime`) that asks no certificate check, to a domain where
 //   TLS is not expected: a host that offered TLS but gave none at the floor gets the
 //   copy in plaintext over a new connection (its content is encrypted end to end; a
@@ -21,6 +21,7 @@
 // - a reply to the transaction: 2xx delivered, 4xx defer, 5xx bounce (RFC 5321 §4.2.1).
 import type { Mode, Verification } from '../config/schema.ts';
 import type { FallbackStep } from '../policy/decision.ts';
+import { isKeyKind } from '../store/store.ts';
 import type { NoTlsKind } from './verify.ts';
 
 /** What happened with one host. */
@@ -72,7 +73,7 @@ function plaintextAllowed(policy: TroublePolicy): boolean {
 
 /** A sealed copy that asks no certificate check, where TLS is not expected: plaintext even from a host that offered TLS. */
 function sealedPlaintextAllowed(policy: TroublePolicy): boolean {
-  return (policy.mode === 'pgp' || policy.mode === 'smime') && (policy.verification ?? 'none') === 'none' && !policy.tlsExpected;
+  return isKeyKind(policy.mode) && (policy.verification ?? 'none') === 'none' && !policy.tlsExpected;
 }
 
 /** The end of the host list with no acceptable TLS. */

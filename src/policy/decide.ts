@@ -40,7 +40,7 @@ export interface Policy {
 const MODE_VALUES: ReadonlySet<string> = new Set(['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime']);
 
 /** The chain a mode gets when its entry names none: forced tries PGP, then S/MIME (the portal will follow). */
-export function defaultFallback(mode: Decision['mode']): FallbackStep[] {
+function defaultFallback(mode: Decision['mode']): FallbackStep[] {
   return mode === 'forced' ? ['pgp', 'smime'] : [];
 }
 

@@ -9,7 +9,7 @@ export interface Floor {
   readonly minCipherBits: number;
 }
 
-/** What may be tried when the recipient's MX offers no acceptable TLS (issue: fallback chain). */
+/** A step of the fallback chain: what may be tried when the recipient's MX offers no acceptable TLS, or a pgp/smime recipient has no usable key. */
 export type FallbackStep = 'pgp' | 'smime' | 'portal';
 
 export interface Decision {

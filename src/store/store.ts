@@ -112,6 +112,8 @@ export interface QueueStats {
 }
 
 export type KeyKind = 'pgp' | 'smime';
+/** The modes and fallback steps that are end-to-end encryption to a recipient's key. */
+export const isKeyKind = (kind: string): kind is KeyKind => kind === 'pgp' || kind === 'smime';
 
 /** A recipient's public key or certificate, as the key store holds it. */
 export interface RecipientKey {

@@ -49,7 +49,7 @@ interface PendingWrite {
   reject(err: Error): void;
 }
 
-/** Largest number of enqueues folded into one commit. */
+/** Largest number of writes (enqueues, finishes) folded into one commit. */
 const MAX_GROUP_COMMIT = 256;
 
 export class SqliteStore implements Store {

@@ -1,7 +1,7 @@
 // The SQLite store's own thread. The relay's event loop never waits for SQLite:
 // every Store call is a message to this thread, which runs it on its connection
-// and answers. While one commit waits for its fsync, new enqueues queue up behind
-// it and share the next commit (group commit without any timer), and SQLite's
+// and answers. While one commit waits for its fsync, new writes (enqueues, finishes)
+// queue up behind it and share the next commit (group commit without any timer), and SQLite's
 // WAL checkpoints stall only this thread, never an SMTP session.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { SqliteStore } from './sqlite-store.ts';

@@ -1,7 +1,8 @@
 // The Store the relay uses on SQLite: SqliteStore running in a worker thread
 // (store-worker.ts), so that fsyncs and checkpoints never block the event loop
-// that serves SMTP sessions. Calls keep their order; each resolves only when the
-// worker has finished it — for `enqueue`, after the commit, as before.
+// that serves SMTP sessions. Calls reach the worker in order; each resolves only
+// when the worker has finished it — a write that joins the next group commit
+// (`enqueue`, `finish`) after that commit, so a quick call made later may resolve first.
 //
 // The thread that opened the store owns it (open/close). Another thread — the
 // delivery worker — reaches the same store thread over a port of its own
