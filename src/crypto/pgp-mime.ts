@@ -248,7 +248,36 @@ async function cachedKey(source: string | Uint8Array, role: PgpKeyRole, label: s
   return key;
 }
 
+/**
+ * The relay's signing key, unlocked: read and decrypted once per key and passphrase
+ * (the passphrase's key derivation is slow by design, and every sealed copy is signed),
+ * its validity judged again at each use. Like the DKIM and S/MIME signing keys, it
+ * stays usable in memory while the relay runs.
+ */
+const unlockedSigningKeys = new Map<string, Promise<openpgp.PrivateKey>>();
+
 async function readSigningKey(armoredKey: string, passphrase: string | undefined, now: Date): Promise<openpgp.PrivateKey> {
+  const id = crypto.createHash('sha256').update(armoredKey).update('\0').update(passphrase ?? '\0none').digest('base64');
+  let unlocked = unlockedSigningKeys.get(id);
+  if (!unlocked) {
+    unlocked = unlockSigningKey(armoredKey, passphrase, now);
+    unlockedSigningKeys.set(id, unlocked);
+    // A key that cannot be unlocked is tried again next time (the file may be fixed by then).
+    unlocked.catch(() => unlockedSigningKeys.delete(id));
+    if (unlockedSigningKeys.size > KEY_CACHE_ENTRIES) unlockedSigningKeys.delete(unlockedSigningKeys.keys().next().value!);
+  }
+  const key = await unlocked;
+  const fingerprint = key.getFingerprint().toUpperCase();
+  await checkValidity(key, 'signing', 'signing key', now);
+  try {
+    await key.getSigningKey(undefined, now, undefined, PGP_CONFIG);
+  } catch (e) {
+    throw new PgpKeyError('no-signing-key', 'signing', fingerprint, `the signing key ${fingerprint} cannot sign (${errorText(e)})`);
+  }
+  return key;
+}
+
+async function unlockSigningKey(armoredKey: string, passphrase: string | undefined, now: Date): Promise<openpgp.PrivateKey> {
   const label = 'signing key';
   let key: openpgp.PrivateKey;
   try {
@@ -258,21 +287,15 @@ async function readSigningKey(armoredKey: string, passphrase: string | undefined
   }
   const fingerprint = key.getFingerprint().toUpperCase();
   if (key.keyPacket.version !== 4) throw versionError(key.keyPacket.version, 'signing', label, fingerprint);
+  // Judged before unlocking, so that an expired locked key is reported as expired.
   await checkValidity(key, 'signing', label, now);
-  if (!key.isDecrypted()) {
-    if (passphrase === undefined) throw new PgpKeyError('locked', 'signing', fingerprint, `the ${label} ${fingerprint} is passphrase-protected and no passphrase was given`);
-    try {
-      key = await openpgp.decryptKey({ privateKey: key, passphrase, config: PGP_CONFIG });
-    } catch (e) {
-      throw new PgpKeyError('locked', 'signing', fingerprint, `the ${label} ${fingerprint} could not be unlocked (${errorText(e)})`);
-    }
-  }
+  if (key.isDecrypted()) return key;
+  if (passphrase === undefined) throw new PgpKeyError('locked', 'signing', fingerprint, `the ${label} ${fingerprint} is passphrase-protected and no passphrase was given`);
   try {
-    await key.getSigningKey(undefined, now, undefined, PGP_CONFIG);
+    return await openpgp.decryptKey({ privateKey: key, passphrase, config: PGP_CONFIG });
   } catch (e) {
-    throw new PgpKeyError('no-signing-key', 'signing', fingerprint, `the ${label} ${fingerprint} cannot sign (${errorText(e)})`);
+    throw new PgpKeyError('locked', 'signing', fingerprint, `the ${label} ${fingerprint} could not be unlocked (${errorText(e)})`);
   }
-  return key;
 }
 
 async function readOneKey(source: string | Uint8Array, role: PgpKeyRole, label: string): Promise<openpgp.Key> {

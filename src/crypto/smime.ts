@@ -288,6 +288,25 @@ interface Certificate {
 
 /** Reads one PEM certificate and checks what every S/MIME use needs: RSA of MIN_RSA_BITS, valid now, emailProtection. */
 function readCertificate(pem: string, role: SmimeCertRole, what: string): Certificate {
+  const parsed = parsedCertificate(pem, role, what);
+  const label = `${what} (${parsed.subject})`;
+  // Judged at every use: validity depends on the clock, the messages on the role.
+  checkUse(parsed.forge, parsed.publicKey, role, label);
+  return { ...parsed, label };
+}
+
+interface ParsedCertificate extends Omit<Certificate, 'label'> {
+  readonly subject: string;
+}
+
+/** Certificates already parsed, by PEM: the archive and signer certificates are used for every message. */
+const parsedCertificates = new Map<string, ParsedCertificate>();
+const PARSED_CERTIFICATES_KEPT = 128;
+
+function parsedCertificate(pem: string, role: SmimeCertRole, what: string): ParsedCertificate {
+  const id = crypto.createHash('sha256').update(pem).digest('base64');
+  const cached = parsedCertificates.get(id);
+  if (cached) return cached;
   const der = certificateDer(pem, role, what);
   let label = what;
   try {
@@ -295,7 +314,8 @@ function readCertificate(pem: string, role: SmimeCertRole, what: string): Certif
     const tbs = children(children(node)[0]);
     // TBSCertificate: [0] version (absent in v1), serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo.
     const v = tbs[0]?.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC ? 1 : 0;
-    label = `${what} (${describeName(tbs[v + 4])})`;
+    const subject = describeName(tbs[v + 4]);
+    label = `${what} (${subject})`;
     const keyAlgorithm = forge.asn1.derToOid(children(children(tbs[v + 5])[0])[0]!.value as string);
     if (keyAlgorithm !== OID.rsaEncryption) {
       throw new SmimeCertError('unsupported-key', role, `${label}: ${KEY_ALGORITHMS[keyAlgorithm] ?? keyAlgorithm} key; node-forge can use only RSA keys for S/MIME`);
@@ -303,8 +323,10 @@ function readCertificate(pem: string, role: SmimeCertRole, what: string): Certif
     const issuerAndSerial = tlv(0x30, forgeDer(tbs[v + 2]!), forgeDer(tbs[v]!));
     const cert = forge.pki.certificateFromAsn1(node);
     const publicKey = crypto.createPublicKey({ key: forgeDer(tbs[v + 5]!), format: 'der', type: 'spki' });
-    checkUse(cert, publicKey, role, label);
-    return { forge: cert, publicKey, der, issuerAndSerial, label };
+    const parsed = { forge: cert, publicKey, der, issuerAndSerial, subject };
+    parsedCertificates.set(id, parsed);
+    if (parsedCertificates.size > PARSED_CERTIFICATES_KEPT) parsedCertificates.delete(parsedCertificates.keys().next().value!);
+    return parsed;
   } catch (e) {
     if (e instanceof SmimeCertError) throw e;
     throw new SmimeCertError('malformed', role, `${label}: not a readable X.509 certificate (${(e as Error).message})`);
