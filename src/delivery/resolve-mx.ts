@@ -18,6 +18,7 @@ import dns from 'node:dns';
 import net from 'node:net';
 import { SmtpError } from '../smtp-error.ts';
 import type { MxFacts } from './record.ts';
+import { errorCode, makeResolver } from '../net/dns.ts';
 
 /** One address to connect to. `host` is the MX (or route) name the certificate must carry. */
 export interface MxTarget extends MxFacts {
@@ -43,8 +44,6 @@ export interface ResolveOptions {
 
 /** Addresses tried per destination at most (Postfix smtp_mx_address_limit default: 5). */
 export const MX_ADDRESS_LIMIT = 5;
-/** Queries per lookup before c-ares gives up (first try included). */
-const DNS_TRIES = 2;
 
 /** c-ares codes (node:dns) that mean "the name does not exist" and "it exists but has no such record". */
 const NXDOMAIN = dns.NOTFOUND;
@@ -56,18 +55,12 @@ async function attempt<T>(query: Promise<T>): Promise<Lookup<T>> {
   try {
     return { ok: true, value: await query };
   } catch (err) {
-    return { ok: false, code: String((err as NodeJS.ErrnoException).code ?? 'EUNKNOWN') };
+    return { ok: false, code: errorCode(err) };
   }
 }
 
 function temporary(domain: string, what: string): SmtpError {
   return new SmtpError(451, '4.4.3', 'dns', `DNS lookup for ${domain} failed, will retry`, `${what} for ${domain}`);
-}
-
-function makeResolver(opts: ResolveOptions): dns.promises.Resolver {
-  const resolver = new dns.promises.Resolver({ timeout: opts.timeoutMs, tries: DNS_TRIES });
-  if (opts.dnsServers.length) resolver.setServers([...opts.dnsServers]);
-  return resolver;
 }
 
 /** "host:port" or "[v6]:port" (validated by the config schema). */

@@ -22,9 +22,9 @@
 // TXT records as an error rather than "no policy" (§3.1); and its validateMx lets
 // "*.example.com" match any depth ("a.b.example.com"), against §4.1. What remains useful
 // (parsePolicy) is a few lines, not worth a dependency that brings its own nodemailer.
-import dns from 'node:dns';
 import { domainToASCII } from 'node:url';
 import { httpsGet, HttpsGetError, type HttpsResponse } from '../net/https-get.ts';
+import { ABSENT_CODES, errorCode, makeResolver } from '../net/dns.ts';
 
 export type MtaStsMode = 'enforce' | 'testing' | 'none';
 
@@ -80,11 +80,6 @@ export const POLICY_MAX_BYTES = 64 * 1024;
 /** §3.2: max_age is at most 31557600 s (about one year). */
 export const MAX_AGE_LIMIT_S = 31_557_600;
 export const POLICY_PATH = '/.well-known/mta-sts.txt';
-/** Queries per DNS lookup before c-ares gives up (first try included), as in resolve-mx.ts. */
-const DNS_TRIES = 2;
-
-/** c-ares codes that mean "no such name" / "no such record": no policy, not a failure. */
-const ABSENT_CODES: ReadonlySet<string> = new Set([dns.NOTFOUND, dns.NODATA]);
 
 const fail = (reason: string, temporary: boolean): MtaStsError => ({ kind: 'error', reason, temporary });
 
@@ -95,13 +90,6 @@ function normalizeDomain(domain: string): string {
   return /[^ -~]/.test(name) ? domainToASCII(name) || name : name;
 }
 
-function makeResolver(opts: Pick<MtaStsFetchOptions, 'dnsServers' | 'timeoutMs'>): dns.promises.Resolver {
-  const resolver = new dns.promises.Resolver({ timeout: opts.timeoutMs, tries: DNS_TRIES });
-  if (opts.dnsServers.length) resolver.setServers([...opts.dnsServers]);
-  return resolver;
-}
-
-const errorCode = (err: unknown) => String((err as NodeJS.ErrnoException).code ?? 'EUNKNOWN');
 
 // ---- TXT record (§3.1) ----
 

@@ -12,10 +12,10 @@
 // - one deadline covers connect, handshake, headers and body (DNS has its per-query timeout);
 // - no agent: no pooled sockets or global options, nothing outlives the request.
 // Judging the answer (status, media type, content) is the caller's job.
-import dns from 'node:dns';
 import https from 'node:https';
 import net from 'node:net';
 import type { IncomingMessage } from 'node:http';
+import { ABSENT_CODES, errorCode, makeResolver } from './dns.ts';
 
 export interface HttpsGetOptions {
   /** "ip" or "ip:port"; empty uses c-ares' defaults (resolv.conf). */
@@ -64,19 +64,13 @@ export class HttpsGetError extends Error {
 }
 
 const HTTPS_PORT = 443;
-/** Queries per DNS lookup before c-ares gives up (first try included), as in resolve-mx.ts. */
-const DNS_TRIES = 2;
-/** c-ares codes that mean "no such name" / "no such record". */
-const ABSENT_CODES: ReadonlySet<string> = new Set([dns.NOTFOUND, dns.NODATA]);
 /** Connection-level failures that may pass; certificate and protocol errors do not. */
 const TEMPORARY_SOCKET_CODES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN']);
 
-const errorCode = (err: unknown) => String((err as NodeJS.ErrnoException).code ?? 'EUNKNOWN');
 
 /** The first A, else AAAA, address of `host` through `dnsServers`, or null when it has none. */
 export async function resolveHostAddress(host: string, opts: Pick<HttpsGetOptions, 'dnsServers' | 'timeoutMs'>): Promise<string | null> {
-  const resolver = new dns.promises.Resolver({ timeout: opts.timeoutMs, tries: DNS_TRIES });
-  if (opts.dnsServers.length) resolver.setServers([...opts.dnsServers]);
+  const resolver = makeResolver(opts);
   let temporaryCode: string | null = null;
   for (const lookup of [() => resolver.resolve4(host), () => resolver.resolve6(host)]) {
     try {
