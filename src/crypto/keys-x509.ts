@@ -8,13 +8,10 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import forge from 'node-forge';
 import { normaliseAddress, type RecipientKey } from '../store/store.ts';
+import { emailProtectionProblem, keyEnciphermentProblem, weakKeyProblem } from './smime.ts';
 
-/** Weaker RSA keys are refused, as openpgp refuses them for OpenPGP. */
-const MIN_RSA_BITS = 2048;
 /** GeneralName tag of an email address in subjectAltName (RFC 5280 §4.2.1.6). */
 const RFC822_NAME = 1;
-/** anyExtendedKeyUsage (RFC 5280 §4.2.1.12): allows every purpose, S/MIME included. */
-const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
 
 type Origin = { source: RecipientKey['source']; importedAt: number };
 
@@ -42,14 +39,9 @@ export function describeCertificate(der: Buffer, origin: Origin): RecipientKey {
   };
 }
 
+/** The rules encryption applies (smime.ts), as a verdict to store rather than an error. */
 function whyUnusable(cert: forge.pki.Certificate): string | null {
-  const keyUsage = cert.getExtension('keyUsage') as { keyEncipherment?: boolean } | null;
-  if (keyUsage && !keyUsage.keyEncipherment) return 'keyUsage does not allow keyEncipherment';
-  const extKeyUsage = cert.getExtension('extKeyUsage') as Record<string, unknown> | null;
-  if (extKeyUsage && !extKeyUsage.emailProtection && !extKeyUsage[ANY_EXTENDED_KEY_USAGE]) return 'extKeyUsage does not include emailProtection';
-  const bits = (cert.publicKey as forge.pki.rsa.PublicKey).n.bitLength();
-  if (bits < MIN_RSA_BITS) return `RSA key of ${bits} bits is too weak (at least ${MIN_RSA_BITS})`;
-  return null;
+  return keyEnciphermentProblem(cert) ?? emailProtectionProblem(cert) ?? weakKeyProblem((cert.publicKey as forge.pki.rsa.PublicKey).n.bitLength());
 }
 
 /** What node:crypto can say of a certificate node-forge could not read: it is stored, but cannot be used. */

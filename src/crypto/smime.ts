@@ -81,8 +81,27 @@ export class SmimeMessageError extends Error {
   override name = 'SmimeMessageError';
 }
 
-/** Weaker RSA keys are refused, as keys-x509.ts refuses to store them. */
+/** Weaker RSA keys are refused here; keys-x509.ts stores them as unusable, by the same rules below. */
 const MIN_RSA_BITS = 2048;
+
+// What a certificate must allow to receive S/MIME, shared with the key store's verdict
+// (keys-x509.ts), so that a key the store calls usable is one encryption accepts.
+
+/** RFC 8551 §2.4.2: RSA key transport needs keyEncipherment when keyUsage is present. */
+export function keyEnciphermentProblem(cert: forge.pki.Certificate): string | null {
+  const keyUsage = cert.getExtension('keyUsage') as { keyEncipherment?: boolean } | null | undefined;
+  return keyUsage && !keyUsage.keyEncipherment ? 'keyUsage does not allow keyEncipherment' : null;
+}
+
+/** RFC 8550 §4.4.4: with an extendedKeyUsage extension, the certificate is for S/MIME only if it says so. */
+export function emailProtectionProblem(cert: forge.pki.Certificate): string | null {
+  const extKeyUsage = cert.getExtension('extKeyUsage') as Record<string, unknown> | null | undefined;
+  return extKeyUsage && !extKeyUsage.emailProtection && !extKeyUsage[OID.anyExtendedKeyUsage] ? 'extKeyUsage does not include emailProtection' : null;
+}
+
+export function weakKeyProblem(bits: number): string | null {
+  return bits < MIN_RSA_BITS ? `RSA key of ${bits} bits is too weak (at least ${MIN_RSA_BITS})` : null;
+}
 /** 57 bytes make one 76-character base64 line (RFC 2045 §6.8 allows at most 76). */
 const BASE64_LINE_BYTES = 57;
 /** Plaintext bytes per cipher update: each update returns a fresh buffer, so this bounds the transient copy. */
@@ -121,10 +140,8 @@ export function encryptSmime(message: Buffer, recipientCertsPem: readonly string
   if (recipientCertsPem.length === 0) throw new RangeError('encryptSmime needs at least one recipient certificate');
   const recipients = recipientCertsPem.map((pem, i) => {
     const cert = readCertificate(pem, 'recipient', `recipient certificate ${i + 1}`);
-    const keyUsage = cert.forge.getExtension('keyUsage') as { keyEncipherment?: boolean } | undefined;
-    if (keyUsage && !keyUsage.keyEncipherment) {
-      throw new SmimeCertError('no-key-encipherment', 'recipient', `${cert.label}: keyUsage does not allow keyEncipherment, so it cannot receive an RSA-transported key`);
-    }
+    const noTransport = keyEnciphermentProblem(cert.forge);
+    if (noTransport) throw new SmimeCertError('no-key-encipherment', 'recipient', `${cert.label}: ${noTransport}, so it cannot receive an RSA-transported key`);
     return cert;
   });
   const { outer, entity } = splitMessage(message);
@@ -338,13 +355,10 @@ function checkUse(cert: forge.pki.Certificate, publicKey: KeyObject, role: Smime
   const { notBefore, notAfter } = cert.validity;
   if (now < notBefore.getTime()) throw new SmimeCertError('not-yet-valid', role, `${label}: not valid before ${notBefore.toISOString()}`);
   if (now > notAfter.getTime()) throw new SmimeCertError('expired', role, `${label}: expired at ${notAfter.toISOString()}`);
-  const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (bits < MIN_RSA_BITS) throw new SmimeCertError('weak-key', role, `${label}: RSA key of ${bits} bits is too weak (at least ${MIN_RSA_BITS})`);
-  // RFC 8550 §4.4.4: with an extendedKeyUsage extension, the certificate is for S/MIME only if it says so.
-  const extKeyUsage = cert.getExtension('extKeyUsage') as Record<string, unknown> | undefined;
-  if (extKeyUsage && !extKeyUsage.emailProtection && !extKeyUsage[OID.anyExtendedKeyUsage]) {
-    throw new SmimeCertError('no-email-protection', role, `${label}: extKeyUsage does not include emailProtection`);
-  }
+  const weak = weakKeyProblem(publicKey.asymmetricKeyDetails?.modulusLength ?? 0);
+  if (weak) throw new SmimeCertError('weak-key', role, `${label}: ${weak}`);
+  const notForMail = emailProtectionProblem(cert);
+  if (notForMail) throw new SmimeCertError('no-email-protection', role, `${label}: ${notForMail}`);
 }
 
 /** The DER of the one CERTIFICATE block in `pem`. */
