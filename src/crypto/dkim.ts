@@ -15,7 +15,7 @@
 import crypto from 'node:crypto';
 import { domainToASCII } from 'node:url';
 import addressparser from 'nodemailer/lib/addressparser';
-import { headerEnd } from '../mime/header-block.ts';
+import { headerEnd, parseHeaders } from '../mime/header-block.ts';
 
 export interface DkimKey {
   /** The d= domain: lower case A-labels, no trailing dot. */
@@ -106,12 +106,7 @@ export function loadDkimKey(domain: string, selector: string, pem: string): Dkim
 /** Unfolded values of the header fields named `name` (case-insensitive). */
 function headerValues(message: Buffer, name: string): string[] {
   // UTF-8: an SMTPUTF8 address is UTF-8 in the header (RFC 6532); ASCII reads the same.
-  const block = message.subarray(0, headerEnd(message)).toString('utf8').replace(/\r\n(?=[ \t])/g, '');
-  const prefix = `${name.toLowerCase()}:`;
-  return block
-    .split('\r\n')
-    .filter((line) => line.toLowerCase().startsWith(prefix))
-    .map((line) => line.slice(prefix.length).trim());
+  return parseHeaders(message.subarray(0, headerEnd(message)).toString('utf8')).get(name.toLowerCase()) ?? [];
 }
 
 /** The one domain of the From header, or why there is none. */

@@ -1,5 +1,6 @@
-// Where a stored message's header block ends. Messages in the queue end every line
-// with CRLF (ingress refuses bare LF and CR), so the block ends at the first empty line.
+// A stored message's header block: where it ends, and its fields. Messages in the
+// queue end every line with CRLF (ingress refuses bare LF and CR), so the block ends
+// at the first empty line.
 
 /**
  * Offset just past the last header line: the start of the blank line that
@@ -14,6 +15,23 @@ export function headerEnd(message: Buffer): number {
 /** The header block as text (latin1 keeps every byte), its last line's CRLF included. */
 export function headerBlock(message: Buffer): string {
   return message.subarray(0, headerEnd(message)).toString('latin1');
+}
+
+/** Parses a header block (up to the first empty line) into lower-cased names → unfolded values. */
+export function parseHeaders(headerBlock: string): Map<string, string[]> {
+  const headers = new Map<string, string[]>();
+  const unfolded = headerBlock.replace(/\r?\n[ \t]+/g, ' ');
+  for (const line of unfolded.split(/\r?\n/)) {
+    if (!line) break;
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).trim().toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    const list = headers.get(name);
+    if (list) list.push(value);
+    else headers.set(name, [value]);
+  }
+  return headers;
 }
 
 /** What a message without Content-Type is (RFC 2045 §5.2), written out for an entity that moves inside another. */

@@ -2,6 +2,7 @@
 // submitted it, and the message's header fields and DLP hits. Built once per
 // message, never holding the body.
 import { decodeEncodedWords } from '../mime/encoded-words.ts';
+import { parseHeaders } from '../mime/header-block.ts';
 
 export interface MessageContext {
   readonly sender: string;
@@ -12,23 +13,6 @@ export interface MessageContext {
   readonly headers: ReadonlyMap<string, readonly string[]>;
   /** Ids of the DLP detectors that fired (never the matched text). */
   readonly dlpHits: readonly string[];
-}
-
-/** Parses a header block (up to the first empty line) into lower-cased names → unfolded values. */
-export function parseHeaders(headerBlock: string): Map<string, string[]> {
-  const headers = new Map<string, string[]>();
-  const unfolded = headerBlock.replace(/\r?\n[ \t]+/g, ' ');
-  for (const line of unfolded.split(/\r?\n/)) {
-    if (!line) break;
-    const colon = line.indexOf(':');
-    if (colon <= 0) continue;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    const value = line.slice(colon + 1).trim();
-    const list = headers.get(name);
-    if (list) list.push(value);
-    else headers.set(name, [value]);
-  }
-  return headers;
 }
 
 function decodeSubject(raw: string | undefined): string | null {

@@ -3,7 +3,7 @@
 // transfer encoding, the disposition and file name, and the subject with its
 // encoded-words decoded (RFC 2047). Lenient: a malformed field yields defaults.
 import { decodeEncodedWords } from '../../mime/encoded-words.ts';
-import { parseHeaders } from '../message-context.ts';
+import { parseHeaders } from '../../mime/header-block.ts';
 import { charsetDecoder } from './decode.ts';
 
 export interface PartHeaders {
