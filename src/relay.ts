@@ -10,7 +10,6 @@ import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
 import { openRelayStore } from './store/open-store.ts';
-import { lockStoreFile } from './store/sqlite/owner-lock.ts';
 
 /** How often the users file is checked for changes, in ms. */
 const USERS_FILE_POLL_MS = 2000;
@@ -32,10 +31,8 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
   const credentials = (cfg: Config) => noteCertificate(ensureDevCertificate(cfg.ingress.cert_file, cfg.ingress.key_file, cfg.server.hostname), cfg.ingress.cert_file, logger);
   const initialCert = credentials(config);
 
-  // One relay per store file (owner-lock.ts); held until close.
-  const lock = lockStoreFile(config.store.path);
   // What has started so far, undone in reverse order when a later step fails.
-  const started: (() => unknown)[] = [() => lock.release()];
+  const started: (() => unknown)[] = [];
   let store: Awaited<ReturnType<typeof openRelayStore>>;
   let delivery: Awaited<ReturnType<typeof startDeliveryThread>>;
   let ingress: Awaited<ReturnType<typeof startIngress>>;
@@ -117,7 +114,6 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
         await delivery.stop(config.delivery.shutdown_grace_seconds * 1000);
         await ingress.close();
         await store.close();
-        lock.release();
       })();
       return closing;
     },

@@ -12,10 +12,10 @@ export function openStore(config: Config['store']): Store {
   }
 }
 
-/** For the long-running relay: SQLite in its own thread, so commits never stall SMTP sessions. */
+/** For the long-running relay: SQLite in its own thread, so commits never stall SMTP sessions; one relay per file. */
 export async function openRelayStore(config: Config['store'], onError?: (message: string) => void): Promise<ThreadedSqliteStore> {
   switch (config.driver) {
     case 'sqlite':
-      return ThreadedSqliteStore.open(config.path, onError);
+      return ThreadedSqliteStore.open(config.path, onError, { exclusive: true });
   }
 }

@@ -11,6 +11,7 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
 import { tsxWorker } from '../../tsx-worker.ts';
+import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
 import type { DomainKnowledge, KeyKind, KeyLookup, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
 
 type Op = Exclude<keyof Store, never>;
@@ -33,6 +34,8 @@ export class ThreadedSqliteStore implements Store {
   private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private failure: Error | null = null;
+  /** Held by the relay's store (owner-lock.ts) from open to close: one relay per store file. */
+  private ownerLock: OwnerLock | null = null;
 
   private constructor(
     /** The store thread itself (owner), or a port to it (attached). */
@@ -73,8 +76,24 @@ export class ThreadedSqliteStore implements Store {
     return port1;
   }
 
-  /** Starts the thread and opens (and migrates) the database; rejects with the reason it could not. */
-  static async open(path: string, onBackgroundError: (message: string) => void = () => undefined): Promise<ThreadedSqliteStore> {
+  /**
+   * Starts the thread and opens (and migrates) the database; rejects with the reason it could not.
+   * `exclusive` (the relay's store): first takes the file's owner lock, refusing a second relay.
+   */
+  static async open(path: string, onBackgroundError: (message: string) => void = () => undefined, opts: { exclusive?: boolean } = {}): Promise<ThreadedSqliteStore> {
+    const lock = opts.exclusive ? lockStoreFile(path) : null;
+    let store: ThreadedSqliteStore;
+    try {
+      store = await ThreadedSqliteStore.start(path, onBackgroundError);
+    } catch (err) {
+      lock?.release();
+      throw err;
+    }
+    store.ownerLock = lock;
+    return store;
+  }
+
+  private static async start(path: string, onBackgroundError: (message: string) => void): Promise<ThreadedSqliteStore> {
     const worker = tsxWorker(ENTRY, { workerData: { path } });
     let onMessage!: (m: { ready?: boolean; fatal?: string }) => void;
     let onError!: (err: Error) => void;
@@ -198,6 +217,15 @@ export class ThreadedSqliteStore implements Store {
     return this.call('recordKeyLookup', lookup);
   }
   async close(): Promise<void> {
+    try {
+      await this.closeThread();
+    } finally {
+      this.ownerLock?.release();
+      this.ownerLock = null;
+    }
+  }
+
+  private async closeThread(): Promise<void> {
     if (this.failure) return;
     const worker = this.worker;
     if (!(worker instanceof Worker)) {
