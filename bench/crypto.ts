@@ -265,32 +265,30 @@ async function main(): Promise<void> {
     const script = fileURLToPath(import.meta.url);
     const cases: CaseResult[] = [];
     for (const [method, size] of CASES) {
-      {
-        const name = `${method}-${size}`;
-        const busy = await backgroundBusy(1000);
-        console.error(`${name}: ${WARMUP_RUNS} warm-ups + ${runsFor[size]} runs in a child process…`);
-        const output = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', script, '--case', name, '--dir', dir, '--runs', String(runsFor[size])], {
-          cwd: ROOT,
-          encoding: 'utf8',
-          maxBuffer: 16 * MB,
-          stdio: ['ignore', 'pipe', 'inherit'],
-        });
-        const child = JSON.parse(output) as ChildFigures;
-        const latencyMs = summarize(child.runsMs);
-        const peakGrowthBytes = child.peakRssBytes - child.rssBeforeBytes;
-        cases.push({
-          name,
-          method,
-          size,
-          warmupRuns: WARMUP_RUNS,
-          ...child,
-          latencyMs,
-          mbPerSec: round(child.messageBytes / MB / (latencyMs.p50 / 1000)),
-          peakGrowthBytes,
-          peakGrowthPerMessage: round(peakGrowthBytes / child.messageBytes),
-          backgroundBusy: round(busy),
-        });
-      }
+      const name = `${method}-${size}`;
+      const busy = await backgroundBusy(1000);
+      console.error(`${name}: ${WARMUP_RUNS} warm-ups + ${runsFor[size]} runs in a child process…`);
+      const output = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', script, '--case', name, '--dir', dir, '--runs', String(runsFor[size])], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        maxBuffer: 16 * MB,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const child = JSON.parse(output) as ChildFigures;
+      const latencyMs = summarize(child.runsMs);
+      const peakGrowthBytes = child.peakRssBytes - child.rssBeforeBytes;
+      cases.push({
+        name,
+        method,
+        size,
+        warmupRuns: WARMUP_RUNS,
+        ...child,
+        latencyMs,
+        mbPerSec: round(child.messageBytes / MB / (latencyMs.p50 / 1000)),
+        peakGrowthBytes,
+        peakGrowthPerMessage: round(peakGrowthBytes / child.messageBytes),
+        backgroundBusy: round(busy),
+      });
     }
     const small = cases.filter((c) => c.size === '100k');
     const results = {

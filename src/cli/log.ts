@@ -4,10 +4,10 @@
 // --follow keeps printing records as the relay writes them, like `tail -f`: it
 // polls the store (a reader never blocks the relay's writes in WAL mode) with a
 // cursor in write order, so a late-finishing attempt is printed once, never lost.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { OUTCOMES, type DeliveryRecord, type Outcome } from '../delivery/record.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { RecordFilter, Store } from '../store/store.ts';
 import { columnWidths, renderTable, truncate, type Column } from './table.ts';
 import { isoSeconds, parseSince } from './time.ts';

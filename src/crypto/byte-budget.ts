@@ -24,7 +24,7 @@ export class ByteBudget {
     }
   }
 
-  /** Bytes and jobs in work now, and jobs waiting (for logs and tests). */
+  /** Bytes and jobs in work now, and jobs waiting (tests watch it). */
   get usage(): { bytes: number; running: number; waiting: number } {
     return { bytes: this.inUse, running: this.running, waiting: this.waiting.length };
   }

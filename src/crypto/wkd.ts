@@ -126,14 +126,7 @@ async function judge(res: HttpsResponse, method: 'advanced' | 'direct', address:
     return { kind: 'error', reason: `${res.url}: not binary OpenPGP keys (${(err as Error).message})`, temporary: false };
   }
   if (!keys.length) return { kind: 'error', reason: `${res.url}: no key in the answer has a valid user ID for ${address}`, temporary: false };
-  const parts = keys.map((key) => key.write());
-  const keyBytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const part of parts) {
-    keyBytes.set(part, at);
-    at += part.length;
-  }
-  return { kind: 'found', keyBytes, method, url: res.url };
+  return { kind: 'found', keyBytes: Buffer.concat(keys.map((key) => key.write())), method, url: res.url };
 }
 
 /** Looks up the key of `address` by WKD: the advanced method, or the direct one when its host has no address. */

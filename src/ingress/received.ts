@@ -93,7 +93,6 @@ export function fold(tokens: readonly string[]): string {
   return lines.join('\r\n') + '\r\n';
 }
 
-
 export interface HeaderFacts {
   /** With its angle brackets, as in the header; null when absent or unparsable. */
   readonly messageId: string | null;
