@@ -64,16 +64,19 @@ export interface SealRelayOptions {
   logLevel?: string;
   /** Extra node flags for the relay process, e.g. ['--cpu-prof', '--cpu-prof-dir=DIR'] (run.ts --profile). */
   nodeFlags?: string[];
+  /** Settings by dotted path set over the above, e.g. {'ingress.receive_budget_bytes': 33554432} (memory.ts --relay-config). */
+  settings?: Record<string, unknown>;
 }
 
 export function sealRelayConfig(opts: SealRelayOptions): Record<string, unknown> {
-  return {
+  const config: Record<string, unknown> = {
     server: { hostname: 'relay.bench.local' },
     store: { driver: 'sqlite', path: opts.storePath ?? join(opts.dir, 'sealrelay.db') },
     ingress: {
       listeners: { submission: { host: '127.0.0.1', port: 0, tls: 'starttls' } },
-      cert_file: join(opts.dir, 'relay.crt'),
-      key_file: join(opts.dir, 'relay.key'),
+      // The development names: only a pair so named is generated when missing.
+      cert_file: join(opts.dir, 'sealrelay-dev.crt'),
+      key_file: join(opts.dir, 'sealrelay-dev.key'),
       users_file: join(opts.dir, 'users.yaml'),
       relay_networks: ['127.0.0.1/32'],
       max_connections_per_ip: Math.max(20, opts.sessions + 5),
@@ -87,6 +90,18 @@ export function sealRelayConfig(opts: SealRelayOptions): Record<string, unknown>
     policies: { domains: { [opts.route.domain]: { mode: 'forced', verification: 'ca' } } },
     logging: { level: opts.logLevel ?? 'info' },
   };
+  for (const [path, value] of Object.entries(opts.settings ?? {})) setPath(config, path.split('.'), value);
+  return config;
+}
+
+/** Sets config[a][b][c] = value for path a.b.c, making the objects on the way. */
+function setPath(config: Record<string, unknown>, path: readonly string[], value: unknown): void {
+  let at = config;
+  for (const key of path.slice(0, -1)) {
+    const next = at[key];
+    at = at[key] = next !== null && typeof next === 'object' && !Array.isArray(next) ? (next as Record<string, unknown>) : {};
+  }
+  at[path[path.length - 1]!] = value;
 }
 
 export async function startSealRelay(opts: SealRelayOptions): Promise<RelayUnderTest> {

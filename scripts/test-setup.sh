@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and is not an npm package: real peers and
 # tools the tests drive (swaks as a submitting client, openssl, gnupg, postfix
-# for the benchmark comparison). Idempotent: installs only what is missing.
+# for the benchmark comparison, python3 as an independent MIME parser).
+# Idempotent: installs only what is missing.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,8 @@ perl -MNet::SSLeay -e1 2>/dev/null || need+=(libnet-ssleay-perl)
 command -v openssl >/dev/null || need+=(openssl)
 command -v gpg >/dev/null || need+=(gnupg)
 command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || need+=(postfix)
+# python3's email package is the independent MIME parser of the long-line repair tests.
+command -v python3 >/dev/null || need+=(python3)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -32,6 +32,11 @@ export const EVENTS = [
   'domains.probe',
   'store.error',
   'store.recovered',
+  // Operator actions (`sealrelay queue ...`), logged by the command that made them.
+  'queue.deleted',
+  'queue.held',
+  'queue.released',
+  'queue.flushed',
 ] as const;
 export type LogEvent = (typeof EVENTS)[number];
 

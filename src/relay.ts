@@ -4,7 +4,7 @@
 import { lookAt, watchForEdits, type FileLook } from './config/file-watch.ts';
 import type { Config } from './config/schema.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
-import { certificateExpiry, ensureDevCertificate, type Certificate } from './ingress/dev-cert.ts';
+import { certificateExpiry, serverCertificate, type Certificate } from './ingress/dev-cert.ts';
 import { startIngress } from './ingress/index.ts';
 import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
@@ -25,10 +25,19 @@ export interface Relay {
   reload(config: Config): Promise<void>;
 }
 
-export async function startRelay(opts: { config: Config; logger: Logger; configFile?: string; /** Tests shorten the daily certificate check. */ certificateCheckMs?: number }): Promise<Relay> {
+export async function startRelay(opts: {
+  config: Config;
+  logger: Logger;
+  configFile?: string;
+  /** Tests shorten the daily certificate check. */
+  certificateCheckMs?: number;
+  /** `start --dev-cert`: a missing pair is generated whatever its file names (by default only sealrelay-dev.crt/.key are). */
+  devCert?: boolean;
+}): Promise<Relay> {
   let config = opts.config;
   const { logger } = opts;
-  const credentials = (cfg: Config) => noteCertificate(ensureDevCertificate(cfg.ingress.cert_file, cfg.ingress.key_file, cfg.server.hostname), cfg.ingress.cert_file, logger);
+  const credentials = (cfg: Config) =>
+    noteCertificate(serverCertificate(cfg.ingress.cert_file, cfg.ingress.key_file, cfg.server.hostname, { anyPath: opts.devCert === true }), cfg.ingress.cert_file, logger);
   const initialCert = credentials(config);
 
   // What has started so far, undone in reverse order when a later step fails.
@@ -70,6 +79,8 @@ export async function startRelay(opts: { config: Config; logger: Logger; configF
     });
   let prober = watchDomains(config);
   const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
+  // Delivery never hands mail to these (a route or MX pointing back here is a loop); ports are known only now.
+  delivery.setListeners(listeners);
   logger.info(
     { event: 'relay.started', listeners, store: { driver: config.store.driver, path: config.store.path }, configFile: opts.configFile },
     `SealRelay listening on ${listeners.map((l) => `${l.host}:${l.port} (${l.tls})`).join(', ')}; store ${config.store.driver} ${config.store.path}`,

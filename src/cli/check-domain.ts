@@ -18,7 +18,7 @@ import type { Decision } from '../policy/decision.ts';
 import { informedBy, informedByMtaSts } from '../policy/domain-knowledge.ts';
 import { messageContext } from '../policy/message-context.ts';
 import type { DomainKnowledge } from '../store/store.ts';
-import { readConfig, withStore, type CliContext } from './context.ts';
+import { readPolicyConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { isoSeconds } from './time.ts';
 
@@ -49,7 +49,7 @@ export function registerCheckDomain(program: Command, context: () => CliContext)
     .action(async (domain: string, opts: { json?: boolean }) => {
       if (domain.includes('@')) throw new CliError(EXIT.USAGE, `check-domain wants a domain, not an address: ${domain}`);
       if (!DOMAIN.test(domain)) throw new CliError(EXIT.USAGE, `not a domain name: ${JSON.stringify(domain)}`);
-      const config = readConfig(context());
+      const config = readPolicyConfig(context());
       const report = await probeDomain(domain, { config, onProgress: (event) => console.error(event) });
       const tlsKnown = await tlsKnownStatus(config, report.domain);
       const full: CheckDomainReport = { ...report, tlsKnown, policy: outlook(config, report, tlsKnown.knowledge) };

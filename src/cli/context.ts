@@ -1,12 +1,15 @@
 // What every subcommand is given instead of reading the process: the config file
-// named by -c (or SEALRELAY_CONFIG) and the environment, both captured once by
-// main.ts, which is the only module that touches process.argv and process.env.
+// (from --config, else SEALRELAY_CONFIG, else config/sealrelay.yaml) and the
+// environment, both captured once by main.ts, which is the only module that
+// touches process.argv and process.env. Relative paths inside the config are
+// resolved from the config file's directory by the loader (config/load.ts).
 import { existsSync } from 'node:fs';
-import { loadConfig, type Env } from '../config/load.ts';
+import { loadConfig, loadConfigFile, type Env } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
 import { CliError, EXIT } from './exit.ts';
+import { requireRuleFiles } from './try-config.ts';
 
 export interface CliContext {
   readonly configFile: string;
@@ -16,6 +19,11 @@ export interface CliContext {
 /** Loads and validates the config; a ConfigError propagates and main exits 78 with its problems. */
 export function readConfig(ctx: CliContext): Config {
   return loadConfig(ctx.configFile, ctx.env);
+}
+
+/** For commands that build the policy: also every rule's recipient_domains_file, so a missing one is a config error (78), not a crash. */
+export function readPolicyConfig(ctx: CliContext): Config {
+  return requireRuleFiles(loadConfigFile(ctx.configFile, ctx.env));
 }
 
 /**

@@ -1,6 +1,8 @@
 // `sealrelay log`: the delivery evidence, one DeliveryRecord per attempt and
-// recipient, filtered like the store's RecordFilter. The table is for people;
-// --json prints the records unchanged, one per line (NDJSON), for auditors' tools.
+// recipient, and between them the operators' actions on the queue (held,
+// released, flushed, deleted, by whom), filtered like the store's RecordFilter.
+// The table is for people; --json prints the records unchanged, one per line
+// (NDJSON), for auditors' tools: an operator's record has "kind": "operator".
 // --follow keeps printing records as the relay writes them, like `tail -f`: it
 // polls the store (a reader never blocks the relay's writes in WAL mode) with a
 // cursor in write order, so a late-finishing attempt is printed once, never lost.
@@ -8,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { OUTCOMES, type DeliveryRecord, type Outcome } from '../delivery/record.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
-import type { RecordFilter, Store } from '../store/store.ts';
+import { isOperatorRecord, OPERATOR_OUTCOMES, type LogRecord, type OperatorOutcome, type RecordFilter, type Store } from '../store/store.ts';
 import { columnWidths, renderTable, truncate, type Column } from './table.ts';
 import { isoSeconds, parseSince } from './time.ts';
 
@@ -20,12 +22,14 @@ const RESPONSE_WIDTH = 40;
 const FOLLOW_BACKLOG = 10;
 /** How often --follow asks the store for new records, in ms. */
 const FOLLOW_POLL_MS = 500;
+/** What --outcome accepts: an attempt's outcome or what an operator action made of a recipient. */
+const LOG_OUTCOMES: readonly (Outcome | OperatorOutcome)[] = [...OUTCOMES, ...Object.values(OPERATOR_OUTCOMES)];
 
 interface LogOptions {
   message?: string;
   recipient?: string;
   domain?: string;
-  outcome?: Outcome;
+  outcome?: Outcome | OperatorOutcome;
   since?: number;
   limit?: number;
   json?: boolean;
@@ -35,14 +39,14 @@ interface LogOptions {
 export function registerLog(program: Command, context: () => CliContext): void {
   program
     .command('log')
-    .description('show delivery records: how each recipient was (or was not) delivered, and with what TLS')
+    .description('show delivery records: how each recipient was (or was not) delivered, and with what TLS; and operator actions on the queue')
     .option('--message <id>', 'queue id or Message-ID')
     .option('--recipient <address>', 'recipient address (case-insensitive)')
     .option('--domain <domain>', 'recipient domain')
-    .option('--outcome <outcome>', `one of ${OUTCOMES.join(', ')}`, parseOutcome)
+    .option('--outcome <outcome>', `one of ${LOG_OUTCOMES.join(', ')}`, parseOutcome)
     .option('--since <when>', 'duration back from now (30m, 1h, 2d) or ISO date', parseSinceOption)
     .option('--limit <n>', 'only the newest n records', parsePositiveInt)
-    .option('--json', 'one JSON DeliveryRecord per line')
+    .option('--json', 'one JSON record per line (DeliveryRecords; operator actions have "kind": "operator")')
     .option('-f, --follow', `keep printing new records as they are written (Ctrl-C ends); starts with the newest ${FOLLOW_BACKLOG} unless --limit`)
     .action(async (opts: LogOptions) => {
       const config = readConfig(context());
@@ -55,7 +59,7 @@ export function registerLog(program: Command, context: () => CliContext): void {
         limit: opts.limit,
       };
       if (opts.follow) return withStore(config, (store) => follow(store, filter, opts.json === true));
-      const records = await withStore(config, (store) => store.queryRecords(filter));
+      const records = await withStore(config, (store) => store.queryLog(filter));
       if (opts.json) {
         for (const r of records) console.log(JSON.stringify(r));
       } else if (records.length) {
@@ -77,7 +81,7 @@ async function follow(store: Store, filter: RecordFilter, json: boolean): Promis
   // `sealrelay log -f | head`: the reader went away, which ends us quietly.
   process.stdout.on('error', stop);
   let widths: number[] = [];
-  const print = (records: readonly DeliveryRecord[], header: boolean) => {
+  const print = (records: readonly LogRecord[], header: boolean) => {
     if (json) {
       for (const r of records) process.stdout.write(`${JSON.stringify(r)}\n`);
       return;
@@ -86,12 +90,12 @@ async function follow(store: Store, filter: RecordFilter, json: boolean): Promis
     widths = columnWidths(RECORD_COLUMNS, rows, widths);
     if (header || rows.length) process.stdout.write(`${renderTable(RECORD_COLUMNS, rows, { header, widths })}\n`);
   };
-  let { records, cursor } = await store.recordsAfter(null, { ...filter, limit: filter.limit ?? FOLLOW_BACKLOG });
+  let { records, cursor } = await store.logAfter(null, { ...filter, limit: filter.limit ?? FOLLOW_BACKLOG });
   print(records, true);
   while (!stopped) {
     await sleep(FOLLOW_POLL_MS);
     if (stopped) break;
-    ({ records, cursor } = await store.recordsAfter(cursor, { ...filter, limit: undefined }));
+    ({ records, cursor } = await store.logAfter(cursor, { ...filter, limit: undefined }));
     print(records, false);
   }
 }
@@ -109,7 +113,9 @@ const RECORD_COLUMNS: readonly Column[] = [
   { header: 'RULE/MODE' },
 ];
 
-function recordRow(r: DeliveryRecord): string[] {
+function recordRow(r: LogRecord): string[] {
+  // Not an attempt: no attempt number, method, MX, TLS or rule; the reason column says who did what.
+  if (isOperatorRecord(r)) return [isoSeconds(r.at), `${r.queueId}.${r.seq}`, '-', r.recipient, r.outcome, '-', '-', '-', `queue ${r.action} by ${r.operator}`, '-'];
   return [
     isoSeconds(r.at),
     `${r.queueId}.${r.seq}`,
@@ -124,7 +130,7 @@ function recordRow(r: DeliveryRecord): string[] {
   ];
 }
 
-export function recordTable(records: readonly DeliveryRecord[]): string {
+export function recordTable(records: readonly LogRecord[]): string {
   return renderTable(RECORD_COLUMNS, records.map(recordRow));
 }
 
@@ -149,9 +155,9 @@ function formatSmtp(smtp: DeliveryRecord['smtp']): string {
   return truncate([...prefix, text].filter(Boolean).join(' '), RESPONSE_WIDTH);
 }
 
-function parseOutcome(value: string): Outcome {
-  if (!(OUTCOMES as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${OUTCOMES.join(', ')}.`);
-  return value as Outcome;
+function parseOutcome(value: string): Outcome | OperatorOutcome {
+  if (!(LOG_OUTCOMES as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${LOG_OUTCOMES.join(', ')}.`);
+  return value as Outcome | OperatorOutcome;
 }
 
 function parseSinceOption(value: string): number {

@@ -10,9 +10,11 @@ import { registerDkimCommands } from './dkim.ts';
 import { registerDomainCommands } from './domains.ts';
 import { registerKeyCommands } from './keys.ts';
 import { registerPolicyCommands } from './policy.ts';
+import { endQuietlyOnClosedPipe } from './closed-pipe.ts';
 import type { CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { registerLog } from './log.ts';
+import { stopWithParent } from './parent-watch.ts';
 import { registerQueueCommands } from './queue.ts';
 import { registerStart } from './start.ts';
 import { registerUserCommands } from './user.ts';
@@ -20,6 +22,11 @@ import { registerUserCommands } from './user.ts';
 const DEFAULT_CONFIG_FILE = 'config/sealrelay.yaml';
 
 const env = process.env;
+// `sealrelay queue list | head`: a reader that goes away ends any command quietly.
+endQuietlyOnClosedPipe();
+// npm sets this for the commands its scripts run (`npm start`): there, npm's shell
+// stands between npm and us and never passes a stop on (parent-watch.ts).
+if (env.npm_lifecycle_event) stopWithParent();
 const program = new Command('sealrelay')
   .description('SealRelay: outbound SMTP relay with per-recipient encryption policy and a TLS floor')
   .version(pkg.version)

@@ -11,7 +11,7 @@ import { dlpScannerFor } from '../policy/dlp/for-config.ts';
 import { openStore } from '../store/open-store.ts';
 import { chooseKey } from '../crypto/choose-key.ts';
 import { domainOf, isKeyKind, type DomainKnowledge, type KeyKind, type RecipientKey } from '../store/store.ts';
-import { readConfig, type CliContext } from './context.ts';
+import { readPolicyConfig, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { renderTable } from './table.ts';
 
@@ -39,7 +39,7 @@ export function registerPolicyCommands(program: Command, context: () => CliConte
     .option('--json', 'one JSON object per recipient')
     .action(async (opts: ExplainOptions) => {
       if (!opts.to.length) throw new CliError(EXIT.USAGE, 'policy explain needs at least one --to');
-      const config = readConfig(context());
+      const config = readPolicyConfig(context());
       const head = headerBlockFrom(opts);
       // The whole message file goes through DLP exactly as the relay would scan it.
       const dlpHits = opts.file ? await dlpScannerFor(config).hits('explain', readFileSync(opts.file)) : [];

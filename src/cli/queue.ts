@@ -1,11 +1,16 @@
 // `sealrelay queue`: what is waiting, like postqueue -p, and the operator's
 // actions on it, like postsuper: flush (retry now), hold, release, delete.
 // Every action goes through the Store, so a running relay sees it at its next
-// poll; nothing here talks to the relay process itself. `queue stats` gives the
-// totals, among them the running count of possible duplicates (DESIGN: after a crash
-// a message may be delivered twice, and that is counted).
+// poll; nothing here talks to the relay process itself. Each action leaves a
+// trace: an operator record per recipient it changed (in the store, shown by
+// `sealrelay log`) naming the OS user who ran it, and a log line on stderr.
+// `queue stats` gives the totals, among them the running count of possible
+// duplicates (DESIGN: after a crash a message may be delivered twice, and that is counted).
+import { userInfo } from 'node:os';
 import { InvalidArgumentError, type Command } from 'commander';
-import type { QueueEntry, QueueStats, Store } from '../store/store.ts';
+import { pino } from 'pino';
+import { createLogger, type LogEvent } from '../log.ts';
+import type { OperatorAction, QueueEntry, QueueStats, Store } from '../store/store.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { recordTable } from './log.ts';
@@ -22,6 +27,14 @@ const DUPLICATES_MEANING = 'recipients retried after a crash cut their attempt o
 const LAST_ERROR_WIDTH = 50;
 
 type Recipient = QueueEntry['recipients'][number];
+
+/** The log event of each operator action. */
+const ACTION_EVENTS = {
+  delete: 'queue.deleted',
+  hold: 'queue.held',
+  release: 'queue.released',
+  flush: 'queue.flushed',
+} as const satisfies Record<OperatorAction, LogEvent>;
 
 export function registerQueueCommands(program: Command, context: () => CliContext): void {
   const queue = program.command('queue').description('list and act on queued messages (default: list)');
@@ -67,7 +80,7 @@ export function registerQueueCommands(program: Command, context: () => CliContex
     .action(async (id: string, opts: { json?: boolean }) => {
       await withStore(readConfig(context()), async (store) => {
         const entry = await requireEntry(store, id);
-        const records = await store.queryRecords({ message: entry.queueId });
+        const records = await store.queryLog({ message: entry.queueId });
         if (opts.json) {
           console.log(JSON.stringify({ entry, records }));
           return;
@@ -85,43 +98,59 @@ export function registerQueueCommands(program: Command, context: () => CliContex
     .command('flush [id]')
     .description('make waiting recipients due now (all messages when no id)')
     .action(async (id: string | undefined) => {
-      await withStore(readConfig(context()), async (store) => {
-        if (id !== undefined) await requireEntry(store, id);
-        const n = await store.flush(id);
-        console.log(`flushed ${plural(n, 'recipient')}${id ? ` of ${id}` : ''}`);
-      });
+      const n = await act(context(), 'flush', id ?? null, (store, operator) => store.flush(id ?? null, operator));
+      console.log(`flushed ${plural(n, 'recipient')}${id ? ` of ${id}` : ''}`);
     });
 
   queue
     .command('hold <id>')
     .description('keep a message from being tried until it is released')
     .action(async (id: string) => {
-      await withStore(readConfig(context()), async (store) => {
-        await requireEntry(store, id);
-        console.log(`held ${plural(await store.hold(id), 'recipient')} of ${id}`);
-      });
+      const n = await act(context(), 'hold', id, (store, operator) => store.hold(id, operator));
+      console.log(`held ${plural(n, 'recipient')} of ${id}`);
     });
 
   queue
     .command('release <id>')
     .description('release a held message; it is due at once')
     .action(async (id: string) => {
-      await withStore(readConfig(context()), async (store) => {
-        await requireEntry(store, id);
-        console.log(`released ${plural(await store.releaseHold(id), 'recipient')} of ${id}`);
-      });
+      const n = await act(context(), 'release', id, (store, operator) => store.releaseHold(id, operator));
+      console.log(`released ${plural(n, 'recipient')} of ${id}`);
     });
 
   queue
     .command('delete <id>')
     .description('remove a message from the queue without delivering or bouncing it (like postsuper -d)')
     .action(async (id: string) => {
-      await withStore(readConfig(context()), async (store) => {
-        await requireEntry(store, id);
-        const n = await store.deleteEntry(id);
-        console.log(`deleted ${id}: ${plural(n, 'recipient')} removed`);
-      });
+      const n = await act(context(), 'delete', id, (store, operator) => store.deleteEntry(id, operator));
+      console.log(`deleted ${id}: ${plural(n, 'recipient')} removed`);
     });
+}
+
+/**
+ * Runs one operator action on `id` (null: the whole queue) as the OS user running
+ * the command: the store records it with the change; the log line on stderr says
+ * it too (stdout stays the answer). Returns how many recipients it changed.
+ */
+async function act(ctx: CliContext, action: OperatorAction, id: string | null, run: (store: Store, operator: string) => Promise<number>): Promise<number> {
+  const config = readConfig(ctx);
+  const operator = currentOperator();
+  const changed = await withStore(config, async (store) => {
+    if (id !== null) await requireEntry(store, id);
+    return run(store, operator);
+  });
+  const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: true }));
+  logger.info({ event: ACTION_EVENTS[action], queueId: id, recipients: changed, operator }, `queue ${action} ${id ?? '(all)'} by ${operator}: ${plural(changed, 'recipient')}`);
+  return changed;
+}
+
+/** The OS user running the command; the uid where the system has no name for it (a container's arbitrary uid). */
+function currentOperator(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    return `uid ${process.getuid?.() ?? 'unknown'}`;
+  }
 }
 
 async function requireEntry(store: Store, id: string): Promise<QueueEntry> {

@@ -6,15 +6,23 @@
 //   SIGHUP            re-read the config file; a config with problems is logged
 //                     (relay.reload_failed) and the running config stays.
 //
+// Before starting (and before each reload) the config is tried as `config check`
+// tries it (try-config.ts): a missing certificate, key or domains file is a config
+// error naming its setting and line (exit 78), never a half-started relay. The
+// development certificate pair is generated only under its own names
+// (sealrelay-dev.crt/.key) unless --dev-cert asks for it at the configured paths.
+//
 // The relay module is imported only here and only when starting, so the other
 // subcommands never load listeners, delivery or crypto code.
 import type { Command } from 'commander';
 import { lookAt, watchForEdits } from '../config/file-watch.ts';
-import { ConfigError, formatProblem, loadConfig } from '../config/load.ts';
+import { ConfigError, formatProblem, loadConfigFile } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
 import { pino } from 'pino';
 import { createLogger, type Logger } from '../log.ts';
-import { readConfig, type CliContext } from './context.ts';
+import type { CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
+import { tryConfig } from './try-config.ts';
 
 /** Beyond the grace period, how long close() may still take before we give up and exit 1. */
 // Ingress may spend up to 10 s draining DATA before delivery's grace period starts.
@@ -26,11 +34,13 @@ export function registerStart(program: Command, context: () => CliContext): void
   program
     .command('start')
     .description('run the relay in the foreground (SIGTERM/SIGINT stop it, SIGHUP reloads the config)')
-    .action(async () => {
+    .option('--dev-cert', 'generate a self-signed development pair at ingress.cert_file/key_file when both are missing, whatever their names')
+    .action(async (opts: { devCert?: boolean }) => {
       const ctx = context();
+      const devCert = opts.devCert === true;
       // The file as it was when read: an edit made while the relay starts is still an edit.
       const loaded = lookAt(ctx.configFile);
-      const config = readConfig(ctx);
+      const config = await readAndTry(ctx, devCert);
       // Log lines are written from libuv's thread pool: a write held up by the file
       // system (say, behind the store's fsync) never stalls the SMTP sessions.
       const destination = pino.destination({ dest: 1, sync: false });
@@ -50,7 +60,7 @@ export function registerStart(program: Command, context: () => CliContext): void
       const notYet = () => (reloadAsked = true);
       process.on('SIGTERM', keep).on('SIGINT', keep).on('SIGHUP', notYet);
       try {
-        relay = await startRelay({ config, configFile: ctx.configFile, logger });
+        relay = await startRelay({ config, configFile: ctx.configFile, logger, devCert });
       } catch (err) {
         if (err instanceof ConfigError) throw err;
         throw new CliError(EXIT.FAILURE, `cannot start: ${(err as Error).message}`);
@@ -87,7 +97,7 @@ export function registerStart(program: Command, context: () => CliContext): void
       let reloads = Promise.resolve();
       const reload = async () => {
         if (stopping) return;
-        const next = loadForReload(ctx, logger);
+        const next = await loadForReload(ctx, devCert, logger);
         if (!next) return;
         try {
           await relay.reload(next);
@@ -116,9 +126,17 @@ export function registerStart(program: Command, context: () => CliContext): void
     });
 }
 
-function loadForReload(ctx: CliContext, logger: Logger): ReturnType<typeof loadConfig> | null {
+/** The config, loaded and tried; a ConfigError with every problem otherwise. */
+async function readAndTry(ctx: CliContext, devCert: boolean): Promise<Config> {
+  const loaded = loadConfigFile(ctx.configFile, ctx.env);
+  const problems = await tryConfig(loaded, { devCert });
+  if (problems.length) throw new ConfigError(problems);
+  return loaded.config;
+}
+
+async function loadForReload(ctx: CliContext, devCert: boolean, logger: Logger): Promise<Config | null> {
   try {
-    return loadConfig(ctx.configFile, ctx.env);
+    return await readAndTry(ctx, devCert);
   } catch (err) {
     if (!(err instanceof ConfigError)) {
       logger.error({ event: 'relay.reload_failed', err }, 'reload failed; the running config stays');

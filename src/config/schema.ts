@@ -4,6 +4,10 @@
 import { z } from 'zod';
 // Custom DLP patterns are compiled once here so a bad one is a config error with its line.
 import { buildDetectors } from '../policy/dlp/detectors.ts';
+import { checkDetectorRegex } from '../policy/dlp/safe-regex.ts';
+// Every regular expression an operator writes runs on RE2 (linear time); this is its one check.
+import { compileUserRegex } from '../policy/user-regex.ts';
+import { INCOMPLETE_SCAN } from '../policy/dlp/for-config.ts';
 
 export const MODES = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal'] as const;
 /** crypto.encryption_budget_bytes unless set: 64 MiB of sealed copies in work at once. */
@@ -91,12 +95,15 @@ const ruleMatch = z
     auth_user: stringList.optional(),
     /** A tag in the subject, case-insensitive (e.g. "[phi]"). */
     subject_tag: z.string().min(1).optional(),
-    /** A header by name, with an exact value or a regular expression (or neither: present). */
+    /** A header by name, with an exact value or a regular expression (RE2 syntax) (or neither: present). */
     header: z
       .object({ name: z.string().min(1), value: z.string().optional(), regex: z.string().optional() })
       .strict()
       .refine((h) => !(h.value !== undefined && h.regex !== undefined), 'give value or regex, not both')
-      .refine((h) => h.regex === undefined || isRegex(h.regex), 'not a valid regular expression')
+      .superRefine((h, ctx) => {
+        const why = h.regex === undefined ? null : regexProblem(() => compileUserRegex(h.regex as string));
+        if (why) ctx.addIssue({ code: 'custom', path: ['regex'], message: why });
+      })
       .optional(),
     /** DLP detectors of which at least one fired (ids from dlp.detectors / dlp.custom). */
     dlp: stringList.optional(),
@@ -162,7 +169,7 @@ export const configSchema = z
     store: z
       .object({
         driver: z.enum(['sqlite']).default('sqlite'),
-        /** SQLite database file (WAL mode); relative paths are relative to the working directory. */
+        /** SQLite database file (WAL mode). Relative paths in a config file are relative to its directory (load.ts). */
         path: z.string().default('data/sealrelay.db'),
       })
       .strict()
@@ -173,8 +180,8 @@ export const configSchema = z
         /** Server certificate and key (PEM). Generated as a self-signed dev pair when both are missing. */
         cert_file: z.string().default('certs/sealrelay-dev.crt'),
         key_file: z.string().default('certs/sealrelay-dev.key'),
-        /** Submission accounts (scrypt hashes), managed with `sealrelay user add`. */
-        users_file: z.string().default('config/users.yaml'),
+        /** Submission accounts (scrypt hashes), managed with `sealrelay user add`; by default next to the config file. */
+        users_file: z.string().default('users.yaml'),
         /** Clients in these networks may relay without AUTH. Everyone else must authenticate. */
         relay_networks: z.array(cidr).default(['127.0.0.1/32', '::1/128']),
         /** Clients in these networks may AUTH without TLS (AUTH is otherwise TLS-only). */
@@ -185,10 +192,34 @@ export const configSchema = z
         max_message_bytes: z.number().int().positive().default(25 * 1024 * 1024),
         /** RCPT TO beyond this gets 452 4.5.3 (RFC 5321 §4.5.3.1.8 asks for at least 100). */
         max_recipients: z.number().int().positive().default(100),
-        /** Longest line of message text in bytes (RFC 5321 §4.5.3.1.6: 1000 including CRLF). */
-        max_line_bytes: z.number().int().min(1000).default(1000),
+        /**
+         * Longest line of message text accepted, in bytes including CRLF; longer gets 552.
+         * Lines over RFC 5321's 1000 are accepted up to this cap and the message is made
+         * to conform before it is queued (text parts re-encoded quoted-printable, long
+         * header lines folded): apps that send unwrapped HTML are common.
+         */
+        max_line_bytes: z.number().int().min(1000).max(16 * 1024 * 1024).default(64 * 1024),
         /** Concurrent connections allowed from one client IP. */
         max_connections_per_ip: z.number().int().positive().default(20),
+        /**
+         * Message bytes ingress holds at once across all sessions, from the first byte of DATA
+         * until the commit; past it, sessions wait (TCP backpressure) except the oldest, so at
+         * most this plus one max_message_bytes message is held.
+         */
+        receive_budget_bytes: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
+        /** Concurrent inbound connections across all clients and listeners (Postfix caps its smtpd processes); more get 421. */
+        max_connections: z.number().int().positive().default(200),
+        /**
+         * A message that has already travelled more than this many hops (Received: fields)
+         * is refused at the end of DATA (554 5.4.0), and a queued one over it bounces (5.4.6):
+         * the end of any mail loop the self-loop checks cannot see (Postfix hop_count_limit).
+         */
+        max_hops: z.number().int().min(1).max(1000).default(50),
+        /**
+         * Where RCPT TO:<postmaster> (no domain, which RFC 5321 §4.5.1 requires a server to
+         * accept) is delivered; null refuses it with 550 5.1.1 naming this setting.
+         */
+        postmaster: z.string().regex(/^[^@\s]+@[^@\s]+$/, 'expected an address, e.g. "postmaster@example.org"').nullable().default(null),
         /** Failed AUTH attempts allowed per client IP within the window before refusing more. */
         auth_failure_limit: z.number().int().positive().default(5),
         auth_failure_window_seconds: z.number().positive().default(300),
@@ -259,7 +290,7 @@ export const configSchema = z
       .object({
         /** Built-in detectors: ssn, credit-card, mrn, icd10, dob. */
         detectors: z.array(z.string()).default(['ssn', 'credit-card', 'mrn', 'icd10', 'dob']),
-        /** Your own: { id, pattern (regular expression), flags? (i, m, s, u) }. */
+        /** Your own: { id, pattern (regular expression, RE2 syntax), flags? (i, m, s, u) }. */
         custom: z
           .array(z.object({ id: z.string().regex(/^[a-z][a-z0-9-]*$/, 'ids are lower-case letters, digits and -'), pattern: z.string().min(1), flags: z.string().regex(/^[imsu]*$/).optional() }).strict())
           .default([]),
@@ -273,6 +304,13 @@ export const configSchema = z
       })
       .strict()
       .superRefine((d, ctx) => {
+        // Each pattern on its own first, so the problem points at its key.
+        const problems = [
+          ...d.custom.map((c, i) => ({ path: ['custom', i, 'pattern'], why: regexProblem(() => checkDetectorRegex(c.pattern, c.flags ?? '')) })),
+          ...(d.mrn?.id_pattern === undefined ? [] : [{ path: ['mrn', 'id_pattern'], why: regexProblem(() => checkDetectorRegex(d.mrn?.id_pattern as string, 'i')) }]),
+        ].filter((p) => p.why !== null);
+        for (const p of problems) ctx.addIssue({ code: 'custom', path: p.path, message: p.why as string });
+        if (problems.length) return;
         try {
           buildDetectors({ builtins: d.detectors, custom: d.custom, mrn: d.mrn && { keywords: d.mrn.keywords, idPattern: d.mrn.id_pattern }, dob: d.dob && { withinChars: d.dob.within_chars } });
         } catch (err) {
@@ -377,7 +415,16 @@ export const configSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  // A rule naming a detector that is not configured would never fire: an error on that rule.
+  .superRefine((c, ctx) => {
+    const known = new Set([...c.dlp.detectors, ...c.dlp.custom.map((d) => d.id), INCOMPLETE_SCAN]);
+    c.policies.rules.forEach((r, i) =>
+      r.match.dlp?.forEach((id, j) => {
+        if (!known.has(id)) ctx.addIssue({ code: 'custom', path: ['policies', 'rules', i, 'match', 'dlp', j], message: `unknown DLP detector "${id}" (configured: ${[...known].join(', ')})` });
+      }),
+    );
+  });
 
 export type Config = z.infer<typeof configSchema>;
 export type RuleConfig = Config['policies']['rules'][number];
@@ -385,12 +432,13 @@ export type Mode = (typeof MODES)[number];
 export type Verification = (typeof VERIFICATIONS)[number];
 export type TlsVersion = (typeof TLS_VERSIONS)[number];
 
-function isRegex(source: string): boolean {
+/** Why `compile` throws (a pattern RE2 refuses, …), or null when it does not. */
+function regexProblem(compile: () => unknown): string | null {
   try {
-    new RegExp(source);
-    return true;
-  } catch {
-    return false;
+    compile();
+    return null;
+  } catch (err) {
+    return (err as Error).message;
   }
 }
 

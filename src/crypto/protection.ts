@@ -82,8 +82,22 @@ async function tryKey(setting: string, file: string, use: () => unknown): Promis
   }
 }
 
-/** `budget`: tests pass their own to watch it; by default one of `crypto.encryption_budget_bytes`. */
-export async function loadProtection(config: Config, store: Store, opts: { budget?: ByteBudget } = {}): Promise<Protection> {
+/** Every key, certificate and CA file the crypto settings name, read and tried. */
+export interface ProtectionKeys {
+  readonly pgpArchive: string | null;
+  readonly pgpSigner: { armoredKey: string; passphrase?: string } | null;
+  readonly smimeArchive: string | null;
+  readonly smimeSigner: { certPem: string; keyPem: string } | null;
+  readonly dkimKeys: DkimKey[];
+  readonly wkdCa: string | null;
+}
+
+/**
+ * Reads every file named under crypto and dkim and puts each key through a probe
+ * message; throws a ProtectionConfigError naming the first bad setting. Used at
+ * start and reload, and by `sealrelay config check`, which must try what start tries.
+ */
+export async function loadProtectionKeys(config: Pick<Config, 'crypto' | 'dkim'>): Promise<ProtectionKeys> {
   const { pgp, smime, wkd } = config.crypto;
   const pgpArchive = pgp.archive_key_file ? readSetting('crypto.pgp.archive_key_file', pgp.archive_key_file) : null;
   const pgpSigner = pgp.signing_key_file
@@ -112,7 +126,14 @@ export async function loadProtection(config: Config, store: Store, opts: { budge
   if (smimeArchive) await tryKey('crypto.smime.archive_cert_file', smime.archive_cert_file!, () => encryptSmime(PROBE, [smimeArchive]));
   if (smimeSigner) await tryKey('crypto.smime.signing_key_file', smime.signing_key_file!, () => checkSmimeSigningKey(smimeSigner.keyPem));
   if (smimeSigner) await tryKey('crypto.smime.signing_cert_file', smime.signing_cert_file!, () => signSmime(PROBE, smimeSigner));
+  const wkdCa = wkd.enabled && wkd.ca_file ? readSetting('crypto.wkd.ca_file', wkd.ca_file) : null;
+  return { pgpArchive, pgpSigner, smimeArchive, smimeSigner, dkimKeys, wkdCa };
+}
 
+/** `budget`: tests pass their own to watch it; by default one of `crypto.encryption_budget_bytes`. */
+export async function loadProtection(config: Config, store: Store, opts: { budget?: ByteBudget } = {}): Promise<Protection> {
+  const { pgp, wkd } = config.crypto;
+  const { pgpArchive, pgpSigner, smimeArchive, smimeSigner, dkimKeys, wkdCa } = await loadProtectionKeys(config);
   const keys: KeyFinder = createKeyFinder({
     store,
     wkd: wkd.enabled
@@ -120,7 +141,7 @@ export async function loadProtection(config: Config, store: Store, opts: { budge
           dnsServers: config.delivery.dns.servers,
           timeoutMs: wkd.timeout_ms,
           port: wkd.https_port,
-          ...(wkd.ca_file ? { ca: readSetting('crypto.wkd.ca_file', wkd.ca_file) } : {}),
+          ...(wkdCa ? { ca: wkdCa } : {}),
           cacheMs: wkd.cache_seconds * 1000,
           negativeCacheMs: wkd.negative_cache_seconds * 1000,
         }

@@ -15,6 +15,7 @@ import type { DeliveryRecord, Method, MtaStsVerdict, MxFacts, Outcome } from './
 import type { MtaStsState } from '../domains/mta-sts-cache.ts';
 import { checkMx } from '../domains/mta-sts.ts';
 import { afterHostFailure, type HostFailure } from './trouble.ts';
+import { loopReason, withoutSelf, type Self } from './loops.ts';
 
 export interface Job {
   readonly queueId: string;
@@ -39,6 +40,8 @@ export interface AttemptDeps {
   readonly pool: SessionPool<Session>;
   readonly destinations: DestinationCache;
   readonly logger: Logger;
+  /** This relay's own name and listeners: a next hop that is one of them is a loop (loops.ts). */
+  readonly self: Self;
 }
 
 export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Promise<RecipientResult[]> {
@@ -49,6 +52,11 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
     return everyone({ outcome: outcome ?? (e.temporary ? 'deferred' : 'bounced'), method: 'none', mx, starttlsOffered: null, tls: null, smtp: { code: e.code, enhanced: e.enhanced, response: e.reason }, ...extra });
   };
 
+  if (!job.domain) {
+    // Only a bug elsewhere queues one (ingress routes a bare postmaster): held and retried, it bounces at the queue lifetime.
+    const who = job.items.map((i) => `<${i.recipient}>`).join(', ');
+    return fromError(new SmtpError(451, '4.1.3', 'dns', 'recipient address has no domain', `${who}: recipient address has no domain to route by`));
+  }
   let destination;
   try {
     destination = await deps.destinations.resolve(job.domain, {
@@ -66,9 +74,13 @@ export async function attemptJob(job: Job, body: Buffer, deps: AttemptDeps): Pro
   if (!destination.hosts.length) {
     return fromError(new SmtpError(451, '4.4.4', 'dns', `no usable address for the mail hosts of ${job.domain}`));
   }
+  // Never to ourselves: the message would come straight back to ingress, hop after hop.
+  let hosts = withoutSelf(destination, deps.self);
+  if (!hosts.length) {
+    return fromError(new SmtpError(554, '5.4.6', 'dns', `mail for ${job.domain} loops back to myself`, loopReason(job.domain, destination, deps.self)));
+  }
   // MTA-STS applies to MX delivery, not to a static route the operator set.
   const sts = destination.kind === 'route' ? null : stsInForce(job.mtaSts);
-  let hosts = destination.hosts;
   if (sts?.mode === 'enforce') {
     hosts = hosts.filter((h) => checkMx(sts, h.host).ok);
     if (!hosts.length) {

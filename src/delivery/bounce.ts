@@ -1,14 +1,20 @@
 // Turns bounced recipients of one job into a DSN queued to the envelope sender.
 // Never to the null sender (RFC 5321 §4.5.5: no bounce of a bounce), and never
-// with the body: only the original header block travels back (RFC 3462 text/rfc822-headers).
+// with the body: only the original header block travels back (RFC 3462
+// text/rfc822-headers), whatever RET asked (RET=FULL would put PHI back on the wire).
+// The submitter's DSN parameters are honoured: no DSN for a recipient whose NOTIFY
+// leaves out FAILURE, ENVID and ORCPT reported back as the RFC asks.
 import { headerBlock } from '../mime/header-block.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import type { NewMessage } from '../store/store.ts';
 import type { Job, RecipientResult } from './attempt.ts';
 import { buildBounce } from './dsn.ts';
 
-export function bounceFor(job: Job, bounced: readonly RecipientResult[], body: Buffer, hostname: string): NewMessage | null {
+export function bounceFor(job: Job, failed: readonly RecipientResult[], body: Buffer, hostname: string): NewMessage | null {
   if (job.sender === '') return null;
+  // RFC 3461 §4.1: a recipient submitted with NOTIFY that leaves out FAILURE (NEVER, or only SUCCESS/DELAY) gets no failure DSN.
+  const bounced = failed.filter((r) => wantsFailureNotice(r.item.dsn.notify));
+  if (!bounced.length) return null;
   const queueId = newQueueId();
   const first = bounced[0]!.item;
   const dsn = buildBounce({
@@ -17,6 +23,7 @@ export function bounceFor(job: Job, bounced: readonly RecipientResult[], body: B
     queueId: job.queueId,
     originalHeaders: headerBlock(body),
     arrivalDate: new Date(first.receivedAt),
+    envelopeId: first.dsn.envid,
     failures: bounced.map((r) => ({
       recipient: r.item.recipient,
       // Like Postfix, a deferral that outlived the queue lifetime keeps its last
@@ -25,6 +32,7 @@ export function bounceFor(job: Job, bounced: readonly RecipientResult[], body: B
       diagnostic: r.smtp.response,
       remoteMta: r.mx?.host ?? null,
       action: 'failed' as const,
+      originalRecipient: r.item.dsn.orcpt,
     })),
   });
   return {
@@ -38,4 +46,9 @@ export function bounceFor(job: Job, bounced: readonly RecipientResult[], body: B
     authUser: null,
     receivedAt: Date.now(),
   };
+}
+
+/** NOTIFY unset means the default: failures are reported (RFC 3461 §4.1). */
+function wantsFailureNotice(notify: string | null): boolean {
+  return notify === null || notify.split(',').includes('FAILURE');
 }

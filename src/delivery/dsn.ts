@@ -20,6 +20,8 @@ export interface BounceFailure {
   /** Host name of the MX that answered; null when none did. */
   readonly remoteMta: string | null;
   readonly action: 'failed';
+  /** RFC 3461 ORCPT as the submitter gave it ("rfc822;ann@example.org"); becomes Original-Recipient. */
+  readonly originalRecipient?: string | null;
 }
 
 export interface BounceInput {
@@ -31,6 +33,8 @@ export interface BounceInput {
   readonly originalHeaders: string;
   readonly failures: readonly BounceFailure[];
   readonly arrivalDate: Date;
+  /** RFC 3461 ENVID given on MAIL FROM; becomes Original-Envelope-Id (RFC 3464 §2.2.1). */
+  readonly envelopeId?: string | null;
   /** Defaults to now; tests pin it. */
   readonly date?: Date;
 }
@@ -75,6 +79,12 @@ function headerBlockOnly(headers: string): string {
   return block.replace(/^(\r\n)+/, '').replace(/(\r\n)+$/, '');
 }
 
+/** "rfc822;ann@example.org" → "rfc822; ann@example.org" (one line, ASCII). */
+function originalRecipient(orcpt: string): string {
+  const semi = orcpt.indexOf(';');
+  return fieldValue(semi < 0 ? `rfc822; ${orcpt}` : `${orcpt.slice(0, semi).trim()}; ${orcpt.slice(semi + 1).trim()}`);
+}
+
 export function buildBounce(input: BounceInput): Bounce {
   if (!input.reportingMta) throw new TypeError('a bounce needs the reporting MTA');
   if (!input.originalSender) throw new TypeError('a bounce needs a sender to go to (never bounce a bounce)');
@@ -108,9 +118,16 @@ export function buildBounce(input: BounceInput): Bounce {
     'The headers of your message are attached; its content is not.',
   ];
 
-  const perMessage = [`Reporting-MTA: dns; ${input.reportingMta}`, `X-SealRelay-Queue-ID: ${fieldValue(input.queueId)}`, `Arrival-Date: ${rfc5322Date(input.arrivalDate)}`];
+  const perMessage = [
+    ...(input.envelopeId ? [`Original-Envelope-Id: ${fieldValue(input.envelopeId)}`] : []),
+    `Reporting-MTA: dns; ${input.reportingMta}`,
+    `X-SealRelay-Queue-ID: ${fieldValue(input.queueId)}`,
+    `Arrival-Date: ${rfc5322Date(input.arrivalDate)}`,
+  ];
   const perRecipient = input.failures.map((f) =>
     [
+      // RFC 3464 §2.3.1: the ORCPT address-type and address, as the submitter gave them.
+      ...(f.originalRecipient ? [`Original-Recipient: ${originalRecipient(f.originalRecipient)}`] : []),
       `Final-Recipient: rfc822; ${f.recipient}`,
       `Action: ${f.action}`,
       `Status: ${f.status}`,

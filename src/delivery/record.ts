@@ -39,6 +39,7 @@ export interface DeliveryRecord {
   readonly at: string;
   readonly sender: string;
   readonly recipient: string;
+  /** The recipient's domain, lower case; empty when the address has none. */
   readonly domain: string;
   readonly decision: { rule: string; mode: Decision['mode']; verification: Decision['verification']; fallbackChain: readonly string[]; reasons: readonly string[] };
   /** How the message travelled, or would have: `none` when nothing was sent. */
@@ -83,9 +84,11 @@ export interface MtaStsVerdict {
 }
 
 export function makeRecord(r: DeliveryRecord): DeliveryRecord {
-  for (const key of ['queueId', 'recipient', 'domain', 'at'] as const) {
+  for (const key of ['queueId', 'recipient', 'at'] as const) {
     if (!r[key]) throw new TypeError(`DeliveryRecord needs ${key}`);
   }
+  // Empty for a recipient without a domain (a bare "postmaster"): its failure is recorded like any other.
+  if (typeof r.domain !== 'string') throw new TypeError('DeliveryRecord needs domain');
   if (!OUTCOMES.includes(r.outcome)) throw new TypeError(`unknown outcome ${r.outcome}`);
   if (r.outcome === 'delivered' && r.method === 'none') throw new TypeError('a delivered record must name its method');
   if (r.method === 'tls' && !r.tls) throw new TypeError('method tls without the negotiated TLS facts');

@@ -13,14 +13,14 @@ import { ByteBudget } from '../crypto/byte-budget.ts';
 import { mtaStsCacheFor } from '../domains/mta-sts-relay.ts';
 import type { Logger } from '../log.ts';
 import type { Policy } from '../policy/decide.ts';
-import type { Decision } from '../policy/decision.ts';
+import { makeDecision, type Decision } from '../policy/decision.ts';
 import { dlpScannerFor } from '../policy/dlp/for-config.ts';
 import { informedBy, informedByMtaSts } from '../policy/domain-knowledge.ts';
 import { messageContext } from '../policy/message-context.ts';
 import type { NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
 import type { Protection } from '../crypto/protection.ts';
 import type { Job, RecipientResult } from './attempt.ts';
-import { deliverJob, outgoing } from './deliver.ts';
+import { deliverJob, outgoing, type Outgoing } from './deliver.ts';
 import { expired, nextAttemptAt } from './backoff.ts';
 import { headerBlock } from '../mime/header-block.ts';
 import { bounceFor } from './bounce.ts';
@@ -29,6 +29,7 @@ import { prepareForDelivery } from './prepare.ts';
 import { makeRecord, type DeliveryRecord } from './record.ts';
 import { SessionPool, type PoolLimits } from './pool.ts';
 import type { Session } from './connection.ts';
+import { hopsBeforeUs, tooManyHops, type OwnListener } from './loops.ts';
 
 export interface DeliveryWorker {
   /** New work was queued: look now instead of at the next poll. */
@@ -36,6 +37,8 @@ export interface DeliveryWorker {
   /** Stops claiming, waits up to `graceMs` for jobs in flight, gives back what never started. */
   stop(graceMs: number): Promise<void>;
   reload(config: Config, policy: Policy, protection: Protection): void;
+  /** The addresses and ports ingress is actually bound to: a next hop among them is a loop. */
+  setListeners(listeners: readonly OwnListener[]): void;
   /** Jobs in flight (for tests and shutdown). */
   readonly busy: number;
 }
@@ -48,8 +51,17 @@ const CLAIM_PER_SLOT = 8;
 /** Leases of claimed work are renewed this many times per lease period while the work lasts. */
 const RENEWALS_PER_LEASE = 3;
 
-export function startDelivery(deps: { config: Config; store: Store; logger: Logger; policy: Policy; protection: Protection }): DeliveryWorker {
+export function startDelivery(deps: {
+  config: Config;
+  store: Store;
+  logger: Logger;
+  policy: Policy;
+  protection: Protection;
+  /** Ingress's bound listeners when known; until then the configured ones with a fixed port. */
+  listeners?: readonly OwnListener[];
+}): DeliveryWorker {
   let { config, policy, protection } = deps;
+  let listeners = deps.listeners ?? configuredListeners(config);
   const { store, logger } = deps;
   const owner = `worker-${randomUUID()}`;
   const pool = new SessionPool<Session>(poolLimits(config));
@@ -64,7 +76,7 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
   let dlp = dlpScannerFor(config);
   /** The domain's MTA-STS state; statically routed domains and a disabled feature have none. */
   const mtaStsFor = async (domain: string): Promise<MtaStsState | null> => {
-    if (!mtaSts || config.delivery.routes[domain]) return null;
+    if (!mtaSts || !domain || config.delivery.routes[domain]) return null;
     try {
       return await mtaSts.policyFor(domain);
     } catch (err) {
@@ -144,7 +156,10 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     // turn comes after stop() began is given back untried, like the claimed ones waiting.
     const p = bodies
       .run(group.items[0]!.size, () => (stopping ? store.unclaim(group.items) : execute(group)))
-      .catch((err) => logger.error({ event: 'delivery.error', err, queueId: group.queueId }, 'delivery job failed unexpectedly'))
+      .catch((err) =>
+        // Only the store can fail here (execute settles every other failure): the leases run out and the work is tried again.
+        logger.error({ event: 'store.error', err, queueId: group.queueId }, 'could not settle a delivery job; its recipients are retried when their leases expire'),
+      )
       .finally(() => {
         inFlight.delete(p);
         for (const item of group.items) held.delete(heldKey(item));
@@ -155,7 +170,12 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
     inFlight.add(p);
   }
 
-  /** One message to one domain: decide per recipient, then one attempt per distinct decision. */
+  /**
+   * One message to one domain: decide per recipient, then one attempt per distinct decision.
+   * Whatever throws on the way (a bug, an address nothing expected) ends like any failed
+   * attempt — a deferred record with the error, the usual backoff, a bounce at the queue
+   * lifetime — never as work left leased to be claimed and fail again unseen.
+   */
   async function execute(group: Claimed): Promise<void> {
     const [body, knowledge, sts] = await Promise.all([store.readBody(group.queueId), store.getDomain(group.domain), mtaStsFor(group.domain)]);
     if (!body) {
@@ -163,21 +183,43 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       await store.unclaim(group.items);
       return;
     }
-    const first = group.items[0]!;
-    const dlpHits = await dlp.hits(group.queueId, body);
-    const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject, dlpHits });
-    // Prepared and (when DKIM applies) signed once for every job of this message and domain.
-    const prepared = outgoing(prepareForDelivery(body, policy), protection);
-    const decide = (rcpt: string) => informedByMtaSts(informedBy(policy.decide(rcpt, ctx), group.domain, knowledge), group.domain, sts);
-    for (const decided of splitByDecision(group, decide)) {
+    let jobs: Job[];
+    let prepared: Outgoing;
+    const started = Date.now();
+    try {
+      const first = group.items[0]!;
+      const dlpHits = await dlp.hits(group.queueId, body);
+      const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject, dlpHits });
+      // Prepared and (when DKIM applies) signed once for every job of this message and domain.
+      prepared = outgoing(prepareForDelivery(body, policy), protection);
+      const decide = (rcpt: string) => informedByMtaSts(informedBy(policy.decide(rcpt, ctx), group.domain, knowledge), group.domain, sts);
+      jobs = splitByDecision(group, decide).map((job) => ({ ...job, mtaSts: sts }));
+    } catch (err) {
+      await commit(failed(undecided(group), err, body, started), group.queueId);
+      return;
+    }
+    // Checked before each attempt, not only at ingress: max_hops may have been lowered since this was queued.
+    const hops = hopsBeforeUs(body);
+    for (const job of jobs) {
       const started = Date.now();
-      const job = { ...decided, mtaSts: sts };
-      const results = await deliverJob(job, prepared, { config, pool, destinations, logger, protection });
-      await settle(job, results, body, started);
+      const maxHops = config.ingress.max_hops;
+      let outcome: Settled;
+      try {
+        const results = hops > maxHops ? tooManyHops(job, hops, maxHops) : await deliverJob(job, prepared, { config, pool, destinations, logger, protection, self: { hostname: config.server.hostname, listeners } });
+        outcome = settled(job, results, body, started);
+      } catch (err) {
+        outcome = failed(job, err, body, started);
+        await commit(outcome, job.queueId);
+        continue;
+      }
+      // store.finish is one transaction: when it refuses what the attempt came to, nothing of it
+      // was written, and the failure is settled in its place (a store that is down refuses both).
+      await commit(outcome, job.queueId).catch((err: unknown) => commit(failed(job, err, body, started), job.queueId));
     }
   }
 
-  async function settle(job: Job, results: readonly RecipientResult[], body: Buffer, started: number): Promise<void> {
+  /** What one job's results come to: the records, the new queue state and any bounce. */
+  function settled(job: Job, results: readonly RecipientResult[], body: Buffer, started: number): Settled {
     const now = Date.now();
     const records: DeliveryRecord[] = [];
     const settlements: Settlement[] = [];
@@ -196,15 +238,65 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       }
       if (r.outcome === 'bounced') bounced.push(r);
     }
-    const bounces: NewMessage[] = [];
     const bounce = bounced.length ? bounceFor(job, bounced, body, config.server.hostname) : null;
-    if (bounce) bounces.push(bounce);
-    await store.finish(records, settlements, bounces);
+    return { records, settlements, bounce, bounced: bounced.length };
+  }
+
+  /**
+   * A job that threw: every recipient deferred with the error (bounced once the queue
+   * lifetime is over). Built so that it cannot throw itself: a record or a DSN that
+   * cannot be made is logged and left out, the queue state is always settled.
+   */
+  function failed(job: Job, err: unknown, body: Buffer, started: number): Settled {
+    const message = (err as Error)?.message ?? String(err);
+    logger.error({ event: 'delivery.error', err, queueId: job.queueId, domain: job.domain }, 'delivery job failed unexpectedly: its recipients are deferred with the error');
+    const results = job.items.map(
+      (item): RecipientResult => ({ item, outcome: 'deferred', method: 'none', mx: null, starttlsOffered: null, tls: null, smtp: { code: 451, enhanced: '4.3.0', response: `delivery failed: ${message}` } }),
+    );
+    try {
+      return settled(job, results, body, started);
+    } catch (again) {
+      // settled() itself is where it broke (a record or a DSN it cannot make): settle the queue without them.
+      logger.error({ event: 'delivery.error', err: again, queueId: job.queueId }, 'could not write the records or the bounce of a failed job; settling its recipients without them');
+      const now = Date.now();
+      const response = `delivery failed: ${message}`;
+      const settlements = job.items.map((item): Settlement => {
+        if (expired(item.receivedAt, now, config.delivery.retry)) return { queueId: item.queueId, seq: item.seq, outcome: 'bounced', error: `${response} (delivery time expired)` };
+        return { queueId: item.queueId, seq: item.seq, outcome: 'deferred', error: response, nextAttemptAt: nextAttemptAt(item.attempt, item.receivedAt, now, config.delivery.retry) };
+      });
+      return { records: [], settlements, bounce: null, bounced: 0 };
+    }
+  }
+
+  /** A job for a group whose decisions were never made: the default policy's mode, saying so. */
+  function undecided(group: Claimed): Job {
+    const d = config.policies.default;
+    return {
+      queueId: group.queueId,
+      domain: group.domain,
+      sender: group.items[0]!.sender,
+      items: group.items,
+      decision: makeDecision({
+        rule: 'default',
+        mode: d.mode,
+        verification: d.verification,
+        fallbackChain: [],
+        floor: { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits },
+        tlsExpected: false,
+        reasons: ['no decision was made: the job failed before policy was applied'],
+      }),
+    };
+  }
+
+  /** One store transaction for the job's records, queue state and bounce; then the log lines. */
+  async function commit(outcome: Settled, queueId: string): Promise<void> {
+    const { records, settlements, bounce } = outcome;
+    await store.finish(records, settlements, bounce ? [bounce] : []);
     for (const record of records) {
       logger.info({ event: 'delivery.record', queueId: record.queueId, seq: record.seq, domain: record.domain, record }, `${record.recipient} ${record.outcome} via ${record.method}`);
     }
     if (bounce) {
-      logger.info({ event: 'delivery.bounce_queued', queueId: bounce.queueId, original: job.queueId, recipients: bounced.length }, 'bounce queued to the sender');
+      logger.info({ event: 'delivery.bounce_queued', queueId: bounce.queueId, original: queueId, recipients: outcome.bounced }, 'bounce queued to the sender');
       deliveryWorker.kick();
     }
   }
@@ -257,6 +349,9 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
       mtaSts = mtaStsCacheFor(newConfig, store, logger);
       dlp = dlpScannerFor(newConfig);
     },
+    setListeners(bound) {
+      listeners = bound;
+    },
     get busy() {
       return inFlight.size;
     },
@@ -268,6 +363,22 @@ export function startDelivery(deps: { config: Config; store: Store; logger: Logg
 
 function poolLimits(config: Config): PoolLimits {
   return { perHost: config.delivery.connections_per_host, idleMs: config.delivery.idle_reuse_ms, maxTransactions: config.delivery.max_transactions_per_connection };
+}
+
+/** The listeners of the config whose port is known before they are bound (port 0 is only known once bound). */
+function configuredListeners(config: Config): OwnListener[] {
+  return Object.values(config.ingress.listeners)
+    .filter((l) => l.port !== 0)
+    .map((l) => ({ host: l.host, port: l.port }));
+}
+
+/** What a job comes to, committed in one store transaction. */
+interface Settled {
+  readonly records: readonly DeliveryRecord[];
+  readonly settlements: readonly Settlement[];
+  readonly bounce: NewMessage | null;
+  /** How many recipients the bounce reports. */
+  readonly bounced: number;
 }
 
 /** Claimed recipients of one message for one domain: what can share a destination. */

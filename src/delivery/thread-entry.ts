@@ -9,10 +9,11 @@ import { createPolicy } from '../policy/decide.ts';
 import { ThreadedSqliteStore } from '../store/sqlite/threaded-store.ts';
 import { startDelivery } from './scheduler.ts';
 import type { FromDeliveryThread, ToDeliveryThread } from './thread.ts';
+import type { OwnListener } from './loops.ts';
 
 const relay = parentPort!;
 const post = (m: FromDeliveryThread) => relay.postMessage(m);
-const { config, storePort } = workerData as { config: Config; storePort: MessagePort };
+const { config, storePort, listeners } = workerData as { config: Config; storePort: MessagePort; listeners?: readonly OwnListener[] };
 
 const store = ThreadedSqliteStore.attach(storePort);
 // Lines go to the relay, which writes them with its own: one writer, whole lines.
@@ -20,7 +21,7 @@ const logger = createLogger(config.logging.level, { write: (line: string) => pos
 
 let delivery: ReturnType<typeof startDelivery>;
 try {
-  delivery = startDelivery({ config, store, logger, policy: createPolicy(config), protection: await loadProtection(config, store) });
+  delivery = startDelivery({ config, store, logger, policy: createPolicy(config), protection: await loadProtection(config, store), listeners });
   post({ type: 'ready' });
 } catch (err) {
   // The relay reports the reason and ends the thread; nothing here may outlive it.
@@ -33,6 +34,8 @@ relay.on('message', (m: ToDeliveryThread) => {
   switch (m.type) {
     case 'kick':
       return delivery.kick();
+    case 'listeners':
+      return delivery.setListeners(m.listeners);
     case 'reload':
       // Whatever refuses the new config — its policy, a key file — is answered, never thrown.
       return void (async () => {

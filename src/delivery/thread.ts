@@ -11,8 +11,13 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { ThreadedSqliteStore } from '../store/sqlite/threaded-store.ts';
 import { tsxWorker } from '../tsx-worker.ts';
+import type { OwnListener } from './loops.ts';
 
-export type ToDeliveryThread = { type: 'kick' } | { type: 'reload'; config: Config } | { type: 'stop'; graceMs: number };
+export type ToDeliveryThread =
+  | { type: 'kick' }
+  | { type: 'reload'; config: Config }
+  | { type: 'listeners'; listeners: readonly OwnListener[] }
+  | { type: 'stop'; graceMs: number };
 export type FromDeliveryThread =
   | { type: 'ready' }
   | { type: 'failed'; message: string }
@@ -26,6 +31,8 @@ export interface DeliveryThread {
   kick(): void;
   /** Rejects (and the old settings stay) when the thread cannot load the new config's keys. */
   reload(config: Config): Promise<void>;
+  /** Where ingress is bound (its actual ports): delivery never hands mail to one of them. */
+  setListeners(listeners: readonly OwnListener[]): void;
   /** Stops claiming, waits up to `graceMs` for attempts in flight, and ends the thread. */
   stop(graceMs: number): Promise<void>;
 }
@@ -52,6 +59,8 @@ export interface DeliveryThreadDeps {
 export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<DeliveryThread> {
   const { store, logger } = deps;
   let config = deps.config;
+  /** Ingress's bound listeners once known; a thread started again gets them from the start. */
+  let listeners: readonly OwnListener[] | undefined;
   // Lines from the thread are already JSON: they go to the relay's own destination as they are.
   const destination = (logger as unknown as Record<symbol, { write(line: string): void }>)[pino.symbols.streamSym]!;
   let stopping = false;
@@ -70,7 +79,7 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
 
   async function launch(): Promise<Worker> {
     const storePort = store.connect();
-    const w = tsxWorker(deps.entry ?? ENTRY, { workerData: { config, storePort }, transferList: [storePort] });
+    const w = tsxWorker(deps.entry ?? ENTRY, { workerData: { config, storePort, listeners }, transferList: [storePort] });
     w.on('message', (m: FromDeliveryThread) => {
       if (m.type === 'log') return destination.write(m.line);
       answer(m.type === 'reload-failed' ? 'reloaded' : m.type === 'failed' ? 'ready' : m.type, m);
@@ -124,6 +133,11 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
   return {
     kick() {
       if (!stopping) void live().then((w) => w?.postMessage({ type: 'kick' } satisfies ToDeliveryThread));
+    },
+    setListeners(bound) {
+      const plain = bound.map((l) => ({ host: l.host, port: l.port }));
+      listeners = plain;
+      if (!stopping) void live().then((w) => w?.postMessage({ type: 'listeners', listeners: plain } satisfies ToDeliveryThread));
     },
     async reload(next) {
       const w = await live();

@@ -6,12 +6,19 @@ import { performance } from 'node:perf_hooks';
 import type { SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import { subjectField, type Logger } from '../log.ts';
 import type { SmtpError } from '../smtp-error.ts';
+import { conformMessage } from '../mime/conform.ts';
+import { countHops } from '../mime/hops.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import type { NewMessage, Store } from '../store/store.ts';
 import { DataReader, type DataRefusal, type DataResult } from './data-reader.ts';
-import { stampMessage } from './received.ts';
+import type { Ticket } from './receive-budget.ts';
+import { headerSection, stampMessage } from './received.ts';
 import { replies } from './replies.ts';
 import type { SessionState } from './sessions.ts';
+import type { IngressSettings } from './settings.ts';
+
+/** What ingress needs of the store: the commit, and a look-up to tell a message that came back to us. */
+export type IngressStore = Pick<Store, 'enqueue' | 'getQueueEntry'>;
 
 export interface AcceptOutcome {
   /** Text after "250" when the message was queued. */
@@ -24,21 +31,24 @@ export async function acceptMessage(opts: {
   stream: SMTPServerDataStream;
   session: SMTPServerSession;
   state: SessionState;
-  store: Pick<Store, 'enqueue'>;
+  store: IngressStore;
+  /** This message's share of the receive budget; the caller closes it after the reply. */
+  ticket: Ticket;
   logger: Logger;
 }): Promise<AcceptOutcome> {
-  const { stream, session, state, store, logger } = opts;
+  const { stream, session, state, store, ticket, logger } = opts;
   const { settings } = state;
   // The envelope is copied now: smtp-server resets the session once we reply.
   const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
   const recipients = session.envelope.rcptTo.map((r) => r.address);
+  const dsn = dsnOf(session);
   const helo = session.hostNameAppearsAs || `[${state.ip}]`;
   const ehlo = session.openingCommand === 'EHLO';
   const rdns = session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : null;
   const who = { ip: state.ip, user: state.user?.name ?? null, recipients: recipients.length };
 
   const reader = new DataReader({ maxBytes: settings.maxMessageBytes, maxLineBytes: settings.maxLineBytes });
-  const result = await readAll(stream, reader);
+  const result = await readAll(stream, reader, ticket);
   if (result === null) {
     logger.info({ event: 'ingress.rejected', reason: 'connection_lost', ...who }, 'client went away during DATA');
     return { error: replies.queueFailed() };
@@ -49,9 +59,24 @@ export async function acceptMessage(opts: {
     return { error: refusalReply(result.refusal, settings.maxMessageBytes, settings.maxLineBytes) };
   }
 
+  const looped = await loopRefusal(result.message, settings, store);
+  if (looped) {
+    logger.warn({ event: 'ingress.rejected', reason: looped.reason, ...who }, `message refused: ${looped.reason}`);
+    return { error: looped };
+  }
+
+  // Lines over RFC 5321's 1000 octets (within our cap): re-encode or fold them now, so
+  // that what is queued and passed on conforms (mime/conform.ts keeps the content).
+  const conformed = result.longLines ? conformMessage(result.message) : null;
+  if (conformed?.unfixable.length) {
+    const reasons = conformed.unfixable.map((u) => `${u.part}: ${u.reason}`);
+    logger.info({ event: 'ingress.rejected', reason: 'line_unfixable', unfixable: reasons, ...who }, 'message refused: a long line cannot be repaired');
+    return { error: replies.lineUnfixable() };
+  }
+
   const queueId = newQueueId();
   const receivedAt = Date.now();
-  const stamped = stampMessage(result.message, {
+  const stamped = stampMessage(conformed?.body ?? result.message, {
     helo,
     ehlo,
     clientHostname: rdns,
@@ -73,6 +98,7 @@ export async function acceptMessage(opts: {
     clientIp: state.ip,
     authUser: state.user?.name ?? null,
     receivedAt,
+    ...dsn,
   };
   // How long the durable commit held the reply: the store's share of the accept latency an app sees.
   const commitStart = performance.now();
@@ -87,7 +113,58 @@ export async function acceptMessage(opts: {
     { event: 'ingress.queued', queueId, messageId: stamped.messageId, size: stamped.body.length, commitMs, ...who, tls: state.tls?.version ?? null, ...subjectField(stamped.subject, settings.logSubjects) },
     'queued',
   );
+  if (conformed?.repairs.length) {
+    // Say so: the message differs from what the client sent (the content each reader decodes does not).
+    logger.info(
+      { event: 'ingress.repaired', queueId, repairs: conformed.repairs.map((r) => `${r.part}: ${r.action}`), dkimSignatureBroken: conformed.brokenDkimSignature, ...who },
+      conformed.brokenDkimSignature ? "long lines re-encoded; the sender's DKIM signature no longer verifies" : 'long lines re-encoded',
+    );
+  }
   return { reply: `2.0.0 Ok: queued as ${queueId}`, queueId };
+}
+
+/**
+ * The two ends of a mail loop ingress can see: a message that has travelled more than
+ * ingress.max_hops hops (Postfix hop_count_limit), and one carrying our own Received
+ * stamp for a queue id still in our queue — we are delivering it, and it came back.
+ * (Our stamp on a message whose queue entry is gone is a legitimate second pass, e.g.
+ * forwarded back to us by a mailbox rule.)
+ */
+async function loopRefusal(message: Buffer, settings: IngressSettings, store: IngressStore): Promise<SmtpError | null> {
+  const header = message.subarray(0, headerSection(message).end);
+  const hops = countHops(header);
+  if (hops > settings.maxHops) return replies.tooManyHops();
+  if (hops === 0) return null;
+  for (const queueId of ownStamps(header.toString('latin1'), settings.hostname)) {
+    if (await store.getQueueEntry(queueId)) return replies.mailLoop(queueId);
+  }
+  return null;
+}
+
+/** Queue ids in Received fields written by this relay ("by <hostname> (SealRelay) with … id <queue id>"). */
+function ownStamps(header: string, hostname: string): string[] {
+  const ids: string[] = [];
+  const unfolded = header.replace(/\r\n[ \t]+/g, ' ');
+  const mark = `by ${hostname.toLowerCase()} (sealrelay) with `;
+  for (const line of unfolded.split('\r\n')) {
+    if (!/^received[ \t]*:/i.test(line)) continue;
+    const lower = line.toLowerCase();
+    const at = lower.indexOf(mark);
+    if (at < 0) continue;
+    const id = /^\S+ id ([0-9A-Za-z]{9,32})\b/.exec(line.slice(at + mark.length))?.[1];
+    if (id) ids.push(id);
+  }
+  return ids;
+}
+
+/** RFC 3461 parameters as smtp-server parsed them (ENVID on MAIL, NOTIFY/ORCPT per RCPT), for the bounces we make. */
+function dsnOf(session: SMTPServerSession): Pick<NewMessage, 'envid' | 'recipientDsn'> {
+  const envid = (session.envelope as { dsn?: { envid?: string | null } }).dsn?.envid ?? null;
+  const recipientDsn = session.envelope.rcptTo.map((r) => {
+    const given = (r as { dsn?: { notify?: readonly string[]; orcpt?: string } }).dsn;
+    return { notify: given?.notify?.length ? given.notify.join(',').toUpperCase() : null, orcpt: given?.orcpt ?? null };
+  });
+  return recipientDsn.some((d) => d.notify !== null || d.orcpt !== null) || envid !== null ? { envid, recipientDsn } : {};
 }
 
 function refusalReply(refusal: DataRefusal, maxBytes: number, maxLineBytes: number): SmtpError {
@@ -101,8 +178,12 @@ function refusalReply(refusal: DataRefusal, maxBytes: number, maxLineBytes: numb
   }
 }
 
-/** Feeds the DATA stream to the reader; null when the stream died before its end. */
-function readAll(stream: SMTPServerDataStream, reader: DataReader): Promise<DataResult | null> {
+/**
+ * Feeds the DATA stream to the reader; null when the stream died before its end.
+ * While the budget makes the message wait, the stream is paused: smtp-server stops
+ * reading the socket, and the client's TCP window closes.
+ */
+function readAll(stream: SMTPServerDataStream, reader: DataReader, ticket: Ticket): Promise<DataResult | null> {
   return new Promise((resolve) => {
     let settled = false;
     const settle = (value: DataResult | null) => {
@@ -110,7 +191,14 @@ function readAll(stream: SMTPServerDataStream, reader: DataReader): Promise<Data
       settled = true;
       resolve(value);
     };
-    stream.on('data', (chunk: Buffer) => reader.push(chunk));
+    stream.on('data', (chunk: Buffer) => {
+      reader.push(chunk);
+      const wait = reader.keeping ? ticket.take(chunk.length) : null;
+      if (wait) {
+        stream.pause();
+        void wait.then(() => stream.resume());
+      }
+    });
     stream.once('end', () => settle(reader.finish()));
     stream.once('error', () => settle(null));
     stream.once('close', () => settle(stream.readableEnded ? reader.finish() : null));

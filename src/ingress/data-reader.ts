@@ -13,21 +13,24 @@
 // makes the broken client visible and keeps the queue free of ambiguous line
 // ends. Everything we queue ends its lines with <CRLF> only.
 //
-// Line length (RFC 5321 §4.5.3.1.6: 1000 octets including CRLF, after removing
-// dot-stuffing) is answered 552, not 500: §4.5.3.1 offers "500 Line too long" as
+// Line length: RFC 5321 §4.5.3.1.6 allows 1000 octets including CRLF, but
+// applications send longer (unwrapped HTML is common), and Postfix delivers them.
+// Lines up to max_line_bytes are accepted and reported (`longLines`), so that the
+// message can be made to conform before it is queued (mime/conform.ts); above the
+// cap the message is answered 552, not 500: §4.5.3.1 offers "500 Line too long" as
 // an example, but §4.3.2 allows only 250/552/554/451/452/450/550 after the final
 // dot, and clients treat the reply there as the message's fate. 552 ("exceeded
 // storage allocation", the §4.5.3.1 example for too much mail data) is the legal
-// permanent reply closest in meaning. Long lines are refused rather than
-// rewrapped: rewrapping would corrupt the content, and passing them on would have
-// the next hop refuse or rewrap them instead.
+// permanent reply closest in meaning.
 
 export type DataRefusal = 'size' | 'bare-newline' | 'line-length';
 
 export type DataResult =
-  | { readonly ok: true; readonly message: Buffer; readonly size: number }
+  | { readonly ok: true; readonly message: Buffer; readonly size: number; readonly longLines: boolean }
   | { readonly ok: false; readonly refusal: DataRefusal; readonly size: number };
 
+/** RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF. */
+const RFC_LINE_BYTES = 1000;
 const CR = 0x0d;
 const LF = 0x0a;
 
@@ -42,6 +45,8 @@ export class DataReader {
   #lastByte = -1;
   #bareNewline = false;
   #lineTooLong = false;
+  /** A line over RFC 5321's limit (but within ours) was seen. */
+  #longLines = false;
 
   constructor(limits: { maxBytes: number; maxLineBytes: number }) {
     this.#maxBytes = limits.maxBytes;
@@ -50,6 +55,11 @@ export class DataReader {
 
   get size(): number {
     return this.#size;
+  }
+
+  /** False once the message is known to be refused: from then on its bytes are counted, not kept. */
+  get keeping(): boolean {
+    return this.#refusal() === null;
   }
 
   push(chunk: Buffer): void {
@@ -72,7 +82,7 @@ export class DataReader {
     }
     const message = Buffer.concat(this.#chunks, this.#size);
     this.#chunks = [];
-    return { ok: true, message, size: this.#size };
+    return { ok: true, message, size: this.#size, longLines: this.#longLines };
   }
 
   #refusal(): DataRefusal | null {
@@ -96,11 +106,16 @@ export class DataReader {
       const before = lf > 0 ? chunk[lf - 1] : this.#lastByte;
       if (before !== CR) this.#bareNewline = true;
       this.#lineBytes += lf + 1 - lineStart;
-      if (this.#lineBytes > this.#maxLineBytes) this.#lineTooLong = true;
+      this.#measure();
       this.#lineBytes = 0;
       lineStart = lf + 1;
     }
     this.#lineBytes += chunk.length - lineStart;
+    this.#measure();
+  }
+
+  #measure(): void {
+    if (this.#lineBytes > RFC_LINE_BYTES) this.#longLines = true;
     if (this.#lineBytes > this.#maxLineBytes) this.#lineTooLong = true;
   }
 }

@@ -1,8 +1,12 @@
 // The development certificate: so that a fresh checkout offers STARTTLS and
 // implicit TLS without any setup, a self-signed pair is generated on first start
-// when BOTH files are missing. Anything else that looks wrong (one file missing,
-// unparsable PEM, a key that does not match the certificate) is an error naming
-// the file: silently regenerating would hide a broken production deployment.
+// when BOTH files are missing — and only when the files carry the development
+// names (sealrelay-dev.crt and sealrelay-dev.key, the shipped default) or the
+// operator asked for it (`sealrelay start --dev-cert`): a mistyped path to a
+// production certificate must stop the relay, not quietly become a self-signed
+// one. Anything else that looks wrong (one file missing, unparsable PEM, a key
+// that does not match the certificate) is an error naming the setting and file:
+// silently regenerating would hide a broken production deployment.
 //
 // A pair we generated (self-signed, organization DEV_ORGANIZATION) is ours to
 // renew: in its last RENEW_BEFORE_DAYS it is replaced, so a relay left running on
@@ -14,7 +18,7 @@
 // and signs the X.509 structure, which node:crypto cannot do.
 import { X509Certificate, createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
 
@@ -29,6 +33,9 @@ const EXPIRY_WARNING_DAYS = 30;
 const DEV_ORGANIZATION = 'SealRelay development certificate';
 /** notBefore is backdated so that a client with a slightly slow clock accepts the certificate. */
 const BACKDATE_MS = 60 * 60 * 1000;
+/** The file names that mark a pair as the development one, generated when absent. */
+export const DEV_CERT_NAME = 'sealrelay-dev.crt';
+export const DEV_KEY_NAME = 'sealrelay-dev.key';
 
 export interface Certificate {
   readonly cert: string;
@@ -40,20 +47,91 @@ export interface Certificate {
   readonly notAfter: Date;
 }
 
+/** A problem with the certificate or key file, naming its setting (for file:line: key in config errors). */
+export class CertificateFileError extends Error {
+  constructor(
+    readonly setting: 'ingress.cert_file' | 'ingress.key_file',
+    readonly file: string,
+    reason: string,
+  ) {
+    super(`${setting}: ${file}: ${reason}`);
+    this.name = 'CertificateFileError';
+  }
+}
+
+/** Whether a missing pair at these paths is generated without being asked: only under the development names. */
+export function isDevelopmentPair(certFile: string, keyFile: string): boolean {
+  return basename(certFile) === DEV_CERT_NAME && basename(keyFile) === DEV_KEY_NAME;
+}
+
+export interface PairOptions {
+  /** Generate the pair when both files are missing whatever their names (`--dev-cert`); by default only under the development names. */
+  readonly anyPath?: boolean;
+}
+
+const mayGenerate = (certFile: string, keyFile: string, opts: PairOptions) => opts.anyPath === true || isDevelopmentPair(certFile, keyFile);
+
+/**
+ * The submission certificate for the relay: ensureDevCertificate, except that a
+ * missing pair is generated only under the development names or when `anyPath`
+ * says the operator asked for it; otherwise a CertificateFileError naming
+ * ingress.cert_file (certificateProblems lists both files).
+ */
+export function serverCertificate(certFile: string, keyFile: string, hostname: string, opts: PairOptions = {}, now = new Date()): Certificate {
+  if (!mayGenerate(certFile, keyFile, opts) && !existsSync(certFile) && !existsSync(keyFile)) throw notGenerated(certFile, keyFile)[0]!;
+  return ensureDevCertificate(certFile, keyFile, hostname, now);
+}
+
+/** The pair at these paths, generated when both files are missing (whatever their names: serverCertificate applies the rule). */
 export function ensureDevCertificate(certFile: string, keyFile: string, hostname: string, now = new Date()): Certificate {
-  const haveCert = existsSync(certFile);
-  const haveKey = existsSync(keyFile);
-  if (!haveCert && !haveKey) return { ...writePair(certFile, keyFile, hostname, now), generated: true, renewed: false };
-  if (!haveCert) throw new Error(`TLS certificate file ${certFile} is missing but its key ${keyFile} exists; restore it, or remove both to generate a development pair`);
-  if (!haveKey) throw new Error(`TLS key file ${keyFile} is missing but its certificate ${certFile} exists; restore it, or remove both to generate a development pair`);
-  const cert = readFileSync(certFile, 'utf8');
-  const key = readFileSync(keyFile, 'utf8');
-  const x509 = checkPair(cert, key, certFile, keyFile);
+  const found = readPair(certFile, keyFile);
+  if (found === 'generate') return { ...writePair(certFile, keyFile, hostname, now), generated: true, renewed: false };
+  const { cert, key, x509 } = found;
   const notAfter = new Date(x509.validTo);
   if (isDevelopmentCertificate(x509) && notAfter.getTime() - now.getTime() < RENEW_BEFORE_DAYS * DAY_MS) {
     return { ...writePair(certFile, keyFile, hostname, now), generated: false, renewed: true };
   }
   return { cert, key, generated: false, renewed: false, notAfter };
+}
+
+/**
+ * Every problem serverCertificate would throw for, without writing anything
+ * (`sealrelay config check`); none when the pair is usable or would be generated.
+ */
+export function certificateProblems(certFile: string, keyFile: string, opts: PairOptions = {}): CertificateFileError[] {
+  if (!mayGenerate(certFile, keyFile, opts) && !existsSync(certFile) && !existsSync(keyFile)) return notGenerated(certFile, keyFile);
+  try {
+    readPair(certFile, keyFile);
+    return [];
+  } catch (err) {
+    if (err instanceof CertificateFileError) return [err];
+    throw err;
+  }
+}
+
+/** The pair on disk, or 'generate' when both files are missing. */
+function readPair(certFile: string, keyFile: string): { cert: string; key: string; x509: X509Certificate } | 'generate' {
+  const haveCert = existsSync(certFile);
+  const haveKey = existsSync(keyFile);
+  if (!haveCert && !haveKey) return 'generate';
+  if (!haveCert) throw new CertificateFileError('ingress.cert_file', certFile, `no such file, but its key ${keyFile} exists; restore it, or remove both to generate a development pair`);
+  if (!haveKey) throw new CertificateFileError('ingress.key_file', keyFile, `no such file, but its certificate ${certFile} exists; restore it, or remove both to generate a development pair`);
+  const cert = read('ingress.cert_file', certFile);
+  const key = read('ingress.key_file', keyFile);
+  return { cert, key, x509: checkPair(cert, key, certFile, keyFile) };
+}
+
+function notGenerated(certFile: string, keyFile: string): CertificateFileError[] {
+  const why = `no such file (a self-signed development pair is generated only for files named ${DEV_CERT_NAME} and ${DEV_KEY_NAME}, or with \`sealrelay start --dev-cert\`)`;
+  return [new CertificateFileError('ingress.cert_file', certFile, why), new CertificateFileError('ingress.key_file', keyFile, why)];
+}
+
+function read(setting: CertificateFileError['setting'], file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new CertificateFileError(setting, file, (err as Error).message);
+  }
 }
 
 /** Days until `notAfter` (negative once past), and whether that deserves a warning or is already an error. */
@@ -81,15 +159,15 @@ function checkPair(cert: string, key: string, certFile: string, keyFile: string)
   try {
     x509 = new X509Certificate(cert);
   } catch (err) {
-    throw new Error(`TLS certificate file ${certFile} is not a PEM certificate: ${(err as Error).message}`);
+    throw new CertificateFileError('ingress.cert_file', certFile, `not a PEM certificate: ${(err as Error).message}`);
   }
   let privateKey;
   try {
     privateKey = createPrivateKey(key);
   } catch (err) {
-    throw new Error(`TLS key file ${keyFile} is not a PEM private key: ${(err as Error).message}`);
+    throw new CertificateFileError('ingress.key_file', keyFile, `not a PEM private key: ${(err as Error).message}`);
   }
-  if (!x509.checkPrivateKey(privateKey)) throw new Error(`TLS key file ${keyFile} does not match the certificate in ${certFile}`);
+  if (!x509.checkPrivateKey(privateKey)) throw new CertificateFileError('ingress.key_file', keyFile, `does not match the certificate in ${certFile}`);
   return x509;
 }
 

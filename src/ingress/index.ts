@@ -10,7 +10,7 @@
 import { createSecureContext } from 'node:tls';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
-import type { Store } from '../store/store.ts';
+import type { IngressStore } from './accept.ts';
 import type { ListenerTls } from './auth.ts';
 import { closeListener, openListener, stopListener, updateListener, type Listener, type ListenerSpec, type TlsCredentials } from './server.ts';
 import { IngressSessions } from './sessions.ts';
@@ -29,7 +29,7 @@ const DRAIN_MAX_MS = 10_000;
 
 export interface IngressOptions {
   config: Config;
-  store: Pick<Store, 'enqueue'>;
+  store: IngressStore;
   logger: Logger;
   tlsCredentials: TlsCredentials;
   users: UserDirectory;

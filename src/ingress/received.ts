@@ -12,7 +12,6 @@
 // whole envelope to every recipient. Only the header block is read or changed;
 // the body is never parsed.
 import { decodeEncodedWords } from '../mime/encoded-words.ts';
-import { headerEnd } from '../mime/header-block.ts';
 
 export interface InboundHop {
   /** What the client said in EHLO/HELO. */
@@ -122,25 +121,51 @@ export function headerFacts(headerBlock: Buffer): HeaderFacts {
 }
 
 /**
- * The message as it will be queued: our Received on top, and a Message-ID at the
- * end of the header block when the client sent none (RFC 5322 §3.6.4 says it
- * SHOULD be present; reports and bounce correlation need it).
+ * The message as it will be queued: our Received on top, a Message-ID at the end of
+ * the header section when the client sent none (RFC 5322 §3.6.4 says it SHOULD be
+ * present; reports and bounce correlation need it), and the empty line that ends
+ * the header section where the client left it out: the header section ends at the
+ * first line that is not a header field (Postfix's cleanup does the same), so text
+ * sent without headers stays body and our Message-ID lands among the headers.
  */
 export function stampMessage(message: Buffer, hop: InboundHop): { body: Buffer; messageId: string; subject: string | null } {
-  const end = headerEnd(message);
+  const { end, separated } = headerSection(message);
   const facts = headerFacts(message.subarray(0, end));
   const received = Buffer.from(receivedHeader(hop), 'utf8');
-  if (facts.messageId !== null) {
-    return { body: Buffer.concat([received, message]), messageId: facts.messageId, subject: facts.subject };
-  }
   // A Message-ID header that did not parse is left alone; we add one that does.
-  const messageId = `<${hop.queueId}.${hop.date.getTime()}@${hop.hostname}>`;
-  const field = Buffer.from(`Message-ID: ${messageId}\r\n`, 'utf8');
-  // With no header/body separator and a non-empty message, the message is all header.
+  const messageId = facts.messageId ?? `<${hop.queueId}.${hop.date.getTime()}@${hop.hostname}>`;
+  const field = facts.messageId === null ? Buffer.from(`Message-ID: ${messageId}\r\n`, 'utf8') : EMPTY;
+  const separator = separated || end === message.length ? EMPTY : CRLF;
+  if (field === EMPTY && separator === EMPTY) return { body: Buffer.concat([received, message]), messageId, subject: facts.subject };
   return {
-    body: Buffer.concat([received, message.subarray(0, end), field, message.subarray(end)]),
+    body: Buffer.concat([received, message.subarray(0, end), field, separator, message.subarray(end)]),
     messageId,
     subject: facts.subject,
   };
 }
 
+const EMPTY = Buffer.alloc(0);
+const CRLF = Buffer.from('\r\n');
+/** RFC 5322 §2.2: a field name is printable US-ASCII except the colon, then optional WSP and the colon. */
+const FIELD = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
+
+/**
+ * Where the header section ends: just past the last header field line. `separated`
+ * says whether an empty line follows there (the body is then the rest after it).
+ */
+export function headerSection(message: Buffer): { end: number; separated: boolean } {
+  let start = 0;
+  let inField = false;
+  while (start < message.length) {
+    const lf = message.indexOf(0x0a, start);
+    const next = lf < 0 ? message.length : lf + 1;
+    if (next - start === 2 && message[start] === 0x0d) return { end: start, separated: true };
+    const first = message[start];
+    const continuation = inField && (first === 0x20 || first === 0x09);
+    // Only the first bytes matter for a field name; a long line is not decoded whole.
+    if (!continuation && !FIELD.test(message.toString('latin1', start, Math.min(next, start + 1000)))) return { end: start, separated: false };
+    inField = true;
+    start = next;
+  }
+  return { end: message.length, separated: false };
+}

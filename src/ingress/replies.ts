@@ -24,6 +24,24 @@ export const replies = {
   bareNewline: () => new SmtpError(550, '5.5.2', 'data', 'Bare <LF> or <CR> not allowed, lines must end with <CR><LF>'),
   /** See data-reader.ts for why 552 and not 500. */
   lineTooLong: (limit: number) => new SmtpError(552, '5.6.0', 'data', `Message line too long (limit ${limit} bytes including CRLF)`),
+  /** A command line that is not valid UTF-8 (Postfix's code): decoding it would change what the client sent. */
+  invalidUtf8: () => new SmtpError(500, '5.5.2', 'mail', 'Invalid UTF-8 in command'),
+  /** RFC 6531 §3.6.4 / RFC 6533: an 8-bit address needs SMTPUTF8 on MAIL FROM. */
+  needsSmtputf8: () => new SmtpError(553, '5.6.7', 'mail', 'Must declare SMTPUTF8 to send an address with non-ASCII characters'),
+  /** RFC 5321 §4.1.1.11: a MAIL/RCPT parameter we do not offer. */
+  unknownParameter: (keyword: string, stage: 'mail' | 'rcpt') => new SmtpError(555, '5.5.4', stage, `Unsupported parameter ${keyword}`),
+  /** RFC 5321 §4.5.1 requires accepting <postmaster>; without ingress.postmaster there is nowhere to deliver it. */
+  postmasterUnset: () => new SmtpError(550, '5.1.1', 'rcpt', '<postmaster>: no postmaster address is configured here (ingress.postmaster)'),
+  /** Domains that no MX lookup can serve: refused now rather than deferred for days. */
+  unroutableDomain: (address: string, why: string) => new SmtpError(550, '5.1.2', 'rcpt', `<${address}>: Recipient address rejected: ${why}, and no route in delivery.routes names it`),
+  /** Postfix's reply for a message over hop_count_limit. */
+  tooManyHops: () => new SmtpError(554, '5.4.0', 'data', 'Too many hops'),
+  /** Our own Received stamp names a message still in our queue: it came back to us. */
+  mailLoop: (queueId: string) => new SmtpError(554, '5.4.6', 'data', `Mail loop detected: this message is already queued here as ${queueId}`),
+  /** ingress.max_connections across all clients. */
+  tooManyConnectionsTotal: () => new SmtpError(421, '4.7.0', 'connect', 'Too many connections, try again later'),
+  /** A line over 998 octets that mime/conform.ts cannot repair without guessing (no whitespace to fold at, malformed MIME). */
+  lineUnfixable: () => new SmtpError(552, '5.6.0', 'data', 'Message line too long and it cannot be re-encoded (a header line without spaces, or malformed MIME)'),
   queueFailed: () => new SmtpError(451, '4.3.0', 'queue', 'Temporary failure queueing the message, try again later'),
   shuttingDown: () => new SmtpError(421, '4.3.2', 'connect', 'Service shutting down, try again later'),
 } as const;

@@ -6,12 +6,14 @@
 // codes are written into our reply texts (replies.ts), so smtp-server's own
 // ENHANCEDSTATUSCODES stays off. smtp-server already discards anything pipelined
 // behind STARTTLS before the handshake (CVE-2011-0411 class); test/ingress checks it.
+import { isUtf8 } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { SMTPConnection } from 'smtp-server/lib/smtp-connection';
 import type { ListenerTls } from './auth.ts';
 import { replies, replyText } from './replies.ts';
 import type { IngressSessions } from './sessions.ts';
+import { parsePathCommand, type ParsedPath } from './smtp-path.ts';
 
 export interface TlsCredentials {
   readonly cert: string | Buffer;
@@ -55,15 +57,47 @@ class ListenerServer extends SMTPServer {
     // connect() has just added the new connection last.
     let connection: SMTPConnection | undefined;
     for (const c of this.connections) connection = c;
-    if (connection) guardAuth(connection, this.#sessions);
+    if (connection) guard(connection, this.#sessions);
   }
 }
 
 const guarded = new WeakSet<SMTPConnection>();
 
-function guardAuth(connection: SMTPConnection, sessions: IngressSessions): void {
+/** The parts of smtp-server's connection that guard() replaces (not in its public types). */
+interface ConnectionInternals {
+  _upgrading?: boolean;
+  _onCommand(command: Buffer, callback?: () => void): void;
+  _parseAddressCommand(name: string, command: Buffer | string): ParsedPath | false;
+  send(code: number, text: string): void;
+}
+
+function guard(connection: SMTPConnection, sessions: IngressSessions): void {
   if (guarded.has(connection)) return;
   guarded.add(connection);
+  guardAuth(connection, sessions);
+  const internals = connection as unknown as ConnectionInternals;
+  // smtp-server decodes each command line as UTF-8, turning invalid bytes into U+FFFD:
+  // "j\xfcrgen@" would become another mailbox. Such a line is refused before it is
+  // read (Postfix's reply). Lines buffered during a TLS upgrade go to smtp-server,
+  // which discards them unanswered.
+  const onCommand = internals._onCommand;
+  internals._onCommand = function (this: ConnectionInternals, command: Buffer, callback?: () => void) {
+    if (!this._upgrading && Buffer.isBuffer(command) && !isUtf8(command)) {
+      const refused = replies.invalidUtf8();
+      this.send(refused.code, replyText(refused));
+      setImmediate(() => callback?.());
+      return;
+    }
+    onCommand.call(this, command, callback);
+  };
+  internals._parseAddressCommand = (name, command) => {
+    const which = String(name).trim().toLowerCase();
+    if (which !== 'mail from' && which !== 'rcpt to') return false;
+    return parsePathCommand(which, command.toString());
+  };
+}
+
+function guardAuth(connection: SMTPConnection, sessions: IngressSessions): void {
   const original = connection.handler_AUTH;
   connection.handler_AUTH = function (this: SMTPConnection, command: Buffer, callback: () => void) {
     const refused = sessions.authGate(this.session.id, this.secure);
@@ -93,6 +127,8 @@ export async function openListener(spec: ListenerSpec, sessions: IngressSessions
     minVersion: MIN_TLS_VERSION,
     // SIZE is advertised (RFC 1870); accept.ts enforces the limit of each session.
     size: settings.maxMessageBytes,
+    // DSN (RFC 3461) is offered: NOTIFY, ORCPT and ENVID are honoured in the bounces we make (delivery/bounce.ts).
+    hideDSN: false,
     authMethods: ['PLAIN', 'LOGIN'],
     // relay_networks may send without AUTH; sessions.ts refuses everyone else at MAIL FROM.
     authOptional: true,
@@ -103,16 +139,14 @@ export async function openListener(spec: ListenerSpec, sessions: IngressSessions
     logger: false,
   };
   const server = new ListenerServer(options, sessions);
-  // Per-connection socket and TLS handshake errors: the connection is gone; say so for operators.
+  // smtp-server re-emits the listening socket's errors as its own: until the port is
+  // bound, an error is the bind failing, which the caller reports once with its reason.
+  const bindFailed = new Promise<never>((_resolve, reject) => server.once('error', reject));
+  await Promise.race([new Promise<void>((resolve) => server.listen(spec.port, spec.host, () => resolve())), bindFailed]);
+  bindFailed.catch(() => undefined);
+  server.removeAllListeners('error');
+  // From now on: per-connection socket and TLS handshake errors; the connection is gone; say so for operators.
   server.on('error', (err: Error) => sessions.connectionError(spec.name, err));
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error) => reject(err);
-    server.server.once('error', onError);
-    server.listen(spec.port, spec.host, () => {
-      server.server.off('error', onError);
-      resolve();
-    });
-  });
   const address = server.server.address();
   const port = typeof address === 'object' && address ? address.port : spec.port;
   return { spec, port, server };

@@ -8,15 +8,18 @@
 // `required`, require_tls_networks, the account's require_tls), then relay
 // control (554 5.7.1 unless authenticated or in relay_networks), so a client is
 // told to use TLS before it is told it may not relay.
+import { isIP } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticationResponse, SMTPServerDataStream, SMTPServerSession } from 'smtp-server';
 import type { Logger } from '../log.ts';
 import { SmtpError } from '../smtp-error.ts';
-import type { Store } from '../store/store.ts';
-import { acceptMessage } from './accept.ts';
+import { domainOf } from '../store/store.ts';
+import { acceptMessage, type IngressStore } from './accept.ts';
 import { AuthFailureThrottle, Authenticator, type ListenerTls } from './auth.ts';
 import { normalizeAddress } from './networks.ts';
 import { replies, replyText, toServerError } from './replies.ts';
+import { ReceiveBudget } from './receive-budget.ts';
+import { isEightBit } from './smtp-path.ts';
 import type { IngressSettings } from './settings.ts';
 import { readInboundTls, type InboundTls } from './tls-session.ts';
 import type { User } from './users.ts';
@@ -43,26 +46,28 @@ type Callback = (err?: Error | null) => void;
 
 export class IngressSessions {
   #settings: IngressSettings;
-  readonly #store: Pick<Store, 'enqueue'>;
+  readonly #store: IngressStore;
   readonly #logger: Logger;
   readonly #onQueued: ((queueId: string) => void) | undefined;
   readonly #throttle: AuthFailureThrottle;
   readonly #authenticator: Authenticator;
   readonly #sessions = new Map<string, SessionState>();
   readonly #connectionsPerIp = new Map<string, number>();
+  readonly #budget: ReceiveBudget;
 
   /** A connection failed below SMTP (reset, failed TLS handshake): logged, nothing else to do. */
   connectionError(listener: string, err: Error & { code?: string; remote?: string }): void {
     this.#logger.info({ event: 'ingress.connection_error', listener, code: err.code, remote: err.remote, err: err.message }, 'inbound connection failed');
   }
 
-  constructor(opts: { settings: IngressSettings; store: Pick<Store, 'enqueue'>; logger: Logger; onQueued?: (queueId: string) => void }) {
+  constructor(opts: { settings: IngressSettings; store: IngressStore; logger: Logger; onQueued?: (queueId: string) => void }) {
     this.#settings = opts.settings;
     this.#store = opts.store;
     this.#logger = opts.logger;
     this.#onQueued = opts.onQueued;
     this.#throttle = new AuthFailureThrottle(opts.settings.authFailureLimit, opts.settings.authFailureWindowMs);
     this.#authenticator = new Authenticator(this.#throttle, opts.logger);
+    this.#budget = new ReceiveBudget(opts.settings.receiveBudgetBytes);
   }
 
   get settings(): IngressSettings {
@@ -73,6 +78,12 @@ export class IngressSessions {
   reload(settings: IngressSettings): void {
     this.#settings = settings;
     this.#throttle.configure(settings.authFailureLimit, settings.authFailureWindowMs);
+    this.#budget.limit = settings.receiveBudgetBytes;
+  }
+
+  /** Bytes held by messages in DATA (receive-budget.ts). */
+  get receiveBudget(): ReceiveBudget {
+    return this.#budget;
   }
 
   state(sessionId: string): SessionState | undefined {
@@ -116,6 +127,10 @@ export class IngressSessions {
   #onConnect(listener: ListenerInfo, logger: Logger, session: SMTPServerSession, callback: Callback): void {
     const settings = this.#settings;
     const ip = normalizeAddress(session.remoteAddress) ?? session.remoteAddress;
+    if (this.#sessions.size >= settings.maxConnections) {
+      logger.warn({ event: 'ingress.rejected', reason: 'too_many_connections_total', ip, open: this.#sessions.size }, 'connection refused: ingress.max_connections reached');
+      return callback(toServerError(replies.tooManyConnectionsTotal()));
+    }
     const open = this.#connectionsPerIp.get(ip) ?? 0;
     if (open >= settings.maxConnectionsPerIp) {
       logger.warn({ event: 'ingress.rejected', reason: 'too_many_connections', ip, open }, 'connection refused: too many connections from this address');
@@ -165,6 +180,11 @@ export class IngressSessions {
     const state = this.#sessions.get(session.id);
     if (!state) return callback(toServerError(replies.queueFailed()));
     const { settings } = state;
+    const refused = parameterRefusal(address, MAIL_PARAMETERS, 'mail') ?? eightBitRefusal(address, session);
+    if (refused) {
+      logger.info({ event: 'ingress.rejected', reason: refused.reason, ip: state.ip }, `MAIL refused: ${refused.reason}`);
+      return callback(toServerError(refused));
+    }
     if (!session.secure) {
       const why =
         state.listener.tls === 'required' ? 'listener requires TLS'
@@ -187,6 +207,11 @@ export class IngressSessions {
     const state = this.#sessions.get(session.id);
     // MAIL FROM already refused anyone who may not relay; this is belt and braces.
     if (!state || !this.#mayRelay(state)) return callback(toServerError(replies.relayDenied()));
+    const refused = parameterRefusal(address, RCPT_PARAMETERS, 'rcpt') ?? eightBitRefusal(address, session) ?? this.#recipientRefusal(address, state.settings);
+    if (refused) {
+      this.#logger.info({ event: 'ingress.rejected', reason: refused.reason, ip: state.ip }, `RCPT refused: ${refused.reason}`);
+      return callback(toServerError(refused));
+    }
     const rcptTo = session.envelope.rcptTo;
     const lower = address.address.toLowerCase();
     // A repeated recipient replaces the earlier one in smtp-server, so it does not count twice.
@@ -203,26 +228,46 @@ export class IngressSessions {
       return callback(toServerError(replies.queueFailed()));
     }
     state.inData = true;
-    acceptMessage({ stream, session, state, store: this.#store, logger }).then(
-      (outcome) => {
-        state.inData = false;
-        if (outcome.error) return callback(toServerError(outcome.error));
-        callback(null, outcome.reply);
-        if (outcome.queueId && this.#onQueued) {
-          try {
-            this.#onQueued(outcome.queueId);
-          } catch (err) {
-            logger.error({ event: 'store.error', queueId: outcome.queueId, err: (err as Error).message }, 'onQueued hook failed');
+    // The message's bytes count against the receive budget until it is committed or refused.
+    const ticket = this.#budget.open();
+    acceptMessage({ stream, session, state, store: this.#store, ticket, logger })
+      .finally(() => ticket.close())
+      .then(
+        (outcome) => {
+          state.inData = false;
+          if (outcome.error) return callback(toServerError(outcome.error));
+          callback(null, outcome.reply);
+          if (outcome.queueId && this.#onQueued) {
+            try {
+              this.#onQueued(outcome.queueId);
+            } catch (err) {
+              logger.error({ event: 'store.error', queueId: outcome.queueId, err: (err as Error).message }, 'onQueued hook failed');
+            }
           }
-        }
-      },
-      (err: unknown) => {
-        // acceptMessage turns every expected failure into an outcome; this is a bug, and the client may retry.
-        state.inData = false;
-        logger.error({ event: 'store.error', err: (err as Error).message }, 'message intake failed');
-        callback(toServerError(replies.queueFailed()));
-      },
-    );
+        },
+        (err: unknown) => {
+          // acceptMessage turns every expected failure into an outcome; this is a bug, and the client may retry.
+          state.inData = false;
+          logger.error({ event: 'store.error', err: (err as Error).message }, 'message intake failed');
+          callback(toServerError(replies.queueFailed()));
+        },
+      );
+  }
+
+  /**
+   * <postmaster> becomes ingress.postmaster (the address is rewritten in place, so the
+   * envelope holds where it goes); domains no MX lookup can serve are refused now.
+   */
+  #recipientRefusal(address: SMTPServerAddress, settings: IngressSettings): SmtpError | null {
+    if (!address.address.includes('@')) {
+      if (!settings.postmaster) return replies.postmasterUnset();
+      address.address = settings.postmaster;
+      return null;
+    }
+    const domain = domainOf(address.address);
+    if (settings.routedDomains.has(domain)) return null;
+    const why = unroutable(domain);
+    return why ? replies.unroutableDomain(address.address, why) : null;
   }
 
   #mayRelay(state: SessionState): boolean {
@@ -232,4 +277,35 @@ export class IngressSessions {
   #authContext(state: SessionState, secure: boolean) {
     return { ip: state.ip, secure, listenerTls: state.listener.tls, listener: state.listener.name };
   }
+}
+
+/** MAIL FROM parameters we offer or accept (RFC 1870 SIZE, 6152 BODY, 6531 SMTPUTF8, 3461 RET/ENVID, 4954 AUTH). */
+const MAIL_PARAMETERS = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID', 'AUTH']);
+/** RCPT TO parameters (RFC 3461 DSN). */
+const RCPT_PARAMETERS = new Set(['NOTIFY', 'ORCPT']);
+
+/**
+ * RFC 5321 §4.1.1.11: 555 for a parameter we do not offer, rather than ignoring it.
+ * REQUIRETLS (RFC 8689) is refused here until delivery can honour it: accepting it
+ * and then delivering without verified TLS would break the sender's demand.
+ */
+function parameterRefusal(address: SMTPServerAddress, allowed: ReadonlySet<string>, stage: 'mail' | 'rcpt'): SmtpError | null {
+  const args = address.args;
+  if (!args) return null;
+  const unknown = Object.keys(args).find((k) => !allowed.has(k.toUpperCase()));
+  return unknown ? replies.unknownParameter(unknown.toUpperCase(), stage) : null;
+}
+
+/** RFC 6531: a non-ASCII address only in a transaction that declared SMTPUTF8. */
+function eightBitRefusal(address: SMTPServerAddress, session: SMTPServerSession): SmtpError | null {
+  const smtputf8 = (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 === true;
+  return !smtputf8 && isEightBit(address.address) ? replies.needsSmtputf8() : null;
+}
+
+/** Why no MX lookup can serve a domain (an address literal, a bare IP, localhost), or null. */
+function unroutable(domain: string): string | null {
+  if (domain.startsWith('[')) return 'address literals are not delivered by this relay';
+  if (isIP(domain)) return 'a bare IP address is not a mail domain';
+  if (domain === 'localhost' || domain.endsWith('.localhost')) return 'localhost is not a mail domain here (RFC 6761)';
+  return null;
 }

@@ -16,6 +16,16 @@ export interface IngressSettings {
   readonly maxRecipients: number;
   readonly maxLineBytes: number;
   readonly maxConnectionsPerIp: number;
+  /** Inbound connections at once across every client and listener. */
+  readonly maxConnections: number;
+  /** Message bytes held at once across sessions (receive-budget.ts). */
+  readonly receiveBudgetBytes: number;
+  /** Received: fields a message may already carry (Postfix hop_count_limit). */
+  readonly maxHops: number;
+  /** Where RCPT TO:<postmaster> goes; null refuses it. */
+  readonly postmaster: string | null;
+  /** Recipient domains (lower case) that delivery.routes names: exempt from the unroutable-domain check. */
+  readonly routedDomains: ReadonlySet<string>;
   readonly authFailureLimit: number;
   readonly authFailureWindowMs: number;
   readonly socketTimeoutMs: number;
@@ -34,6 +44,11 @@ export function settingsFrom(config: Config, users: UserDirectory): IngressSetti
     maxRecipients: ingress.max_recipients,
     maxLineBytes: ingress.max_line_bytes,
     maxConnectionsPerIp: ingress.max_connections_per_ip,
+    maxConnections: ingress.max_connections,
+    receiveBudgetBytes: ingress.receive_budget_bytes,
+    maxHops: ingress.max_hops,
+    postmaster: ingress.postmaster,
+    routedDomains: new Set(Object.keys(config.delivery.routes).map((d) => d.toLowerCase())),
     authFailureLimit: ingress.auth_failure_limit,
     authFailureWindowMs: ingress.auth_failure_window_seconds * 1000,
     socketTimeoutMs: ingress.socket_timeout_seconds * 1000,

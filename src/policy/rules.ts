@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { RuleConfig } from '../config/schema.ts';
 import { domainOf } from '../store/store.ts';
 import type { MessageContext } from './message-context.ts';
+import { compileUserRegex } from './user-regex.ts';
 
 export interface CompiledRule {
   readonly config: RuleConfig;
@@ -64,7 +65,8 @@ function conditionsOf(rule: RuleConfig): Condition[] {
   }
   if (m.header) {
     const { name, value, regex } = m.header;
-    const re = regex === undefined ? null : new RegExp(regex);
+    // RE2: the header value is the sender's to choose, so matching must be linear in it.
+    const re = regex === undefined ? null : compileUserRegex(regex);
     out.push((_r, ctx) => {
       const values = ctx.headers.get(name.toLowerCase()) ?? [];
       const hit = values.find((v) => (re ? re.test(v) : value === undefined || v === value));
@@ -99,7 +101,8 @@ export function domainMatcher(pattern: string): Matcher {
 /** Address patterns: case-insensitive, "*" any run of characters. */
 export function addressMatcher(pattern: string): Matcher {
   const escaped = pattern.trim().toLowerCase().replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*');
-  const re = new RegExp(`^${escaped}$`);
+  // RE2 too: with several "*" a backtracking engine is polynomial in the address (a*a*a*…).
+  const re = compileUserRegex(`^${escaped}$`);
   return { pattern, test: (a) => re.test(a.toLowerCase()) };
 }
 

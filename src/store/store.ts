@@ -19,6 +19,23 @@ export interface NewMessage {
   readonly authUser: string | null;
   /** ms since the epoch. */
   readonly receivedAt: number;
+  /** RFC 3461 ENVID given on MAIL FROM (xtext decoded); absent or null: none. */
+  readonly envid?: string | null;
+  /** RFC 3461 NOTIFY and ORCPT per recipient, in `recipients` order; absent: none given. */
+  readonly recipientDsn?: readonly RecipientDsn[];
+}
+
+/** What the submitter asked of delivery status notifications for one recipient (RFC 3461 §4). */
+export interface RecipientDsn {
+  /** NOTIFY as given, upper case: "NEVER", or a comma list of SUCCESS, FAILURE, DELAY; null: not given. */
+  readonly notify: string | null;
+  /** ORCPT as given (xtext decoded), e.g. "rfc822;ann@example.org"; null: not given. */
+  readonly orcpt: string | null;
+}
+
+/** The DSN parameters a claimed recipient carries, for the bounce the relay may make. */
+export interface QueueItemDsn extends RecipientDsn {
+  readonly envid: string | null;
 }
 
 /** One recipient of one message, claimed under a lease by one worker. */
@@ -35,6 +52,7 @@ export interface QueueItem {
   readonly receivedAt: number;
   /** This attempt's number, starting at 1. */
   readonly attempt: number;
+  readonly dsn: QueueItemDsn;
 }
 
 export type FinalOutcome = Exclude<Outcome, 'deferred'>;
@@ -66,12 +84,47 @@ export interface QueueEntry {
 /** A position in the order records were written; opaque to callers. */
 export type RecordCursor = number;
 
+/** The operator's actions on the queue (`sealrelay queue ...`), and what each makes of a recipient. */
+export type OperatorAction = 'delete' | 'hold' | 'release' | 'flush';
+export const OPERATOR_OUTCOMES = { delete: 'deleted', hold: 'held', release: 'released', flush: 'flushed' } as const;
+export type OperatorOutcome = (typeof OPERATOR_OUTCOMES)[OperatorAction];
+
+/**
+ * The trace an operator action leaves, one per recipient it changed, written in the
+ * transaction of the change. It is not an attempt: nothing was sent, so it has no
+ * attempt number, MX, TLS or SMTP reply, never teaches domain knowledge, and
+ * `queryRecords` (the attempts, what reports read) never returns it; the delivery
+ * log (`queryLog`, `logAfter`) shows both.
+ */
+export interface OperatorRecord {
+  readonly kind: 'operator';
+  readonly queueId: string;
+  readonly seq: number;
+  readonly messageId: string | null;
+  /** ISO 8601 time of the action. */
+  readonly at: string;
+  readonly sender: string;
+  readonly recipient: string;
+  readonly domain: string;
+  readonly action: OperatorAction;
+  readonly outcome: OperatorOutcome;
+  /** Who acted: the OS user that ran the command. */
+  readonly operator: string;
+  /** Attempts made before the action (none is counted for it). */
+  readonly attemptsBefore: number;
+}
+
+/** One entry of the delivery log: an attempt's DeliveryRecord or an operator's action. */
+export type LogRecord = DeliveryRecord | OperatorRecord;
+export const isOperatorRecord = (r: LogRecord): r is OperatorRecord => (r as Partial<OperatorRecord>).kind === 'operator';
+
 export interface RecordFilter {
   /** Matches the queue id or the Message-ID header (with or without <>). */
   readonly message?: string;
   readonly recipient?: string;
   readonly domain?: string;
-  readonly outcome?: Outcome;
+  /** An attempt's outcome, or (in the log) what an operator action made of the recipient. */
+  readonly outcome?: Outcome | OperatorOutcome;
   /** ms since the epoch. */
   readonly since?: number;
   /** The newest `limit` matches (returned oldest first). */
@@ -179,22 +232,31 @@ export interface Store {
 
   listQueue(opts?: { limit?: number }): Promise<QueueEntry[]>;
   getQueueEntry(queueId: string): Promise<QueueEntry | null>;
-  /** Operator actions return how many recipients they touched. */
-  hold(queueId: string): Promise<number>;
-  releaseHold(queueId: string): Promise<number>;
-  /** Makes waiting recipients due now (all, or one message's). */
-  flush(queueId?: string): Promise<number>;
-  deleteEntry(queueId: string): Promise<number>;
+  /**
+   * Operator actions, like postsuper. Each returns how many recipients it changed and,
+   * in the same transaction, writes an OperatorRecord for each of them naming
+   * `operator` (who acted; required, never empty).
+   */
+  hold(queueId: string, operator: string): Promise<number>;
+  releaseHold(queueId: string, operator: string): Promise<number>;
+  /** Makes waiting recipients due now: one message's, or (null) the whole queue's. */
+  flush(queueId: string | null, operator: string): Promise<number>;
+  /** Removes a message; its recipients still waiting are recorded as `deleted`. */
+  deleteEntry(queueId: string, operator: string): Promise<number>;
   queueStats(): Promise<QueueStats>;
 
+  /** The attempts' records (never an operator's action): what reports and evidence read. */
   queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]>;
+  /** The delivery log: attempts and operator actions together, by time. */
+  queryLog(filter: RecordFilter): Promise<LogRecord[]>;
   /**
-   * For following the log: the matching records written after `cursor`, in the order
-   * they were written, and the cursor to pass next time. A null cursor starts at the
-   * end: the newest `filter.limit` matches (all without a limit). A record written
-   * late for an early attempt is still seen once (the cursor is write order, not `at`).
+   * For following the log (attempts and operator actions): the matching records written
+   * after `cursor`, in the order they were written, and the cursor to pass next time. A
+   * null cursor starts at the end: the newest `filter.limit` matches (all without a
+   * limit). A record written late for an early attempt is still seen once (the cursor
+   * is write order, not `at`).
    */
-  recordsAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: DeliveryRecord[]; cursor: RecordCursor }>;
+  logAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: LogRecord[]; cursor: RecordCursor }>;
 
   /** Domain knowledge, learned in `finish` from the records of each attempt. */
   getDomain(domain: string): Promise<DomainKnowledge | null>;

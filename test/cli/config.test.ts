@@ -1,6 +1,9 @@
 // `sealrelay config check` and config errors in other commands: every problem is
-// reported as file:line:col: key: message; `start` exits 78 (EX_CONFIG).
-import { writeFileSync } from 'node:fs';
+// reported as file:line:col: key: message; `start` exits 78 (EX_CONFIG). The check
+// tries every file the config names, as start does.
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { makeSandbox, runCli, type Sandbox } from './harness.ts';
@@ -78,7 +81,131 @@ describe('sealrelay config check', () => {
   });
 });
 
+/** `config check` on the sandbox config plus `lines`; the problems it printed, one per line. */
+async function checkWith(lines: string[]): Promise<{ code: number; problems: string[]; stdout: string }> {
+  const file = writeConfig('check.yaml', [`store: { path: ${JSON.stringify(box.storePath)} }`, ...lines]);
+  const res = await runCli(['config', 'check', file]);
+  return { code: res.code, problems: res.stderr.split('\n').filter(Boolean), stdout: res.stdout };
+}
+
+describe('config check tries every file start would read', () => {
+  const listeners = ['ingress:', '  listeners:', '    starttls: { port: 0 }'];
+
+  it('a missing certificate pair under a production name: both settings, their files and lines', async () => {
+    const res = await checkWith([...listeners, '  cert_file: /etc/ssl/relay.example.crt', '  key_file: /etc/ssl/relay.example.key']);
+    expect(res.code).toBe(1);
+    expect(res.problems).toEqual([
+      expect.stringMatching(/check\.yaml:5:3: ingress\.cert_file: \/etc\/ssl\/relay\.example\.crt: no such file \(.*--dev-cert/),
+      expect.stringMatching(/check\.yaml:6:3: ingress\.key_file: \/etc\/ssl\/relay\.example\.key: no such file/),
+    ]);
+    // As start --dev-cert would see it: the pair would be generated.
+    const file = join(box.dir, 'check.yaml');
+    expect(await runCli(['config', 'check', '--dev-cert', file])).toMatchObject({ code: 0, stdout: `OK: ${file}\n` });
+  });
+
+  it('a missing DKIM key file, crypto key file and recipient_domains_file: each named with its line', async () => {
+    const res = await checkWith([
+      ...listeners, // lines 2-4
+      'policies:',
+      '  rules:',
+      '    - name: lab-results',
+      '      match: { sender: results@lab.example }',
+      '      mode: forced',
+      '    - name: partners',
+      '      match:',
+      '        recipient_domains_file: lists/partners.txt',
+      '      mode: forced',
+      'crypto:',
+      '  pgp:',
+      '    archive_key_file: keys/archive.asc',
+      'dkim:',
+      '  domains:',
+      '    clinic.example:',
+      '      selector: s1',
+      '      key_file: keys/dkim-clinic.example.key',
+    ]);
+    expect(res.code).toBe(1);
+    const d = box.dir;
+    expect(res.problems).toEqual([
+      `${d}/check.yaml:12:9: policies.rules[partners].match.recipient_domains_file: ${d}/lists/partners.txt: no such file`,
+      `${d}/check.yaml:16:5: crypto.pgp.archive_key_file: ${d}/keys/archive.asc: no such file`,
+      `${d}/check.yaml:21:7: dkim.domains.clinic.example.key_file: ${d}/keys/dkim-clinic.example.key: no such file`,
+    ]);
+  });
+
+  it('a domains file with a line that is not a domain: that file and line; a good config with real files passes', async () => {
+    mkdirSync(join(box.dir, 'keys'));
+    writeFileSync(join(box.dir, 'partners.txt'), '# partners\nbank.example\n*.bank.example\nsomeone@partner.example\n');
+    writeFileSync(join(box.dir, 'keys', 'dkim.key'), generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const rule = ['policies:', '  rules:', '    - { name: partners, match: { recipient_domains_file: partners.txt }, mode: forced }'];
+    const dkim = ['dkim:', '  domains:', '    clinic.example: { selector: s1, key_file: keys/dkim.key }'];
+    const bad = await checkWith([...listeners, ...rule, ...dkim]);
+    expect(bad.code).toBe(1);
+    expect(bad.problems).toEqual([`${box.dir}/partners.txt:4:1: policies.rules[partners].match.recipient_domains_file: not a domain or *.domain: "someone@partner.example"`]);
+    writeFileSync(join(box.dir, 'partners.txt'), '# partners\nbank.example\n*.bank.example\n');
+    expect(await checkWith([...listeners, ...rule, ...dkim])).toMatchObject({ code: 0, problems: [] });
+  });
+
+  it('a CA bundle that is not one, and a DKIM key that is not a key', async () => {
+    writeFileSync(join(box.dir, 'ca.pem'), 'not a certificate\n');
+    writeFileSync(join(box.dir, 'dkim.key'), 'not a key\n');
+    const res = await checkWith([...listeners, 'tls:', '  ca_file: ca.pem', 'dkim:', '  domains:', '    clinic.example: { selector: s1, key_file: dkim.key }']);
+    expect(res.code).toBe(1);
+    expect(res.problems).toEqual([
+      `${box.dir}/check.yaml:6:3: tls.ca_file: ${box.dir}/ca.pem: no PEM certificate in it`,
+      expect.stringMatching(new RegExp(`check\\.yaml:9:37: dkim\\.domains\\.clinic\\.example\\.key_file: ${box.dir}/dkim\\.key: .*PEM`)),
+    ]);
+  });
+});
+
+describe('which config file', () => {
+  it('SEALRELAY_CONFIG is honoured, and --config wins over it', async () => {
+    const broken = writeConfig('broken.yaml', ['nonsense: 1']);
+    expect(await runCli(['config', 'check'], { env: { SEALRELAY_CONFIG: broken } })).toMatchObject({ code: 1, stderr: expect.stringContaining('nonsense: unknown key') });
+    expect(await runCli(['-c', box.configFile, 'config', 'check'], { env: { SEALRELAY_CONFIG: broken } })).toMatchObject({ code: 0, stdout: `OK: ${box.configFile}\n` });
+  });
+
+  it('relative paths in the config are read from its directory, whatever the working directory', async () => {
+    writeFileSync(join(box.dir, 'partners.txt'), 'bank.example\n');
+    const file = writeConfig('relative.yaml', [
+      'ingress:',
+      '  listeners: { starttls: { port: 0 } }',
+      '  cert_file: certs/sealrelay-dev.crt',
+      '  key_file: certs/sealrelay-dev.key',
+      'policies:',
+      '  rules:',
+      '    - { name: partners, match: { recipient_domains_file: partners.txt }, mode: forced }',
+    ]);
+    const elsewhere = mkdtempSync(join(tmpdir(), 'sealrelay-cwd-'));
+    try {
+      expect(await runCli(['-c', file, 'config', 'check'], { cwd: elsewhere })).toMatchObject({ code: 0, stdout: `OK: ${file}\n` });
+      const explained = await runCli(['-c', file, 'policy', 'explain', '--from', 'a@clinic.example', '--to', 'x@bank.example', '--json'], { cwd: elsewhere });
+      expect(explained.code).toBe(0);
+      expect(JSON.parse(explained.stdout)).toMatchObject({ decision: { mode: 'forced', rule: 'rule:partners' } });
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('config errors in other commands', () => {
+  it('policy explain with a missing recipient_domains_file: a config error (78) naming the setting and line, no stack', async () => {
+    const file = writeConfig('explain.yaml', [
+      'ingress:',
+      '  listeners: {}',
+      'policies:',
+      '  rules:',
+      '    - name: partners',
+      '      match:',
+      '        recipient_domains_file: /nonexistent/partners.txt',
+      '      mode: forced',
+    ]);
+    const res = await runCli(['-c', file, 'policy', 'explain', '--from', 'a@clinic.example', '--to', 'x@bank.example']);
+    expect(res.code).toBe(78);
+    expect(res.stdout).toBe('');
+    expect(res.stderr).toBe(`${file}:7:9: policies.rules[partners].match.recipient_domains_file: /nonexistent/partners.txt: no such file\n`);
+  });
+
   it('start exits 78 (EX_CONFIG) with the problems on stderr, before listening', async () => {
     const file = writeConfig('bad.yaml', ['ingress:', '  listeners:', '    starttls: { port: 0 }', '  max_recipients: none']);
     const res = await runCli(['-c', file, 'start']);

@@ -36,8 +36,9 @@ export function makeSandbox(extraYaml = ''): Sandbox {
       '  listeners:',
       '    starttls: { port: 0 }',
       `  users_file: ${JSON.stringify(usersFile)}`,
-      `  cert_file: ${JSON.stringify(join(dir, 'dev.crt'))}`,
-      `  key_file: ${JSON.stringify(join(dir, 'dev.key'))}`,
+      // The development names: `start` generates a missing pair only under them.
+      `  cert_file: ${JSON.stringify(join(dir, 'certs', 'sealrelay-dev.crt'))}`,
+      `  key_file: ${JSON.stringify(join(dir, 'certs', 'sealrelay-dev.key'))}`,
       extraYaml,
     ].join('\n'),
   );
@@ -50,13 +51,13 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs `sealrelay <args>` from the repo root; resolves with the exit code, never rejects on failure. */
-export function runCli(args: readonly string[], opts: { input?: string; env?: Record<string, string> } = {}): Promise<CliResult> {
+/** Runs `sealrelay <args>` from the repo root (or `cwd`); resolves with the exit code, never rejects on failure. */
+export function runCli(args: readonly string[], opts: { input?: string; env?: Record<string, string>; cwd?: string } = {}): Promise<CliResult> {
   // Overrides from the developer's shell (SEALRELAY_STORE_PATH, ...) must not leak into the test.
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('SEALRELAY_')));
   const env: NodeJS.ProcessEnv = { ...inherited, ...opts.env };
   return new Promise((done, fail) => {
-    const child = execFile(process.execPath, ['bin/sealrelay.js', ...args], { cwd: ROOT, env, timeout: CLI_TIMEOUT_MS }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [join(ROOT, 'bin/sealrelay.js'), ...args], { cwd: opts.cwd ?? ROOT, env, timeout: CLI_TIMEOUT_MS }, (err, stdout, stderr) => {
       if (err && typeof err.code !== 'number') return fail(err);
       done({ code: typeof err?.code === 'number' ? err.code : 0, stdout, stderr });
     });

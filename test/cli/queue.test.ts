@@ -1,14 +1,21 @@
 // `sealrelay queue`: list (table, footer, --json), stats, show, and the operator
-// actions flush / hold / release / delete, each checked in the database afterwards.
+// actions flush / hold / release / delete, each checked in the database afterwards
+// and in the trace it leaves (an operator record in `sealrelay log`, a log line on
+// stderr); and a reader that closes the pipe early ends a command quietly.
+import { spawn } from 'node:child_process';
+import { userInfo } from 'node:os';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { QueueEntry, QueueStats } from '../../src/store/store.ts';
-import { claimAll, HOUR, lines, makeSandbox, message, MINUTE, record, runCli, withStore, type Sandbox } from './harness.ts';
+import type { DeliveryRecord } from '../../src/delivery/record.ts';
+import type { OperatorRecord, QueueEntry, QueueStats } from '../../src/store/store.ts';
+import { claimAll, HOUR, lines, makeSandbox, message, MINUTE, record, ROOT, runCli, withStore, type Sandbox } from './harness.ts';
 
 let box: Sandbox;
 let now: number;
+/** Who the actions are recorded as: the OS user running the command, i.e. the one running the tests. */
+const OPERATOR = userInfo().username;
 
 // QA (2 recipients, received 2h ago): alice delivered, bob deferred for an hour (last error).
-// QB (1 recipient, received 5m ago, null sender): held.
+// QB (1 recipient, received 5m ago, null sender): held (by operator "seed").
 beforeEach(async () => {
   box = makeSandbox();
   now = Date.now();
@@ -30,7 +37,7 @@ beforeEach(async () => {
       ],
     );
     await store.unclaim([{ queueId: 'QB', seq: 0 }]);
-    expect(await store.hold('QB')).toBe(1);
+    expect(await store.hold('QB', 'seed')).toBe(1);
   });
 });
 
@@ -79,8 +86,8 @@ describe('sealrelay queue list', () => {
 
   it('says so when the queue is empty', async () => {
     await withStore(box.storePath, async (s) => {
-      await s.deleteEntry('QA');
-      await s.deleteEntry('QB');
+      await s.deleteEntry('QA', 'seed');
+      await s.deleteEntry('QB', 'seed');
     });
     expect(await queue()).toMatchObject({ code: 0, stdout: 'queue is empty\n' });
   });
@@ -104,7 +111,7 @@ describe('possible duplicates (recipients a crash cut off mid-attempt)', () => {
   it('an empty queue still shows them: the count outlives the messages', async () => {
     await crashMidAttempt();
     await withStore(box.storePath, async (s) => {
-      for (const id of ['QA', 'QB', 'QC']) await s.deleteEntry(id);
+      for (const id of ['QA', 'QB', 'QC']) await s.deleteEntry(id, 'seed');
     });
     expect(await queue()).toMatchObject({ code: 0, stdout: 'queue is empty; 2 possible duplicates (recipients retried after a crash cut their attempt off)\n' });
   });
@@ -144,7 +151,8 @@ describe('sealrelay queue show', () => {
     const shown = JSON.parse(res.stdout) as { entry: QueueEntry; records: unknown[] };
     expect(shown.entry.sender).toBe('');
     expect(shown.entry.recipients[0]?.state).toBe('held');
-    expect(shown.records).toEqual([]);
+    // No attempt yet; the hold is on record.
+    expect(shown.records).toMatchObject([{ kind: 'operator', action: 'hold', outcome: 'held', operator: 'seed', recipient: 'carol@example.net' }]);
   });
 });
 
@@ -157,7 +165,7 @@ describe('sealrelay queue actions', () => {
   });
 
   it('flush without an id flushes the whole queue', async () => {
-    await withStore(box.storePath, (s) => s.releaseHold('QB'));
+    await withStore(box.storePath, (s) => s.releaseHold('QB', 'seed'));
     const res = await queue('flush');
     expect(res).toMatchObject({ code: 0, stdout: 'flushed 1 recipient\n' });
     expect((await entry('QA'))?.recipients[1]?.nextAttemptAt).toBeLessThanOrEqual(Date.now());
@@ -192,5 +200,84 @@ describe('sealrelay queue actions', () => {
     const res = await queue('hold');
     expect(res.code).toBe(64);
     expect(res.stderr).toContain("missing required argument 'id'");
+  });
+});
+
+/** The JSON log lines a command wrote to stderr. */
+const logLines = (stderr: string) => lines(stderr).map((l) => JSON.parse(l) as Record<string, unknown>);
+const logJson = async (...args: string[]) => lines((await runCli(['-c', box.configFile, 'log', '--json', ...args])).stdout).map((l) => JSON.parse(l) as DeliveryRecord | OperatorRecord);
+
+describe('every operator action leaves a trace: a record per recipient it changed, and a log line', () => {
+  it("delete: each waiting recipient's last record says `deleted`, by whom; the settled ones keep theirs", async () => {
+    const res = await queue('delete', 'QA');
+    expect(res).toMatchObject({ code: 0, stdout: 'deleted QA: 1 recipient removed\n' });
+    expect(logLines(res.stderr)).toMatchObject([{ level: 30, event: 'queue.deleted', queueId: 'QA', recipients: 1, operator: OPERATOR }]);
+
+    const records = await logJson('--message', 'QA');
+    expect(records.map((r) => [r.recipient, r.outcome])).toEqual([
+      ['alice@example.com', 'delivered'], ['bob@example.org', 'deferred'], ['bob@example.org', 'deleted'],
+    ]);
+    const deleted = records.at(-1) as OperatorRecord;
+    expect(deleted).toMatchObject({ kind: 'operator', queueId: 'QA', seq: 1, action: 'delete', operator: OPERATOR, attemptsBefore: 1, messageId: '<qa@clinic.example>' });
+    // Not an attempt: no attempt number, MX, TLS or SMTP reply of its own.
+    for (const field of ['attempt', 'mx', 'tls', 'smtp', 'method']) expect(deleted).not.toHaveProperty(field);
+
+    const table = (await runCli(['-c', box.configFile, 'log', '--message', 'QA'])).stdout;
+    expect(table).toMatch(new RegExp(`QA\\.1\\s+-\\s+bob@example\\.org\\s+deleted\\s+-\\s+-\\s+-\\s+queue delete by ${OPERATOR}\\s+-$`, 'm'));
+  });
+
+  it('flush, hold and release: a record and a log line each, naming the action and the operator', async () => {
+    for (const action of ['flush', 'hold', 'release']) {
+      const res = await queue(action, 'QA');
+      expect(res.code).toBe(0);
+      const event = { flush: 'queue.flushed', hold: 'queue.held', release: 'queue.released' }[action];
+      expect(logLines(res.stderr)).toMatchObject([{ event, queueId: 'QA', recipients: 1, operator: OPERATOR }]);
+    }
+    const trail = (await logJson('--recipient', 'bob@example.org')).map((r) => ('action' in r ? [r.outcome, r.action, r.operator] : [r.outcome, r.attempt]));
+    expect(trail).toEqual([['deferred', 1], ['flushed', 'flush', OPERATOR], ['held', 'hold', OPERATOR], ['released', 'release', OPERATOR]]);
+    const table = (await runCli(['-c', box.configFile, 'log', '--message', 'QA'])).stdout;
+    expect(table).toMatch(new RegExp(`bob@example\\.org\\s+held\\s+-\\s+-\\s+-\\s+queue hold by ${OPERATOR}`));
+    // `queue show` lists them among the records.
+    expect((await queue('show', 'QA')).stdout).toMatch(/QA\.1\s+-\s+bob@example\.org\s+released\s/);
+  });
+
+  it('flush without an id logs it for the whole queue; an action that changes nothing records nothing', async () => {
+    const res = await queue('flush');
+    expect(logLines(res.stderr)).toMatchObject([{ event: 'queue.flushed', queueId: null, recipients: 1, operator: OPERATOR }]);
+    // QB is already held: nothing changes, nothing is recorded, the action is still logged.
+    const again = await queue('hold', 'QB');
+    expect(again.stdout).toBe('held 0 recipients of QB\n');
+    expect(logLines(again.stderr)).toMatchObject([{ event: 'queue.held', queueId: 'QB', recipients: 0 }]);
+    expect((await logJson('--message', 'QB')).map((r) => r.outcome)).toEqual(['held']);
+  });
+
+  it('--outcome filters tell actions from attempts: `deferred` is only attempts, `deleted` only deletions', async () => {
+    await queue('delete', 'QA');
+    await queue('delete', 'QB');
+    expect((await logJson('--outcome', 'deferred')).map((r) => [r.queueId, r.outcome])).toEqual([['QA', 'deferred']]);
+    expect((await logJson('--outcome', 'deleted')).map((r) => [r.queueId, r.recipient])).toEqual([['QA', 'bob@example.org'], ['QB', 'carol@example.net']]);
+    const bad = await runCli(['-c', box.configFile, 'log', '--outcome', 'removed']);
+    expect(bad.code).toBe(64);
+    expect(bad.stderr).toContain('deleted, held, released, flushed');
+  });
+});
+
+describe('a closed pipe', () => {
+  /** Runs `sealrelay <args>` and closes its stdout after the first chunk, as `| head -1` would. */
+  const readFirstChunk = (args: string[]) =>
+    new Promise<{ code: number | null; signal: string | null; stderr: string }>((done) => {
+      const child = spawn(process.execPath, ['bin/sealrelay.js', '-c', box.configFile, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.stdout.once('data', () => child.stdout.destroy());
+      child.on('close', (code, signal) => done({ code, signal, stderr }));
+    });
+
+  it('ends `queue list` (table and --json) quietly once the reader has gone: no stack trace, exit 0', async () => {
+    // Far more than a pipe holds (64 KiB), so the writer is still writing when the reader leaves.
+    await withStore(box.storePath, (s) => Promise.all(Array.from({ length: 3000 }, (_, i) => s.enqueue(message(`QBULK${i}`, ['x@bulk.example'], now)))));
+    for (const args of [['queue', 'list', '--limit', '0'], ['queue', 'list', '--limit', '0', '--json']]) {
+      expect(await readFirstChunk(args)).toEqual({ code: 0, signal: null, stderr: '' });
+    }
   });
 });

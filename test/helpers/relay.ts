@@ -23,8 +23,9 @@ export function testConfig(over: Record<string, unknown> = {}): Config {
     store: { path: join(dir, 'sealrelay.db') },
     ingress: {
       listeners: { starttls: { host: '127.0.0.1', port: 0, tls: 'starttls' } },
-      cert_file: join(dir, 'relay.crt'),
-      key_file: join(dir, 'relay.key'),
+      // The development names: a missing pair is generated only under them (ingress/dev-cert.ts).
+      cert_file: join(dir, 'sealrelay-dev.crt'),
+      key_file: join(dir, 'sealrelay-dev.key'),
       users_file: join(dir, 'users.yaml'),
     },
     tls: { ca_file: writeTemp('test-ca.pem', sharedTestCa().certPem) },

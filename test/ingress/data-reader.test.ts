@@ -38,6 +38,23 @@ describe('DataReader', () => {
     expect(verdicts(`${'x'.repeat(1001)}`)).toEqual(['line-length']);
   });
 
+  test('lines over RFC 5321 but within max_line_bytes are kept and reported for repair', () => {
+    const limits = { maxBytes: 10_000, maxLineBytes: 4000 };
+    const read = (text: string, cut: number) => {
+      const reader = new DataReader(limits);
+      const bytes = Buffer.from(text, 'latin1');
+      reader.push(bytes.subarray(0, cut));
+      reader.push(bytes.subarray(cut));
+      return reader.finish();
+    };
+    const long = `short\r\n${'x'.repeat(2998)}\r\nshort\r\n`;
+    for (const cut of [0, 7, 1000, 3000, long.length]) expect(read(long, cut)).toMatchObject({ ok: true, longLines: true });
+    expect(read(`${'x'.repeat(998)}\r\n`, 500)).toMatchObject({ ok: true, longLines: false });
+    expect(read(`${'x'.repeat(999)}\r\n`, 500)).toMatchObject({ ok: true, longLines: true });
+    expect(verdicts(`${'x'.repeat(3998)}\r\n`, limits)).toEqual(['ok true']);
+    expect(verdicts(`${'x'.repeat(3999)}\r\n`, limits)).toEqual(['line-length']);
+  });
+
   test('size: over the limit is refused, whatever else is wrong', () => {
     expect(verdicts('x'.repeat(30) + '\r\n', { maxBytes: 32, maxLineBytes: 1000 })).toEqual(['ok true']);
     expect(verdicts('x'.repeat(31) + '\r\n', { maxBytes: 32, maxLineBytes: 1000 })).toEqual(['size']);

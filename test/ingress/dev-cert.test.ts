@@ -1,9 +1,9 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { certificateExpiry, ensureDevCertificate, generateSelfSigned } from '../../src/ingress/dev-cert.ts';
+import { CertificateFileError, certificateExpiry, certificateProblems, ensureDevCertificate, generateSelfSigned, serverCertificate } from '../../src/ingress/dev-cert.ts';
 import { selfSigned } from '../helpers/test-ca.ts';
 
 const paths = () => {
@@ -39,14 +39,14 @@ describe('ensureDevCertificate', () => {
     const p = paths();
     ensureDevCertificate(p.cert, p.key, 'h.test');
     unlinkSync(p.cert);
-    expect(() => ensureDevCertificate(p.cert, p.key, 'h.test')).toThrow(new RegExp(`certificate file ${p.cert} is missing`));
+    expect(() => ensureDevCertificate(p.cert, p.key, 'h.test')).toThrow(new RegExp(`^ingress.cert_file: ${p.cert}: no such file, but its key`));
   });
 
   test('only the certificate present: error naming the missing key file', () => {
     const p = paths();
     ensureDevCertificate(p.cert, p.key, 'h.test');
     unlinkSync(p.key);
-    expect(() => ensureDevCertificate(p.cert, p.key, 'h.test')).toThrow(new RegExp(`key file ${p.key} is missing`));
+    expect(() => ensureDevCertificate(p.cert, p.key, 'h.test')).toThrow(new RegExp(`^ingress.key_file: ${p.key}: no such file, but its certificate`));
   });
 
   test('unparsable certificate or key: error naming the file', () => {
@@ -54,11 +54,11 @@ describe('ensureDevCertificate', () => {
     ensureDevCertificate(p.cert, p.key, 'h.test');
     const { key } = ensureDevCertificate(p.cert, p.key, 'h.test');
     writeFileSync(p.cert, 'not a certificate');
-    expect(() => ensureDevCertificate(p.cert, p.key, 'h.test')).toThrow(new RegExp(`${p.cert} is not a PEM certificate`));
+    expect(() => ensureDevCertificate(p.cert, p.key, 'h.test')).toThrow(new RegExp(`^ingress.cert_file: ${p.cert}: not a PEM certificate`));
     const q = paths();
     ensureDevCertificate(q.cert, q.key, 'h.test');
     writeFileSync(q.key, 'garbage');
-    expect(() => ensureDevCertificate(q.cert, q.key, 'h.test')).toThrow(new RegExp(`${q.key} is not a PEM private key`));
+    expect(() => ensureDevCertificate(q.cert, q.key, 'h.test')).toThrow(new RegExp(`^ingress.key_file: ${q.key}: not a PEM private key`));
     expect(key).toContain('PRIVATE KEY');
   });
 
@@ -66,12 +66,61 @@ describe('ensureDevCertificate', () => {
     const p = paths();
     ensureDevCertificate(p.cert, p.key, 'h.test');
     writeFileSync(p.key, generateSelfSigned('other.test').key);
-    expect(() => ensureDevCertificate(p.cert, p.key, 'h.test')).toThrow(new RegExp(`${p.key} does not match the certificate in ${p.cert}`));
+    expect(() => ensureDevCertificate(p.cert, p.key, 'h.test')).toThrow(new RegExp(`^ingress.key_file: ${p.key}: does not match the certificate in ${p.cert}`));
   });
 
   test('an IP address as hostname goes into the SAN as an IP', () => {
     const x509 = new X509Certificate(generateSelfSigned('192.0.2.25').cert);
     expect(x509.subjectAltName).toContain('IP Address:192.0.2.25');
+  });
+});
+
+describe('serverCertificate: a missing pair is generated only under the development names, or when asked', () => {
+  const named = (dir: string, cert: string, key: string) => ({ cert: join(dir, 'certs', cert), key: join(dir, 'certs', key) });
+
+  test('sealrelay-dev.crt / sealrelay-dev.key (the shipped default): generated, and config check finds nothing to say', () => {
+    const p = named(paths().dir, 'sealrelay-dev.crt', 'sealrelay-dev.key');
+    expect(certificateProblems(p.cert, p.key)).toEqual([]);
+    expect(existsSync(p.cert)).toBe(false); // checking writes nothing
+    expect(serverCertificate(p.cert, p.key, 'h.test').generated).toBe(true);
+    expect(existsSync(p.cert) && existsSync(p.key)).toBe(true);
+  });
+
+  test('any other name (a mistyped production path): refused, naming the setting and the file; nothing written', () => {
+    const p = named(paths().dir, 'relay.example.crt', 'relay.example.key');
+    let thrown: unknown;
+    try {
+      serverCertificate(p.cert, p.key, 'h.test');
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(CertificateFileError);
+    expect(thrown).toMatchObject({ setting: 'ingress.cert_file', file: p.cert, message: expect.stringMatching(/^ingress\.cert_file: .*relay\.example\.crt: no such file .*--dev-cert/) });
+    expect(certificateProblems(p.cert, p.key).map((e) => [e.setting, e.file])).toEqual([
+      ['ingress.cert_file', p.cert],
+      ['ingress.key_file', p.key],
+    ]);
+    expect(existsSync(p.cert) || existsSync(p.key)).toBe(false);
+  });
+
+  test('only one development name is not the development pair', () => {
+    const p = named(paths().dir, 'sealrelay-dev.crt', 'production.key');
+    expect(() => serverCertificate(p.cert, p.key, 'h.test')).toThrow(CertificateFileError);
+  });
+
+  test('anyPath (start --dev-cert): generated at the configured paths, whatever their names', () => {
+    const p = named(paths().dir, 'relay.example.crt', 'relay.example.key');
+    expect(certificateProblems(p.cert, p.key, { anyPath: true })).toEqual([]);
+    expect(serverCertificate(p.cert, p.key, 'h.test', { anyPath: true }).generated).toBe(true);
+    // Once there, the pair is used without asking again.
+    expect(serverCertificate(p.cert, p.key, 'h.test').generated).toBe(false);
+  });
+
+  test('an existing pair under any name is used; a broken one is a problem of the right setting', () => {
+    const p = named(paths().dir, 'relay.example.crt', 'relay.example.key');
+    serverCertificate(p.cert, p.key, 'h.test', { anyPath: true });
+    writeFileSync(p.key, 'garbage');
+    expect(certificateProblems(p.cert, p.key).map((e) => [e.setting, e.file])).toEqual([['ingress.key_file', p.key]]);
   });
 });
 

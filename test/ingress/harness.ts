@@ -14,7 +14,7 @@ import { ensureDevCertificate } from '../../src/ingress/dev-cert.ts';
 import { startIngress, type Ingress } from '../../src/ingress/index.ts';
 import { hashPassword, type User, type UserDirectory } from '../../src/ingress/users.ts';
 import { createLogger } from '../../src/log.ts';
-import type { NewMessage } from '../../src/store/store.ts';
+import type { NewMessage, QueueEntry } from '../../src/store/store.ts';
 
 export const HOSTNAME = 'relay.ingress.test';
 
@@ -78,6 +78,14 @@ export class RecordingStore {
     }
     this.messages.push(message);
     this.events.push(`enqueue-committed ${message.queueId}`);
+  }
+
+  /** Ingress asks this only for a message carrying our own Received stamp (loop check): anything committed counts as still queued. */
+  async getQueueEntry(queueId: string): Promise<QueueEntry | null> {
+    const m = this.messages.find((x) => x.queueId === queueId);
+    if (!m) return null;
+    const recipients = m.recipients.map((recipient, seq) => ({ seq, recipient, state: 'queued' as const, attempts: 0, nextAttemptAt: m.receivedAt, lastError: null, leasedUntil: null }));
+    return { queueId, sender: m.sender, messageId: m.messageId, size: m.body.length, receivedAt: m.receivedAt, recipients };
   }
 }
 
@@ -302,6 +310,16 @@ export class RawClient {
       else this.#replies.push(reply);
     }
   }
+}
+
+/** One message from app@clinic.test to ann@example.test over a new session: the reply to DATA and what was queued. */
+export async function submitOne(t: TestIngress, message: string): Promise<{ reply: Reply; queued: NewMessage[] }> {
+  const before = t.store.messages.length;
+  const c = await RawClient.open(t.port());
+  await c.ehlo();
+  const reply = await c.send('app@clinic.test', ['ann@example.test'], message);
+  await c.quit();
+  return { reply, queued: t.store.messages.slice(before) };
 }
 
 /** A minimal RFC 5322 message. */

@@ -3,7 +3,9 @@ import net from 'node:net';
 import { X509Certificate } from 'node:crypto';
 import { describe, expect, test } from 'vitest';
 import { generateSelfSigned } from '../../src/ingress/dev-cert.ts';
-import { ingressConfig, plain, RawClient, runSteps, startTestIngress, testCertificate, testUsers, type Step } from './harness.ts';
+import { startIngress } from '../../src/ingress/index.ts';
+import { createLogger } from '../../src/log.ts';
+import { ingressConfig, plain, RawClient, RecordingStore, runSteps, startTestIngress, testCertificate, testUsers, type Step } from './harness.ts';
 
 const EHLO: Step = ['EHLO app.clinic.test', 250];
 
@@ -180,6 +182,22 @@ describe('startIngress', () => {
         listeners: { first: { host: '127.0.0.1', port: 0, tls: 'starttls' }, second: { host: '127.0.0.1', port: busyPort, tls: 'starttls' } },
       });
       await expect(startTestIngress({ config })).rejects.toThrow(/cannot listen: .*EADDRINUSE/);
+    } finally {
+      blocker.close();
+    }
+  });
+
+  test('a bind failure is not also logged as a failed inbound connection', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', () => r()));
+    const busyPort = (blocker.address() as net.AddressInfo).port;
+    const lines: string[] = [];
+    const logger = createLogger('debug', { write: (line: string) => void lines.push(line) });
+    try {
+      const config = ingressConfig({ listeners: { busy: { host: '127.0.0.1', port: busyPort, tls: 'starttls' } } });
+      await expect(startIngress({ config, store: new RecordingStore(), logger, tlsCredentials: testCertificate(), users: new Map() })).rejects.toThrow(/EADDRINUSE/);
+      await new Promise((r) => setTimeout(r, 50));
+      expect(lines.filter((l) => l.includes('ingress.connection_error'))).toEqual([]);
     } finally {
       blocker.close();
     }

@@ -118,6 +118,25 @@ describe('header block', () => {
     expect(out.body.toString().match(/Message-I[dD]:/g)).toHaveLength(1);
   });
 
+  test.each([
+    ['text without any header', 'Hello world\r\nsecond line\r\n', '', 'Hello world\r\nsecond line\r\n'],
+    ['headers, then text without the empty line', 'Subject: hi\r\nHello world\r\n', 'Subject: hi\r\n', 'Hello world\r\n'],
+    ['a folded header, then text', 'Subject: a\r\n b\r\nnot a field line\r\n', 'Subject: a\r\n b\r\n', 'not a field line\r\n'],
+    ['an mbox "From " line first', 'From someone Tue Mar 4\r\nSubject: x\r\n\r\nb\r\n', '', 'From someone Tue Mar 4\r\nSubject: x\r\n\r\nb\r\n'],
+  ])('stampMessage: %s → the header section ends at the first non-field line, with the empty line inserted there', (_n, input, header, body) => {
+    const out = stampMessage(Buffer.from(input), hop()).body.toString();
+    const received = receivedHeader(hop());
+    expect(out.startsWith(received)).toBe(true);
+    expect(out.slice(received.length)).toBe(`${header}Message-ID: <01kpRT3cR0yVRD0s.1741083072000@relay.example.test>\r\n\r\n${body}`);
+  });
+
+  test('stampMessage: with a Message-ID but no empty line before the text, only the empty line is inserted', () => {
+    const out = stampMessage(Buffer.from('Message-ID: <m@app.test>\r\nHello\r\n'), hop());
+    expect(out.messageId).toBe('<m@app.test>');
+    expect(out.body.toString()).toMatch(/\r\nMessage-ID: <m@app\.test>\r\n\r\nHello\r\n$/);
+    expect(out.body.toString().match(/Message-ID:/g)).toHaveLength(1);
+  });
+
   test('stampMessage: a message with no header gets the Message-ID before the blank line', () => {
     const out = stampMessage(Buffer.from('\r\nonly body\r\n'), hop());
     expect(out.body.toString()).toMatch(/\r\nMessage-ID: <[^>]+>\r\n\r\nonly body\r\n$/);

@@ -86,8 +86,10 @@ describe('RFC 1870 SIZE and RFC 5321 §4.5.3.1.6 line length', () => {
     ['message over the size limit → 552 5.3.4, nothing queued', { max_message_bytes: 2000 }, filler(2001), 552, /^5\.3\.4 Message size exceeds fixed maximum message size of 2000 bytes$/, 0],
     ['much larger than the limit → 552 5.3.4', { max_message_bytes: 2000 }, `Subject: s\r\n\r\n${'x\r\n'.repeat(100_000)}`, 552, /^5\.3\.4/, 0],
     ['line of 1000 bytes including CRLF → 250', {}, `Subject: s\r\n\r\n${'x'.repeat(998)}\r\n`, 250, null, 1],
-    ['line of 1001 bytes including CRLF → 552 5.6.0, nothing queued', {}, `Subject: s\r\n\r\n${'x'.repeat(999)}\r\n`, 552, /^5\.6\.0 Message line too long \(limit 1000 bytes including CRLF\)$/, 0],
-    ['max_line_bytes raised → longer lines pass', { max_line_bytes: 4000 }, `Subject: s\r\n\r\n${'x'.repeat(3000)}\r\n`, 250, null, 1],
+    ['line of 1001 bytes including CRLF → 250 (repaired before it is queued)', {}, `Subject: s\r\n\r\n${'x'.repeat(999)}\r\n`, 250, null, 1],
+    ['line at the default max_line_bytes (64 KiB) → 250', {}, `Subject: s\r\n\r\n${'x'.repeat(65534)}\r\n`, 250, null, 1],
+    ['line over the default max_line_bytes → 552 5.6.0, nothing queued', {}, `Subject: s\r\n\r\n${'x'.repeat(65535)}\r\n`, 552, /^5\.6\.0 Message line too long \(limit 65536 bytes including CRLF\)$/, 0],
+    ['max_line_bytes lowered → longer lines refused', { max_line_bytes: 4000 }, `Subject: s\r\n\r\n${'x'.repeat(3999)}\r\n`, 552, /^5\.6\.0 Message line too long \(limit 4000 bytes/, 0],
   ];
   test.each(rows)('%s', (_title, ingress, body, code, text, queued) =>
     withIngress(ingress, async (t) => {

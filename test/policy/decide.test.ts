@@ -71,7 +71,7 @@ describe('policy decide', () => {
   it('rejects bad rules with the key that is wrong', () => {
     const bad = (rules: unknown) => configSchema.safeParse({ ingress: { listeners: {} }, policies: { rules } });
     expect(bad([{ name: 'x', match: {}, mode: 'forced' }]).success).toBe(false);
-    expect(bad([{ name: 'x', match: { header: { name: 'A', regex: '(' } }, mode: 'forced' }]).error?.issues[0]?.path).toEqual(['policies', 'rules', 0, 'match', 'header']);
+    expect(bad([{ name: 'x', match: { header: { name: 'A', regex: '(' } }, mode: 'forced' }]).error?.issues[0]?.path).toEqual(['policies', 'rules', 0, 'match', 'header', 'regex']);
     expect(bad([{ name: 'x', match: { recipient: 'a@b' }, mode: 'forced' }, { name: 'x', match: { recipient: 'c@d' }, mode: 'forced' }]).error?.issues[0]?.message).toMatch(/duplicate rule name/);
     expect(bad([{ name: 'x', match: { recipient: 'a@b' }, mode: 'portal' }]).success).toBe(false);
     expect(bad([{ name: 'x', match: { recipent: 'a@b' }, mode: 'forced' }]).error?.issues[0]?.code).toBe('unrecognized_keys');
@@ -95,10 +95,10 @@ describe('DLP in the policy', () => {
     expect(dlpPolicy.decide('x@example.org', ctx({ dlpHits: hits }))).toMatchObject({ mode, rule });
   });
 
-  it('a bad custom pattern is a config error naming dlp', () => {
-    const r = configSchema.safeParse({ ingress: { listeners: {} }, dlp: { custom: [{ id: 'bad', pattern: '(a+)+' }] } });
+  it('a bad custom pattern is a config error naming its key', () => {
+    const r = configSchema.safeParse({ ingress: { listeners: {} }, dlp: { custom: [{ id: 'bad', pattern: '(a)\\1' }] } });
     expect(r.success).toBe(false);
-    expect(r.error?.issues[0]?.path).toEqual(['dlp']);
+    expect(r.error?.issues[0]?.path).toEqual(['dlp', 'custom', 0, 'pattern']);
   });
 });
 

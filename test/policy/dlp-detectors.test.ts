@@ -9,7 +9,6 @@ import { dobDetector } from '../../src/policy/dlp/detectors/dob.ts';
 import { icd10Detector } from '../../src/policy/dlp/detectors/icd10.ts';
 import { mrnDetector } from '../../src/policy/dlp/detectors/mrn.ts';
 import { ssnDetector } from '../../src/policy/dlp/detectors/ssn.ts';
-import { nestedRepetition } from '../../src/policy/dlp/safe-regex.ts';
 
 type Row = [text: string, count: number];
 
@@ -194,25 +193,37 @@ describe('custom detectors', () => {
     [{ id: 'x', pattern: '\\b' }, /matches the empty string/],
     [{ id: 'x', pattern: 'abc', flags: 'g' }, /flags "g" not allowed/],
     [{ id: 'x', pattern: 'abc', flags: 'ii' }, /flags "ii" not allowed/],
-    [{ id: 'x', pattern: '(a+)+b' }, /backtrack catastrophically/],
-    [{ id: 'x', pattern: '(?:\\s*\\w+)*$' }, /backtrack catastrophically/],
+    // RE2 has no backreferences or lookaround (what lets it match in linear time); the error says so.
+    [{ id: 'x', pattern: '(a)\\1' }, /dlp\.custom "x": invalid regular expression: it must be RE2 syntax \(no backreferences.*\\1/],
+    [{ id: 'x', pattern: 'PROJ(?=-)' }, /must be RE2 syntax.*lookahead or lookbehind.*\(\?=/],
+    [{ id: 'x', pattern: '(?<!x)PROJ' }, /must be RE2 syntax/],
     [{ id: 'bad id!', pattern: 'abc' }, /detector id "bad id!"/],
   ])('rejects %j', (spec, message) => {
     expect(() => customDetector(spec)).toThrow(DlpConfigError);
     expect(() => customDetector(spec)).toThrow(message);
   });
 
+  // These hang JavaScript's backtracking engine (hours at 40 characters); RE2 runs them in linear time.
   it.each([
-    ['(a+)+', true],
-    ['(a*)*', true],
-    ['(a|b+){2,5}', true],
-    ['((ab)+c)+', true],
-    ['(\\d{3}-)+\\d{4}', false], // fixed repetition inside repetition
-    ['(a+)?', false], // optional, not repeated
-    ['[(a+)]+', false], // a character class, not a group
-    ['\\(a+\\)+', false], // escaped parentheses
-    ['(abc)+\\d+', false],
-  ])('nestedRepetition(%s) is %s', (pattern, nested) => expect(nestedRepetition(pattern)).toBe(nested));
+    ['(a+)+$', `${'a'.repeat(40)}!`, 0],
+    ['(a+)+!', `${'a'.repeat(40)}!`, 1],
+    ['(?:\\s*\\w+)+$', `${'word '.repeat(20)}!`, 0],
+    ['(a|aa)+b', 'a'.repeat(5000), 0],
+    ['(x+x+)+y', 'x'.repeat(5000), 0],
+  ])('runs %s on hostile input in linear time', (pattern, text, count) => {
+    expect(customDetector({ id: 'x', pattern }).scan(text)).toBe(count);
+  });
+
+  it('keeps JavaScript semantics an operator relies on: \\u escapes, flags, \\b and ^ at a window edge', () => {
+    expect(customDetector({ id: 'x', pattern: 'caf\\u00e9' }).scan('café, CAFÉ')).toBe(1);
+    expect(customDetector({ id: 'x', pattern: 'caf\\u00e9', flags: 'i' }).scan('café, CAFÉ')).toBe(2);
+    expect(customDetector({ id: 'x', pattern: '^PROJ-\\d+', flags: 'm' }).scan('PROJ-1\nPROJ-2 PROJ-3')).toBe(2);
+    expect(customDetector({ id: 'x', pattern: 'a.b', flags: 's' }).scan('a\nb')).toBe(1);
+    expect(customDetector({ id: 'x', pattern: 'a.b' }).scan('a\nb')).toBe(0);
+    // The text before `from` is context: no \b between "X" and "PROJ", and ^ is not at `from`.
+    expect(customDetector({ id: 'x', pattern: '\\bPROJ' }).scan('XPROJ PROJ', 1)).toBe(1);
+    expect(customDetector({ id: 'x', pattern: '^PROJ' }).scan('XPROJ', 1)).toBe(0);
+  });
 });
 
 describe('buildDetectors', () => {

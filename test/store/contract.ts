@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { makeRecord, type DeliveryRecord } from '../../src/delivery/record.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
-import type { NewMessage, QueueItem, RecipientKey, Store } from '../../src/store/store.ts';
+import { isOperatorRecord, type LogRecord, type NewMessage, type QueueItem, type RecipientKey, type Store } from '../../src/store/store.ts';
 
 export function message(over: Partial<NewMessage> = {}): NewMessage {
   return {
@@ -146,10 +146,10 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
       withStore(async (s) => {
         const m = message({ recipients: ['x@one.test', 'y@one.test'] });
         await s.enqueue(m);
-        expect(await s.hold(m.queueId)).toBe(2);
+        expect(await s.hold(m.queueId, 'alice')).toBe(2);
         expect(await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).toEqual([]);
         expect((await s.listQueue())[0]?.recipients.every((r) => r.state === 'held')).toBe(true);
-        expect(await s.releaseHold(m.queueId)).toBe(2);
+        expect(await s.releaseHold(m.queueId, 'alice')).toBe(2);
         const items = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
         const far = Date.now() + 3_600_000;
         await s.finish(
@@ -157,11 +157,106 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
           items.map((i) => ({ queueId: i.queueId, seq: i.seq, outcome: 'deferred' as const, error: 'later', nextAttemptAt: far })),
         );
         expect(await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).toEqual([]);
-        expect(await s.flush(m.queueId)).toBe(2);
+        expect(await s.flush(m.queueId, 'alice')).toBe(2);
         expect(await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).toHaveLength(2);
-        expect(await s.deleteEntry(m.queueId)).toBe(2);
+        expect(await s.deleteEntry(m.queueId, 'alice')).toBe(2);
         expect(await s.getQueueEntry(m.queueId)).toBeNull();
-        expect(await s.deleteEntry('nope')).toBe(0);
+        expect(await s.deleteEntry('nope', 'alice')).toBe(0);
+      }));
+
+    it('each operator action records what it did to each recipient it changed; a deleted message ends on `deleted`', () =>
+      withStore(async (s) => {
+        const m = message({ recipients: ['x@one.test', 'y@one.test', 'z@two.test'] });
+        await s.enqueue(m);
+        const [x, y, z] = (await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).sort((a, b) => a.seq - b.seq) as [QueueItem, QueueItem, QueueItem];
+        const far = Date.now() + 3_600_000;
+        const later = (i: QueueItem) => ({ queueId: i.queueId, seq: i.seq, outcome: 'deferred' as const, error: '451 later', nextAttemptAt: far });
+        const deferred = { outcome: 'deferred' as const, method: 'none' as const, smtp: { code: 451, enhanced: '4.7.1', response: '451 later' } };
+        await s.finish([record(x), record(y, deferred), record(z, deferred)], [{ queueId: x.queueId, seq: x.seq, outcome: 'delivered', error: null }, later(y), later(z)]);
+        const before = await s.logAfter(null, {});
+
+        // x is delivered: no action changes it. A second hold changes nothing and writes nothing.
+        expect(await s.flush(m.queueId, 'carol')).toBe(2);
+        expect(await s.hold(m.queueId, 'alice')).toBe(2);
+        expect(await s.hold(m.queueId, 'alice')).toBe(0);
+        expect(await s.releaseHold(m.queueId, 'bob')).toBe(2);
+        expect(await s.deleteEntry(m.queueId, 'dave')).toBe(2);
+
+        const log = await s.queryLog({ message: m.queueId });
+        const trace = (r: LogRecord) => [r.recipient, r.outcome, isOperatorRecord(r) ? r.operator : r.attempt];
+        expect(log.map(trace)).toEqual([
+          ['x@one.test', 'delivered', 1], ['y@one.test', 'deferred', 1], ['z@two.test', 'deferred', 1],
+          ['y@one.test', 'flushed', 'carol'], ['z@two.test', 'flushed', 'carol'],
+          ['y@one.test', 'held', 'alice'], ['z@two.test', 'held', 'alice'],
+          ['y@one.test', 'released', 'bob'], ['z@two.test', 'released', 'bob'],
+          ['y@one.test', 'deleted', 'dave'], ['z@two.test', 'deleted', 'dave'],
+        ]);
+        const deleted = log.at(-1)!;
+        expect(deleted).toEqual({
+          kind: 'operator', queueId: m.queueId, seq: z.seq, messageId: m.messageId, at: deleted.at, sender: m.sender,
+          recipient: 'z@two.test', domain: 'two.test', action: 'delete', outcome: 'deleted', operator: 'dave', attemptsBefore: 1,
+        });
+        expect(Date.parse(deleted.at)).toBeGreaterThanOrEqual(Date.parse(log[2]!.at));
+        // Found by the Message-ID too, after the message itself is gone.
+        expect((await s.queryLog({ message: m.messageId!.slice(1, -1), outcome: 'deleted' })).map((r) => r.recipient)).toEqual(['y@one.test', 'z@two.test']);
+        // Following the log sees the actions in the order they were made.
+        expect((await s.logAfter(before.cursor, { recipient: 'y@one.test' })).records.map((r) => r.outcome)).toEqual(['flushed', 'held', 'released', 'deleted']);
+
+        // The attempts alone (what reports and evidence read) are not confused by the actions.
+        expect((await s.queryRecords({ message: m.queueId })).map((r) => [r.recipient, r.outcome])).toEqual([
+          ['x@one.test', 'delivered'], ['y@one.test', 'deferred'], ['z@two.test', 'deferred'],
+        ]);
+        expect(await s.queryRecords({ outcome: 'deleted' })).toEqual([]);
+        expect((await s.queryLog({ outcome: 'deferred' })).map((r) => r.recipient)).toEqual(['y@one.test', 'z@two.test']);
+      }));
+
+    it('an operator action is not an attempt: attempt numbers, domain knowledge and duplicates stay as they were', () =>
+      withStore(async (s) => {
+        const m = message({ recipients: ['a@learn.test'] });
+        await s.enqueue(m);
+        expect(await s.hold(m.queueId, 'alice')).toBe(1);
+        expect(await s.releaseHold(m.queueId, 'alice')).toBe(1);
+        const [item] = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        expect(item?.attempt).toBe(1);
+        await s.finish([record(item!, { outcome: 'deferred', method: 'none', starttlsOffered: true })], [
+          { queueId: m.queueId, seq: 0, outcome: 'deferred', error: 'x', nextAttemptAt: Date.now() + 3_600_000 },
+        ]);
+        const learned = await s.getDomain('learn.test');
+        expect(learned).toMatchObject({ attempts: 1 });
+        expect(await s.flush(null, 'alice')).toBe(1);
+        const [again] = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        expect(again?.attempt).toBe(2);
+        await s.unclaim([again!]);
+        expect(await s.deleteEntry(m.queueId, 'alice')).toBe(1);
+        expect(await s.getDomain('learn.test')).toEqual(learned);
+        expect((await s.queueStats()).possibleDuplicates).toBe(0);
+        expect((await s.queryLog({ message: m.queueId })).map((r) => r.outcome)).toEqual(['held', 'released', 'deferred', 'flushed', 'deleted']);
+        expect((await s.queryLog({ outcome: 'deleted' }))[0]).toMatchObject({ attemptsBefore: 1 });
+      }));
+
+    it('flushing the whole queue records every recipient it made due, and only those', () =>
+      withStore(async (s) => {
+        const m1 = message({ recipients: ['a@one.test', 'b@one.test'] });
+        const m2 = message({ recipients: ['c@two.test'] });
+        const due = message({ recipients: ['d@three.test'] });
+        for (const m of [m1, m2]) await s.enqueue(m);
+        const items = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        await s.finish([], items.map((i) => ({ queueId: i.queueId, seq: i.seq, outcome: 'deferred' as const, error: 'x', nextAttemptAt: Date.now() + 3_600_000 })));
+        await s.enqueue(due);
+        expect(await s.flush(null, 'ops')).toBe(3);
+        const flushed = await s.queryLog({ outcome: 'flushed' });
+        expect(flushed.map((r) => [r.queueId, r.recipient]).sort()).toEqual([[m1.queueId, 'a@one.test'], [m1.queueId, 'b@one.test'], [m2.queueId, 'c@two.test']].sort());
+        expect(flushed.every((r) => isOperatorRecord(r) && r.operator === 'ops' && r.action === 'flush')).toBe(true);
+      }));
+
+    it('an operator action must name who acts; without one it is refused and changes nothing', () =>
+      withStore(async (s) => {
+        const m = message({ recipients: ['x@one.test'] });
+        await s.enqueue(m);
+        await expect(s.hold(m.queueId, '  ')).rejects.toThrow(/queue hold: the operator who acts must be named/);
+        await expect(s.deleteEntry(m.queueId, '')).rejects.toThrow(/queue delete: the operator/);
+        expect((await s.getQueueEntry(m.queueId))?.recipients.map((r) => r.state)).toEqual(['queued']);
+        expect(await s.queryLog({})).toEqual([]);
       }));
 
     it('recoverInterrupted frees the claims of a run that died, and says how many', () =>
@@ -312,9 +407,9 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         expect(await s.queryRecords({ limit: 5 })).toHaveLength(5);
       }));
 
-    it('recordsAfter follows the log in write order: from the end, then only what was written since, filtered', () =>
+    it('logAfter follows the log in write order: from the end, then only what was written since, filtered', () =>
       withStore(async (s) => {
-        const start = await s.recordsAfter(null, {});
+        const start = await s.logAfter(null, {});
         expect(start.records).toEqual([]);
         const ms = Array.from({ length: 4 }, (_, i) => message({ recipients: [`f${i}@${i % 2 ? 'odd' : 'even'}.test`] }));
         for (const m of ms) await s.enqueue(m);
@@ -325,21 +420,21 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         await settle(byRecipient('f0@even.test'), '2026-01-01T00:00:02.000Z');
         await settle(byRecipient('f1@odd.test'), '2026-01-01T00:00:03.000Z');
 
-        const first = await s.recordsAfter(start.cursor, {});
+        const first = await s.logAfter(start.cursor, {});
         expect(first.records.map((r) => r.recipient)).toEqual(['f0@even.test', 'f1@odd.test']);
-        expect(await s.recordsAfter(first.cursor, {})).toEqual({ records: [], cursor: first.cursor });
+        expect(await s.logAfter(first.cursor, {})).toEqual({ records: [], cursor: first.cursor });
 
         // An attempt that started earlier but finished later is still seen, once, after the cursor.
         await settle(byRecipient('f2@even.test'), '2026-01-01T00:00:01.000Z');
         await settle(byRecipient('f3@odd.test'), '2026-01-01T00:00:04.000Z');
-        const evens = await s.recordsAfter(first.cursor, { domain: 'EVEN.test' });
+        const evens = await s.logAfter(first.cursor, { domain: 'EVEN.test' });
         expect(evens.records.map((r) => r.recipient)).toEqual(['f2@even.test']);
         // The cursor moved past the record that did not match, too.
-        expect(await s.recordsAfter(evens.cursor, {})).toEqual({ records: [], cursor: evens.cursor });
+        expect(await s.logAfter(evens.cursor, {})).toEqual({ records: [], cursor: evens.cursor });
 
         // From the end with a limit: the newest written, oldest first.
-        expect((await s.recordsAfter(null, { limit: 2 })).records.map((r) => r.recipient)).toEqual(['f2@even.test', 'f3@odd.test']);
-        expect((await s.recordsAfter(null, { domain: 'odd.test' })).records.map((r) => r.recipient)).toEqual(['f1@odd.test', 'f3@odd.test']);
+        expect((await s.logAfter(null, { limit: 2 })).records.map((r) => r.recipient)).toEqual(['f2@even.test', 'f3@odd.test']);
+        expect((await s.logAfter(null, { domain: 'odd.test' })).records.map((r) => r.recipient)).toEqual(['f1@odd.test', 'f3@odd.test']);
       }));
 
     it('putKey stores a key whole; getKey finds it by fingerprint in any case; keysFor by normalised address', () =>

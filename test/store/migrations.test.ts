@@ -15,16 +15,20 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-const LATEST = 6;
+const LATEST = 8;
 
-/** A store file as SealRelay with schema version 5 left it: version 6's addition taken off again. */
+/** A store file as SealRelay with schema version 5 left it: version 6's, 7's and 8's additions taken off again. */
 async function version5Store(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-migrate-'));
   dirs.push(dir);
   const path = join(dir, 'queue.db');
   await new SqliteStore(path).close();
   const raw = new Database(path);
-  raw.exec(`ALTER TABLE domains DROP COLUMN last_probe_starttls;`);
+  raw.exec(`ALTER TABLE messages DROP COLUMN dsn_envid;
+            ALTER TABLE recipients DROP COLUMN dsn_notify;
+            ALTER TABLE recipients DROP COLUMN dsn_orcpt;
+            ALTER TABLE records DROP COLUMN kind;
+            ALTER TABLE domains DROP COLUMN last_probe_starttls;`);
   raw.pragma('user_version = 5');
   raw.close();
   return path;
@@ -107,6 +111,30 @@ it('a version 5 store reads back what each last probe saw of STARTTLS, where its
     expect(await seen('failed.test')).toEqual([true, false]);
     expect(await seen('blurred.test')).toEqual([null, false]);
     expect(await seen('never.test')).toEqual([null, null]);
+  } finally {
+    await s.close();
+  }
+});
+
+it("a version 6 store's records are read as attempts after the upgrade, beside the operator records that follow", async () => {
+  const path = await version5Store();
+  // Up to version 6 only, as that SealRelay left it, with one delivery record.
+  const v6 = new Database(path);
+  v6.exec(`ALTER TABLE domains ADD COLUMN last_probe_starttls INTEGER;`);
+  v6.pragma('user_version = 6');
+  const m = message({ recipients: ['x@old.test'] });
+  const old = { queueId: m.queueId, seq: 0, messageId: m.messageId, attempt: 1, at: '2026-01-01T00:00:00.000Z', sender: m.sender, recipient: 'x@old.test', domain: 'old.test', outcome: 'deferred', method: 'none' };
+  v6.prepare(
+    `INSERT INTO records (queue_id, seq, message_id, attempt, at, sender, recipient, domain, outcome, method, json) VALUES (?, 0, ?, 1, ?, ?, 'x@old.test', 'old.test', 'deferred', 'none', ?)`,
+  ).run(m.queueId, m.messageId, Date.parse(old.at), m.sender, JSON.stringify(old));
+  v6.close();
+
+  const s = new SqliteStore(path);
+  try {
+    await s.enqueue(m);
+    expect(await s.deleteEntry(m.queueId, 'alice')).toBe(1);
+    expect((await s.queryRecords({ message: m.queueId })).map((r) => r.outcome)).toEqual(['deferred']);
+    expect((await s.queryLog({ message: m.queueId })).map((r) => r.outcome)).toEqual(['deferred', 'deleted']);
   } finally {
     await s.close();
   }

@@ -1,6 +1,7 @@
 // A DLP detector: an id that rules and records name, and a scan that counts its
 // matches in a window of text. Policy: a detector reports how often it fired,
 // never what it matched — no matched text leaves this folder, in results or logs.
+import type { UserRegex } from '../user-regex.ts';
 
 export interface Detector {
   /** Stable id used by rules (`match.dlp`), records and `policy explain`. */
@@ -51,4 +52,25 @@ export function regexDetector(
 ): Detector {
   if (!re.global) throw new Error(`detector ${id}: its regex must be global`);
   return { id, description, scan: (text, from = 0, to = text.length) => countMatches(re, text, from, to, accept) };
+}
+
+/** Counts matches of an operator's pattern (RE2, linear time) that start in [from, to). */
+export function countUserMatches(re: UserRegex, text: string, from: number, to: number): number {
+  // Finding where matches are takes RE2's slower engines; whether there is one, its DFA: most
+  // windows of most messages hold none, and are passed over at DFA speed.
+  if (!re.test(text)) return 0;
+  const search = re.search(text);
+  let count = 0;
+  for (let pos = from; pos <= text.length; ) {
+    const m = search.find(pos);
+    if (m === null || m.index >= to) break;
+    count++;
+    pos = m.end > m.index ? m.end : m.index + 1; // after an empty match, move on one, as a RegExp exec loop does
+  }
+  return count;
+}
+
+/** Builds a detector from an operator's pattern (custom detectors). */
+export function userRegexDetector(id: string, description: string, re: UserRegex): Detector {
+  return { id, description, scan: (text, from = 0, to = text.length) => countUserMatches(re, text, from, to) };
 }

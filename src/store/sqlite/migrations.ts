@@ -118,6 +118,14 @@ const MIGRATIONS: readonly string[] = [
      WHEN last_no_starttls_at = last_probe_at THEN 0
      WHEN last_starttls_at = last_probe_at THEN 1
      ELSE NULL END;`,
+  // Operator actions (queue delete/hold/release/flush) leave a record in the log beside
+  // the attempts; `kind` tells them apart, so what reads attempts never counts one.
+  `ALTER TABLE records ADD COLUMN kind TEXT NOT NULL DEFAULT 'attempt';`,
+  // RFC 3461 DSN parameters given at submission, for the bounces the relay makes:
+  // ENVID per message, NOTIFY and ORCPT per recipient (NULL: not given).
+  `ALTER TABLE messages ADD COLUMN dsn_envid TEXT;
+   ALTER TABLE recipients ADD COLUMN dsn_notify TEXT;
+   ALTER TABLE recipients ADD COLUMN dsn_orcpt TEXT;`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -24,10 +24,14 @@ import type { DeliveryRecord } from '../../delivery/record.ts';
 import {
   domainOf,
   normaliseAddress,
+  OPERATOR_OUTCOMES,
   type DomainKnowledge,
   type KeyKind,
   type KeyLookup,
+  type LogRecord,
   type NewMessage,
+  type OperatorAction,
+  type OperatorRecord,
   type QueueEntry,
   type QueueItem,
   type QueueStats,
@@ -51,6 +55,9 @@ interface PendingWrite {
 
 /** Largest number of writes (enqueues, finishes) folded into one commit. */
 const MAX_GROUP_COMMIT = 256;
+
+/** What each operator action's statement returns of the recipients it changed. */
+const ACTED = 'RETURNING queue_id, seq, recipient, domain, attempts';
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -80,27 +87,27 @@ export class SqliteStore implements Store {
     }
     this.stmt = {
       insertMessage: this.db.prepare(
-        `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user)
-         VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser)`,
+        `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid)
+         VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @envid)`,
       ),
       insertBody: this.db.prepare(`INSERT INTO bodies (queue_id, body) VALUES (?, ?)`),
       insertRecipient: this.db.prepare(
-        `INSERT INTO recipients (queue_id, seq, recipient, domain, next_attempt_at) VALUES (?, ?, ?, ?, ?)`,
+        `INSERT INTO recipients (queue_id, seq, recipient, domain, next_attempt_at, dsn_notify, dsn_orcpt) VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
       claim: this.db.prepare(
         `UPDATE recipients SET lease_owner = @owner, lease_until = @until, attempts = attempts + 1
          WHERE rowid IN (SELECT rowid FROM recipients
                          WHERE state = 'queued' AND next_attempt_at <= @now AND lease_until <= @now
                          ORDER BY next_attempt_at LIMIT @limit)
-         RETURNING queue_id, seq, recipient, domain, attempts`,
+         RETURNING queue_id, seq, recipient, domain, attempts, dsn_notify, dsn_orcpt`,
       ),
       messageMeta: this.db.prepare(
-        `SELECT queue_id, sender, message_id, subject, auth_user, size, received_at FROM messages WHERE queue_id = ?`,
+        `SELECT queue_id, sender, message_id, subject, auth_user, size, received_at, dsn_envid FROM messages WHERE queue_id = ?`,
       ),
       body: this.db.prepare(`SELECT body FROM bodies WHERE queue_id = ?`).pluck(),
       insertRecord: this.db.prepare(
-        `INSERT INTO records (queue_id, seq, message_id, attempt, at, sender, recipient, domain, outcome, method, json)
-         VALUES (@queueId, @seq, @messageId, @attempt, @atMs, @sender, @recipient, @domain, @outcome, @method, @json)`,
+        `INSERT INTO records (queue_id, seq, message_id, attempt, at, sender, recipient, domain, outcome, method, json, kind)
+         VALUES (@queueId, @seq, @messageId, @attempt, @atMs, @sender, @recipient, @domain, @outcome, @method, @json, @kind)`,
       ),
       settleFinal: this.db.prepare(
         `UPDATE recipients SET state = @outcome, last_error = @error, lease_owner = NULL, lease_until = 0
@@ -189,12 +196,15 @@ export class SqliteStore implements Store {
       recipientsOf: this.db.prepare(
         `SELECT seq, recipient, state, attempts, next_attempt_at, last_error, lease_until FROM recipients WHERE queue_id = ? ORDER BY seq`,
       ),
-      hold: this.db.prepare(`UPDATE recipients SET state = 'held' WHERE queue_id = ? AND state = 'queued'`),
-      releaseHold: this.db.prepare(`UPDATE recipients SET state = 'queued', next_attempt_at = ? WHERE queue_id = ? AND state = 'held'`),
-      flushOne: this.db.prepare(`UPDATE recipients SET next_attempt_at = ? WHERE queue_id = ? AND state = 'queued' AND next_attempt_at > ?`),
-      flushAll: this.db.prepare(`UPDATE recipients SET next_attempt_at = ? WHERE state = 'queued' AND next_attempt_at > ?`),
+      // Operator actions return the recipients they changed, for the records they leave.
+      hold: this.db.prepare(`UPDATE recipients SET state = 'held' WHERE queue_id = ? AND state = 'queued' ${ACTED}`),
+      releaseHold: this.db.prepare(`UPDATE recipients SET state = 'queued', next_attempt_at = ? WHERE queue_id = ? AND state = 'held' ${ACTED}`),
+      flushOne: this.db.prepare(`UPDATE recipients SET next_attempt_at = ? WHERE queue_id = ? AND state = 'queued' AND next_attempt_at > ? ${ACTED}`),
+      flushAll: this.db.prepare(`UPDATE recipients SET next_attempt_at = ? WHERE state = 'queued' AND next_attempt_at > ? ${ACTED}`),
       deleteMessage: this.db.prepare(`DELETE FROM messages WHERE queue_id = ?`),
-      countPending: this.db.prepare(`SELECT count(*) FROM recipients WHERE queue_id = ? AND state IN ('queued', 'held')`).pluck(),
+      pendingOf: this.db.prepare(
+        `SELECT queue_id, seq, recipient, domain, attempts FROM recipients WHERE queue_id = ? AND state IN ('queued', 'held') ORDER BY seq`,
+      ),
       stats: this.db.prepare(
         `SELECT (SELECT count(*) FROM messages) AS messages,
                 (SELECT count(*) FROM recipients WHERE state IN ('queued', 'held')) AS recipients,
@@ -269,9 +279,13 @@ export class SqliteStore implements Store {
       receivedAt: m.receivedAt,
       clientIp: m.clientIp,
       authUser: m.authUser,
+      envid: m.envid ?? null,
     });
     this.stmt.insertBody.run(m.queueId, m.body);
-    m.recipients.forEach((rcpt, seq) => this.stmt.insertRecipient.run(m.queueId, seq, rcpt, domainOf(rcpt), m.receivedAt));
+    m.recipients.forEach((rcpt, seq) => {
+      const dsn = m.recipientDsn?.[seq];
+      this.stmt.insertRecipient.run(m.queueId, seq, rcpt, domainOf(rcpt), m.receivedAt, dsn?.notify ?? null, dsn?.orcpt ?? null);
+    });
   }
 
   async claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]> {
@@ -296,6 +310,7 @@ export class SqliteStore implements Store {
           size: meta.size,
           receivedAt: meta.received_at,
           attempt: row.attempts,
+          dsn: { envid: meta.dsn_envid, notify: row.dsn_notify, orcpt: row.dsn_orcpt },
         });
       }
       return items;
@@ -321,6 +336,7 @@ export class SqliteStore implements Store {
           outcome: r.outcome,
           method: r.method,
           json: JSON.stringify(r),
+          kind: 'attempt',
         });
       }
       this.learn(records);
@@ -498,25 +514,83 @@ export class SqliteStore implements Store {
     return { queueId: m.queue_id, sender: m.sender, messageId: m.message_id, size: m.size, receivedAt: m.received_at, recipients };
   }
 
-  async hold(queueId: string): Promise<number> {
-    return this.stmt.hold.run(queueId).changes;
+  async hold(queueId: string, operator: string): Promise<number> {
+    return this.operatorAction('hold', operator, () => this.stmt.hold.all(queueId) as ActedRow[]);
   }
 
-  async releaseHold(queueId: string): Promise<number> {
-    return this.stmt.releaseHold.run(Date.now(), queueId).changes;
+  async releaseHold(queueId: string, operator: string): Promise<number> {
+    return this.operatorAction('release', operator, (now) => this.stmt.releaseHold.all(now, queueId) as ActedRow[]);
   }
 
-  async flush(queueId?: string): Promise<number> {
+  async flush(queueId: string | null, operator: string): Promise<number> {
+    return this.operatorAction('flush', operator, (now) =>
+      (queueId === null ? this.stmt.flushAll.all(now, now) : this.stmt.flushOne.all(now, queueId, now)) as ActedRow[],
+    );
+  }
+
+  async deleteEntry(queueId: string, operator: string): Promise<number> {
+    return this.operatorAction('delete', operator, (_now, metaOf) => {
+      // Read before the message and its recipients are gone: the records still name them.
+      metaOf(queueId);
+      const pending = this.stmt.pendingOf.all(queueId) as ActedRow[];
+      return this.stmt.deleteMessage.run(queueId).changes ? pending : [];
+    });
+  }
+
+  /**
+   * Makes an operator's change and writes an OperatorRecord for each recipient it
+   * changed, in one transaction committed with a full fsync: once the command says
+   * it is done, neither the change nor its trace can be lost. Returns how many changed.
+   */
+  private operatorAction(
+    action: OperatorAction,
+    operator: string,
+    change: (now: number, metaOf: (queueId: string) => MessageRow | undefined) => ActedRow[],
+  ): number {
+    if (!operator.trim()) throw new TypeError(`queue ${action}: the operator who acts must be named`);
     const now = Date.now();
-    return (queueId ? this.stmt.flushOne.run(now, queueId, now) : this.stmt.flushAll.run(now, now)).changes;
-  }
-
-  async deleteEntry(queueId: string): Promise<number> {
-    return this.db.transaction(() => {
-      const pending = this.stmt.countPending.get(queueId) as number;
-      const deleted = this.stmt.deleteMessage.run(queueId).changes;
-      return deleted ? pending : 0;
-    })();
+    const at = new Date(now).toISOString();
+    return this.commit('full', () => {
+      const meta = new Map<string, MessageRow | undefined>();
+      const metaOf = (queueId: string) => {
+        if (!meta.has(queueId)) meta.set(queueId, this.stmt.messageMeta.get(queueId) as MessageRow | undefined);
+        return meta.get(queueId);
+      };
+      const changed = change(now, metaOf);
+      for (const row of changed) {
+        const m = metaOf(row.queue_id);
+        const record: OperatorRecord = {
+          kind: 'operator',
+          queueId: row.queue_id,
+          seq: row.seq,
+          messageId: m?.message_id ?? null,
+          at,
+          sender: m?.sender ?? '',
+          recipient: row.recipient,
+          domain: row.domain,
+          action,
+          outcome: OPERATOR_OUTCOMES[action],
+          operator,
+          attemptsBefore: row.attempts,
+        };
+        this.stmt.insertRecord.run({
+          queueId: record.queueId,
+          seq: record.seq,
+          messageId: record.messageId,
+          // Not an attempt: no attempt number is taken (attempts count from 1).
+          attempt: 0,
+          atMs: now,
+          sender: record.sender,
+          recipient: record.recipient,
+          domain: record.domain,
+          outcome: record.outcome,
+          method: 'none',
+          json: JSON.stringify(record),
+          kind: 'operator',
+        });
+      }
+      return changed.length;
+    });
   }
 
   async queueStats(): Promise<QueueStats> {
@@ -524,14 +598,23 @@ export class SqliteStore implements Store {
   }
 
   async queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]> {
+    return this.selectRecords(filter, true) as DeliveryRecord[];
+  }
+
+  async queryLog(filter: RecordFilter): Promise<LogRecord[]> {
+    return this.selectRecords(filter, false);
+  }
+
+  private selectRecords(filter: RecordFilter, attemptsOnly: boolean): LogRecord[] {
     const { where, params } = recordConditions(filter);
+    if (attemptsOnly) where.push(`kind = 'attempt'`);
     params.limit = filter.limit ?? -1;
     // With a limit, the newest matches (what an operator wants), still returned oldest first.
     const sql = `SELECT json FROM records ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at DESC, id DESC LIMIT @limit`;
-    return (this.db.prepare(sql).pluck().all(params) as string[]).reverse().map((j) => JSON.parse(j) as DeliveryRecord);
+    return (this.db.prepare(sql).pluck().all(params) as string[]).reverse().map((j) => JSON.parse(j) as LogRecord);
   }
 
-  async recordsAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: DeliveryRecord[]; cursor: RecordCursor }> {
+  async logAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: LogRecord[]; cursor: RecordCursor }> {
     const { where, params } = recordConditions(filter);
     where.push('id > @cursor', 'id <= @end');
     // Rowids only grow (records are never deleted), so they are the write order. From the end
@@ -542,7 +625,7 @@ export class SqliteStore implements Store {
     return this.db.transaction(() => {
       const end = (this.stmt.lastRecordId.get() as number | null) ?? 0;
       const rows = this.db.prepare(sql).pluck().all({ ...params, cursor: cursor ?? 0, end, limit }) as string[];
-      return { records: rows.reverse().map((j) => JSON.parse(j) as DeliveryRecord), cursor: end };
+      return { records: rows.reverse().map((j) => JSON.parse(j) as LogRecord), cursor: end };
     })();
   }
 
@@ -628,12 +711,18 @@ interface KeyLookupRow {
   error: string | null;
 }
 
-interface ClaimRow {
+/** A recipient an operator action changed. */
+interface ActedRow {
   queue_id: string;
   seq: number;
   recipient: string;
   domain: string;
   attempts: number;
+}
+
+interface ClaimRow extends ActedRow {
+  dsn_notify: string | null;
+  dsn_orcpt: string | null;
 }
 
 interface MessageRow {
@@ -644,6 +733,7 @@ interface MessageRow {
   auth_user: string | null;
   size: number;
   received_at: number;
+  dsn_envid: string | null;
 }
 
 interface RecipientRow {

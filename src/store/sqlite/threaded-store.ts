@@ -12,7 +12,7 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
 import { tsxWorker } from '../../tsx-worker.ts';
 import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
-import type { DomainKnowledge, KeyKind, KeyLookup, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
+import type { DomainKnowledge, KeyKind, KeyLookup, LogRecord, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
 
 type Op = Exclude<keyof Store, never>;
 export interface StoreRequest {
@@ -156,17 +156,17 @@ export class ThreadedSqliteStore implements Store {
   getQueueEntry(queueId: string): Promise<QueueEntry | null> {
     return this.call('getQueueEntry', queueId);
   }
-  hold(queueId: string): Promise<number> {
-    return this.call('hold', queueId);
+  hold(queueId: string, operator: string): Promise<number> {
+    return this.call('hold', queueId, operator);
   }
-  releaseHold(queueId: string): Promise<number> {
-    return this.call('releaseHold', queueId);
+  releaseHold(queueId: string, operator: string): Promise<number> {
+    return this.call('releaseHold', queueId, operator);
   }
-  flush(queueId?: string): Promise<number> {
-    return this.call('flush', queueId);
+  flush(queueId: string | null, operator: string): Promise<number> {
+    return this.call('flush', queueId, operator);
   }
-  deleteEntry(queueId: string): Promise<number> {
-    return this.call('deleteEntry', queueId);
+  deleteEntry(queueId: string, operator: string): Promise<number> {
+    return this.call('deleteEntry', queueId, operator);
   }
   queueStats(): Promise<QueueStats> {
     return this.call('queueStats');
@@ -174,8 +174,11 @@ export class ThreadedSqliteStore implements Store {
   queryRecords(filter: RecordFilter): Promise<DeliveryRecord[]> {
     return this.call('queryRecords', filter);
   }
-  recordsAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: DeliveryRecord[]; cursor: RecordCursor }> {
-    return this.call('recordsAfter', cursor, filter);
+  queryLog(filter: RecordFilter): Promise<LogRecord[]> {
+    return this.call('queryLog', filter);
+  }
+  logAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: LogRecord[]; cursor: RecordCursor }> {
+    return this.call('logAfter', cursor, filter);
   }
   getDomain(domain: string): Promise<DomainKnowledge | null> {
     return this.call('getDomain', domain);
