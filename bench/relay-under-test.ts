@@ -111,6 +111,8 @@ export async function startSealRelay(opts: SealRelayOptions): Promise<RelayUnder
   const fd = openSync(logFile, 'w');
   const child: ChildProcess = spawn(process.execPath, [...(opts.nodeFlags ?? []), join(ROOT, 'bin', 'sealrelay.js'), '--config', configFile, 'start'], {
     cwd: ROOT,
+    // As `npm start` and the Docker image run it (README "Memory"): glibc's mmap threshold fixed.
+    env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072' },
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);

@@ -10,9 +10,9 @@ import { conformMessage } from '../mime/conform.ts';
 import { countHops } from '../mime/hops.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import type { NewMessage, Store } from '../store/store.ts';
-import { DataReader, type DataRefusal, type DataResult } from './data-reader.ts';
+import { DataReader, HEADROOM, type DataRefusal, type DataResult } from './data-reader.ts';
 import type { Ticket } from './receive-budget.ts';
-import { headerSection, stampMessage } from './received.ts';
+import { headerSection, stampMessage, type InboundHop } from './received.ts';
 import { replies } from './replies.ts';
 import type { SessionState } from './sessions.ts';
 import type { IngressSettings } from './settings.ts';
@@ -76,7 +76,7 @@ export async function acceptMessage(opts: {
 
   const queueId = newQueueId();
   const receivedAt = Date.now();
-  const stamped = stampMessage(conformed?.body ?? result.message, {
+  const hop: InboundHop = {
     helo,
     ehlo,
     clientHostname: rdns,
@@ -87,7 +87,11 @@ export async function acceptMessage(opts: {
     tls: session.secure ? state.tls : null,
     recipients,
     date: new Date(receivedAt),
-  });
+  };
+  // The reader left room in front of the message for our fields; a repaired copy has none.
+  const repaired = conformed !== null && conformed.body !== result.message;
+  const stamped = stampMessage(repaired ? conformed.body : result.message, hop, { headroom: repaired ? 0 : HEADROOM });
+  const size = stamped.body.length;
   const message: NewMessage = {
     queueId,
     sender,
@@ -110,7 +114,7 @@ export async function acceptMessage(opts: {
   }
   const commitMs = Math.round((performance.now() - commitStart) * 100) / 100;
   logger.info(
-    { event: 'ingress.queued', queueId, messageId: stamped.messageId, size: stamped.body.length, commitMs, ...who, tls: state.tls?.version ?? null, ...subjectField(stamped.subject, settings.logSubjects) },
+    { event: 'ingress.queued', queueId, messageId: stamped.messageId, size, commitMs, ...who, tls: state.tls?.version ?? null, ...subjectField(stamped.subject, settings.logSubjects) },
     'queued',
   );
   if (conformed?.repairs.length) {

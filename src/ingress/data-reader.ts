@@ -29,6 +29,8 @@ export type DataResult =
   | { readonly ok: true; readonly message: Buffer; readonly size: number; readonly longLines: boolean }
   | { readonly ok: false; readonly refusal: DataRefusal; readonly size: number };
 
+/** Bytes left free in front of a message read whole: room for our Received and Message-ID fields. */
+export const HEADROOM = 2048;
 /** RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF. */
 const RFC_LINE_BYTES = 1000;
 const CR = 0x0d;
@@ -80,8 +82,13 @@ export class DataReader {
       this.#chunks = [];
       return { ok: false, refusal, size: this.#size };
     }
-    const message = Buffer.concat(this.#chunks, this.#size);
+    // One allocation for the whole message, with free room in front of it for the
+    // header fields ingress adds (stampMessage), so that stamping needs no second copy.
+    const frame = Buffer.allocUnsafe(HEADROOM + this.#size);
+    let at = HEADROOM;
+    for (const chunk of this.#chunks) at += chunk.copy(frame, at);
     this.#chunks = [];
+    const message = frame.subarray(HEADROOM);
     return { ok: true, message, size: this.#size, longLines: this.#longLines };
   }
 

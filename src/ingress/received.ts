@@ -128,7 +128,7 @@ export function headerFacts(headerBlock: Buffer): HeaderFacts {
  * first line that is not a header field (Postfix's cleanup does the same), so text
  * sent without headers stays body and our Message-ID lands among the headers.
  */
-export function stampMessage(message: Buffer, hop: InboundHop): { body: Buffer; messageId: string; subject: string | null } {
+export function stampMessage(message: Buffer, hop: InboundHop, opts: { headroom?: number } = {}): { body: Buffer; messageId: string; subject: string | null } {
   const { end, separated } = headerSection(message);
   const facts = headerFacts(message.subarray(0, end));
   const received = Buffer.from(receivedHeader(hop), 'utf8');
@@ -136,12 +136,24 @@ export function stampMessage(message: Buffer, hop: InboundHop): { body: Buffer; 
   const messageId = facts.messageId ?? `<${hop.queueId}.${hop.date.getTime()}@${hop.hostname}>`;
   const field = facts.messageId === null ? Buffer.from(`Message-ID: ${messageId}\r\n`, 'utf8') : EMPTY;
   const separator = separated || end === message.length ? EMPTY : CRLF;
-  if (field === EMPTY && separator === EMPTY) return { body: Buffer.concat([received, message]), messageId, subject: facts.subject };
+  if (field === EMPTY && separator === EMPTY) return { body: prepend(received, message, opts.headroom ?? 0), messageId, subject: facts.subject };
   return {
     body: Buffer.concat([received, message.subarray(0, end), field, separator, message.subarray(end)]),
     messageId,
     subject: facts.subject,
   };
+}
+
+/**
+ * `prefix` then `message`. When the caller left `headroom` free bytes in front of the
+ * message in its buffer (DataReader does), the prefix is written there: a 25 MB
+ * message is not copied again to gain a few hundred bytes of header.
+ */
+function prepend(prefix: Buffer, message: Buffer, headroom: number): Buffer {
+  if (prefix.length > headroom || message.byteOffset < prefix.length) return Buffer.concat([prefix, message]);
+  const body = Buffer.from(message.buffer, message.byteOffset - prefix.length, prefix.length + message.length);
+  prefix.copy(body, 0);
+  return body;
 }
 
 const EMPTY = Buffer.alloc(0);

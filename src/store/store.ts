@@ -200,7 +200,11 @@ export interface KeyLookup {
 }
 
 export interface Store {
-  /** Resolves only once message and envelope are durably committed. */
+  /**
+   * Resolves only once message and envelope are durably committed. The store may
+   * take the body's memory (the threaded store moves a large one to its thread
+   * instead of copying it): the caller must not read `message.body` afterwards.
+   */
   enqueue(message: NewMessage): Promise<void>;
   /** Takes up to `limit` due recipients under a lease; each claim counts as an attempt. */
   claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]>;

@@ -137,6 +137,17 @@ describe('header block', () => {
     expect(out.body.toString().match(/Message-ID:/g)).toHaveLength(1);
   });
 
+  test('stampMessage: with room left in front of the message, the Received field is written there (no copy)', () => {
+    const text = 'Message-ID: <m@app.test>\r\n\r\nbody\r\n';
+    const frame = Buffer.alloc(2048 + text.length);
+    frame.write(text, 2048, 'latin1');
+    const out = stampMessage(frame.subarray(2048), hop(), { headroom: 2048 });
+    expect(out.body.buffer).toBe(frame.buffer);
+    expect(out.body.toString('latin1')).toBe(receivedHeader(hop()) + text);
+    // without room, a copy
+    expect(stampMessage(Buffer.from(text), hop()).body.toString('latin1')).toBe(receivedHeader(hop()) + text);
+  });
+
   test('stampMessage: a message with no header gets the Message-ID before the blank line', () => {
     const out = stampMessage(Buffer.from('\r\nonly body\r\n'), hop());
     expect(out.body.toString()).toMatch(/\r\nMessage-ID: <[^>]+>\r\n\r\nonly body\r\n$/);

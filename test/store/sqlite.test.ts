@@ -80,3 +80,24 @@ it('group commit: an enqueue and a finish of the same turn share a commit; a wri
   expect((await s.queryRecords({ message: first.queueId })).map((r) => r.outcome)).toEqual(['delivered']);
   await s.close();
 });
+
+it('a large body moves to the store thread and back to the reader instead of being copied', async () => {
+  const store = await ThreadedSqliteStore.open(tempDb());
+  try {
+    const content = Buffer.alloc(1024 * 1024, 'x');
+    const body = Buffer.allocUnsafe(content.length);
+    content.copy(body);
+    const m = message({ body });
+    await store.enqueue(m);
+    // Moved, not copied: the caller's buffer is detached (Store.enqueue says not to read it afterwards).
+    expect(body.buffer.byteLength).toBe(0);
+    const read = await store.readBody(m.queueId);
+    expect(read?.equals(content)).toBe(true);
+    // A small body is copied: the caller keeps it.
+    const small = message({ body: Buffer.from('Subject: s\r\n\r\nsmall\r\n') });
+    await store.enqueue(small);
+    expect(small.body.toString()).toBe('Subject: s\r\n\r\nsmall\r\n');
+  } finally {
+    await store.close();
+  }
+});

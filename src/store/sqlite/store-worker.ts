@@ -5,7 +5,7 @@
 // WAL checkpoints stall only this thread, never an SMTP session.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { SqliteStore } from './sqlite-store.ts';
-import type { StoreRequest, StoreResponse } from './threaded-store.ts';
+import { transferable, type StoreRequest, type StoreResponse } from './threaded-store.ts';
 
 const port = parentPort!;
 let store: SqliteStore;
@@ -24,7 +24,9 @@ try {
 function serve(from: MessagePort, owner: boolean): void {
   from.on('message', (req: StoreRequest | { connect: MessagePort }) => {
     if ('connect' in req) return serve(req.connect, false);
-    const reply = (res: Omit<StoreResponse, 'id'>) => from.postMessage({ id: req.id, ...res });
+    // A body read for delivery moves to the asking thread rather than being copied (nothing here keeps it).
+    const reply = (res: Omit<StoreResponse, 'id'>) =>
+      from.postMessage({ id: req.id, ...res }, req.op === 'readBody' && res.value instanceof Uint8Array ? transferable(res.value) : []);
     if (req.op === 'close' && !owner) return reply({ error: { name: 'Error', message: 'only the owning thread closes the store' } });
     const method = store[req.op] as (...args: unknown[]) => Promise<unknown>;
     method.apply(store, req.args).then(

@@ -116,16 +116,21 @@ export class ThreadedSqliteStore implements Store {
   }
 
   private call<T>(op: Op, ...args: unknown[]): Promise<T> {
+    return this.callTransferring(op, args, []);
+  }
+
+  private callTransferring<T>(op: Op, args: unknown[], transfer: ArrayBuffer[]): Promise<T> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      this.worker.postMessage({ id, op, args } satisfies StoreRequest);
+      this.worker.postMessage({ id, op, args } satisfies StoreRequest, transfer);
     });
   }
 
+  /** A large body's memory moves to the store thread instead of being copied (see Store.enqueue). */
   enqueue(message: NewMessage): Promise<void> {
-    return this.call('enqueue', message);
+    return this.callTransferring('enqueue', [message], transferable(message.body));
   }
   claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]> {
     return this.call('claim', opts);
@@ -243,4 +248,20 @@ export class ThreadedSqliteStore implements Store {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/** Bodies this large move between threads instead of being copied (a copy of each would be held twice at once). */
+const TRANSFER_MIN_BYTES = 64 * 1024;
+/** At most this much memory besides the body itself may move with it. */
+const TRANSFER_MAX_SLACK = 4096;
+
+/**
+ * The memory to move with a large body: its ArrayBuffer, when the body has it to
+ * itself (allocations this large never come from Node's shared pool; the slack
+ * check keeps it so). Small bodies are copied: cheaper than a transfer.
+ */
+export function transferable(body: Uint8Array): ArrayBuffer[] {
+  const buffer = body.buffer;
+  if (!(buffer instanceof ArrayBuffer) || body.byteLength < TRANSFER_MIN_BYTES) return [];
+  return buffer.byteLength - body.byteLength <= TRANSFER_MAX_SLACK ? [buffer] : [];
 }
