@@ -2,7 +2,8 @@
 //
 //   SIGTERM / SIGINT  stop accepting, let attempts in flight finish within
 //                     delivery.shutdown_grace_seconds (relay.close), exit 0.
-//                     A second signal exits 1 at once, for an operator who will not wait.
+//                     A second signal exits 1 at once, for an operator who will not wait
+//                     (one within a second of the first is the same stop delivered twice).
 //   SIGHUP            re-read the config file; a config with problems is logged
 //                     (relay.reload_failed) and the running config stays.
 //
@@ -27,6 +28,8 @@ import { tryConfig } from './try-config.ts';
 /** Beyond the grace period, how long close() may still take before we give up and exit 1. */
 // Ingress may spend up to 10 s draining DATA before delivery's grace period starts.
 const CLOSE_SLACK_MS = 20_000;
+/** A stop signal repeated within this long of the first is the same stop, not an operator's "now". */
+const REPEAT_IGNORED_MS = 1000;
 /** How often the config file is checked for edits, in ms. */
 const CONFIG_POLL_MS = 1000;
 
@@ -68,13 +71,16 @@ export function registerStart(program: Command, context: () => CliContext): void
       // relay.ts logs relay.started with the bound listeners.
 
       let graceSeconds = config.delivery.shutdown_grace_seconds;
-      let stopping = false;
+      let stoppingSince: number | null = null;
       const stop = (signal: NodeJS.Signals) => {
-        if (stopping) {
+        if (stoppingSince !== null) {
+          // The same stop often arrives twice at once (a terminal's Ctrl-C and npm forwarding it,
+          // systemd signalling the whole group): only a later one means "do not wait".
+          if (Date.now() - stoppingSince < REPEAT_IGNORED_MS) return;
           logger.warn({ event: 'relay.stopped', signal }, 'second signal: exiting without waiting');
           exit(EXIT.FAILURE);
         }
-        stopping = true;
+        stoppingSince = Date.now();
         logger.info({ event: 'relay.stopping', signal, graceSeconds }, 'stopping: finishing attempts in flight');
         // relay.close() keeps to the grace period itself; this only catches a close that hangs.
         setTimeout(() => {
@@ -96,7 +102,7 @@ export function registerStart(program: Command, context: () => CliContext): void
       // Reloads run one after another: a burst of SIGHUPs never interleaves two reloads.
       let reloads = Promise.resolve();
       const reload = async () => {
-        if (stopping) return;
+        if (stoppingSince !== null) return;
         const next = await loadForReload(ctx, devCert, logger);
         if (!next) return;
         try {

@@ -101,3 +101,33 @@ it('editing the config file reloads the policy without a signal', async () => {
   relay.proc.kill('SIGTERM');
   expect(await relay.exited).toBe(0);
 }, 60_000);
+
+it('a stop signal repeated at once is the same stop; a later one exits 1 without waiting', async () => {
+  const mx = await startMx('tls13', { name: 'mx.twice.test', dataDelayMs: 3000 });
+  mxs.push(mx);
+  const dir = mkdtempSync(join(tmpdir(), 'sealrelay-twice-'));
+  const config = testConfig({ store: { path: join(dir, 'q.db') }, delivery: { routes: { 'twice.test': `127.0.0.1:${mx.port}` } }, logging: { level: 'info' } });
+  const file = writeConfigFile(dir, config);
+
+  // Twice within a moment (a terminal's Ctrl-C plus npm forwarding it): one graceful stop, the delivery finishes.
+  const relay = await spawnRelay(file);
+  started.push(relay);
+  await submit({ port: relay.ports.starttls!, from: 'a@x.test', to: ['u@twice.test'] });
+  await new Promise((r) => setTimeout(r, 400));
+  relay.proc.kill('SIGINT');
+  relay.proc.kill('SIGTERM');
+  expect(await relay.exited).toBe(0);
+  expect(relay.lines.filter((l) => l.event === 'delivery.record').map((l) => (l.record as { outcome: string }).outcome)).toEqual(['delivered']);
+
+  // A second signal well after the first: the operator will not wait.
+  const again = await spawnRelay(file);
+  started.push(again);
+  await submit({ port: again.ports.starttls!, from: 'a@x.test', to: ['v@twice.test'] });
+  await new Promise((r) => setTimeout(r, 400));
+  again.proc.kill('SIGTERM');
+  await again.waitForLine((l) => l.event === 'relay.stopping');
+  await new Promise((r) => setTimeout(r, 1200));
+  again.proc.kill('SIGTERM');
+  expect(await again.exited).toBe(1);
+  expect(again.lines.some((l) => l.event === 'relay.stopped' && l.msg === 'second signal: exiting without waiting')).toBe(true);
+}, 60_000);
