@@ -31,6 +31,10 @@ export type DataResult =
 
 /** Bytes left free in front of a message read whole: room for our Received and Message-ID fields. */
 export const HEADROOM = 2048;
+/** A message's buffer starts this large and doubles as needed. */
+const INITIAL_FRAME = 64 * 1024;
+/** Unused bytes a finished message's buffer may keep; more, and it is cut to size. */
+const MAX_FRAME_SLACK = 4096;
 /** RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF. */
 const RFC_LINE_BYTES = 1000;
 const CR = 0x0d;
@@ -39,7 +43,8 @@ const LF = 0x0a;
 export class DataReader {
   readonly #maxBytes: number;
   readonly #maxLineBytes: number;
-  #chunks: Buffer[] = [];
+  /** The message so far, after HEADROOM free bytes; grown by doubling. */
+  #frame: Buffer | null = null;
   #size = 0;
   /** Bytes of the current (unfinished) line. */
   #lineBytes = 0;
@@ -69,8 +74,24 @@ export class DataReader {
     this.#size += chunk.length;
     if (!this.#bareNewline || !this.#lineTooLong) this.#scan(chunk);
     this.#lastByte = chunk[chunk.length - 1] as number;
-    if (this.#refusal() === null) this.#chunks.push(chunk);
-    else this.#chunks = [];
+    if (this.#refusal() === null) this.#keep(chunk);
+    else this.#frame = null;
+  }
+
+  /**
+   * Copies the chunk into the message's own buffer at once, so smtp-server's chunk
+   * dies young: a chunk kept for the seconds a large message takes to arrive would be
+   * promoted to V8's old generation, and its memory given back only at the next full
+   * collection, long after the message was committed.
+   */
+  #keep(chunk: Buffer): void {
+    const needed = HEADROOM + this.#size;
+    if (!this.#frame || this.#frame.length < needed) {
+      const grown = Buffer.allocUnsafeSlow(Math.max(needed, Math.min(2 * (this.#frame?.length ?? 0), HEADROOM + this.#maxBytes), INITIAL_FRAME));
+      this.#frame?.copy(grown, HEADROOM, HEADROOM, HEADROOM + this.#size - chunk.length);
+      this.#frame = grown;
+    }
+    chunk.copy(this.#frame, HEADROOM + this.#size - chunk.length);
   }
 
   /** The verdict, once smtp-server has ended the stream. */
@@ -79,16 +100,20 @@ export class DataReader {
     if (this.#lastByte === CR) this.#bareNewline = true;
     const refusal = this.#refusal();
     if (refusal) {
-      this.#chunks = [];
+      this.#frame = null;
       return { ok: false, refusal, size: this.#size };
     }
-    // One allocation for the whole message, with free room in front of it for the
-    // header fields ingress adds (stampMessage), so that stamping needs no second copy.
-    const frame = Buffer.allocUnsafe(HEADROOM + this.#size);
-    let at = HEADROOM;
-    for (const chunk of this.#chunks) at += chunk.copy(frame, at);
-    this.#chunks = [];
-    const message = frame.subarray(HEADROOM);
+    // The message in one buffer of its own, with free room in front of it for the header
+    // fields ingress adds (stampMessage), so that stamping needs no second copy; cut to
+    // size when growing left much unused (the store thread takes it whole).
+    let frame = this.#frame ?? Buffer.allocUnsafeSlow(HEADROOM);
+    this.#frame = null;
+    if (frame.length - HEADROOM - this.#size > MAX_FRAME_SLACK) {
+      const exact = Buffer.allocUnsafeSlow(HEADROOM + this.#size);
+      frame.copy(exact, HEADROOM, HEADROOM, HEADROOM + this.#size);
+      frame = exact;
+    }
+    const message = frame.subarray(HEADROOM, HEADROOM + this.#size);
     return { ok: true, message, size: this.#size, longLines: this.#longLines };
   }
 

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { DataReader } from '../../src/ingress/data-reader.ts';
+import { DataReader, HEADROOM } from '../../src/ingress/data-reader.ts';
 
 /** Feeds `text` in every two-chunk split, so no verdict depends on where TCP cut the stream. */
 function verdicts(text: string, limits = { maxBytes: 10_000, maxLineBytes: 1000 }): string[] {
@@ -53,6 +53,24 @@ describe('DataReader', () => {
     expect(read(`${'x'.repeat(999)}\r\n`, 500)).toMatchObject({ ok: true, longLines: true });
     expect(verdicts(`${'x'.repeat(3998)}\r\n`, limits)).toEqual(['ok true']);
     expect(verdicts(`${'x'.repeat(3999)}\r\n`, limits)).toEqual(['line-length']);
+  });
+
+  test('a large message in many chunks: kept byte for byte in one buffer of its own, with room in front', () => {
+    const line = Buffer.from(`${'z'.repeat(98)}\r\n`);
+    const reader = new DataReader({ maxBytes: 4 * 1024 * 1024, maxLineBytes: 1000 });
+    const parts: Buffer[] = [];
+    for (let i = 0; i < 3000; i++) {
+      // odd chunk sizes, as TCP cuts them
+      const chunk = Buffer.concat([line, line.subarray(0, i % 7)]);
+      parts.push(chunk);
+      reader.push(chunk);
+    }
+    const r = reader.finish();
+    if (!r.ok) throw new Error(r.refusal);
+    expect(r.message.equals(Buffer.concat(parts))).toBe(true);
+    // Its own memory (so the store thread can take it), the head room free in front, little slack behind.
+    expect(r.message.byteOffset).toBe(HEADROOM);
+    expect(r.message.buffer.byteLength - r.message.length - HEADROOM).toBeLessThanOrEqual(4096);
   });
 
   test('size: over the limit is refused, whatever else is wrong', () => {
