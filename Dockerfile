@@ -1,10 +1,18 @@
-# SealRelay container: Node 20 LTS line, data/ and certs/ as volumes.
+# SealRelay container: Node 20 LTS line, the compiled build, data/ and certs/ as volumes.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+RUN npm ci
+COPY src ./src
+RUN npm run build
+
 FROM node:20-bookworm-slim
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev
 COPY bin ./bin
-COPY src ./src
+# Only the build: without src/ the command runs dist/ (bin/sealrelay.js).
+COPY --from=build /app/dist ./dist
 COPY config ./config
 ENV NODE_ENV=production
 # glibc gives large freed buffers back to the kernel only with a fixed mmap threshold

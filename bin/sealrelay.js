@@ -1,7 +1,26 @@
 #!/usr/bin/env node
-// Entry point of the `sealrelay` command: runs the TypeScript sources through tsx,
-// so what runs is always what is in src/ (no build step to forget).
-import { register } from 'tsx/esm/api';
+// Entry point of the `sealrelay` command. It runs the compiled JavaScript in dist/
+// (`npm run build`; `npm start` and `npm test` build first). dist/ is a cache of
+// src/: where src/ is present and a source file is newer than the build, or there
+// is no build, the TypeScript sources run through tsx instead, so an edit is never
+// hidden behind an old build.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 
-register();
-await import('../src/cli/main.ts');
+const built = new URL('../dist/.built', import.meta.url);
+const sources = fileURLToPath(new URL('../src/', import.meta.url));
+
+function buildIsCurrent() {
+  if (!existsSync(built)) return false;
+  if (!existsSync(sources)) return true;
+  const builtAt = statSync(built).mtimeMs;
+  return readdirSync(sources, { recursive: true }).every((file) => statSync(`${sources}/${file}`).mtimeMs <= builtAt);
+}
+
+if (buildIsCurrent()) {
+  await import(new URL('../dist/cli/main.js', import.meta.url).href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import('../src/cli/main.ts');
+}

@@ -10,7 +10,7 @@ import type { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { ThreadedSqliteStore } from '../store/sqlite/threaded-store.ts';
-import { tsxWorker } from '../tsx-worker.ts';
+import { siblingModule, tsxWorker } from '../tsx-worker.ts';
 import type { OwnListener } from './loops.ts';
 
 export type ToDeliveryThread =
@@ -37,7 +37,7 @@ export interface DeliveryThread {
   stop(graceMs: number): Promise<void>;
 }
 
-const ENTRY = new URL('./thread-entry.ts', import.meta.url);
+const ENTRY = siblingModule('thread-entry', import.meta.url);
 /** After `stopped`, how long the thread may take to end by itself before it is terminated, in ms. */
 const EXIT_WAIT_MS = 2000;
 /** A thread that died is started again after this long (and every such wait while it cannot start); leases keep its claims safe meanwhile. */

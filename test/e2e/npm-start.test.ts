@@ -39,7 +39,7 @@ afterEach(async () => {
 
 /** `npm run start -- --config <file>` in a process group of its own; resolves once the relay listens. */
 async function npmStart(configFile: string): Promise<NpmStart> {
-  const proc = spawn('npm', ['run', 'start', '--', '--config', configFile], {
+  const proc = spawn('npm', ['run', 'start', '--ignore-scripts', '--', '--config', configFile], {
     cwd: ROOT,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],

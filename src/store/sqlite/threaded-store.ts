@@ -10,7 +10,7 @@
 // ingress thread.
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
-import { tsxWorker } from '../../tsx-worker.ts';
+import { siblingModule, tsxWorker } from '../../tsx-worker.ts';
 import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
 import type { DomainKnowledge, KeyKind, KeyLookup, LogRecord, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
 
@@ -26,7 +26,7 @@ export interface StoreResponse {
   error?: { name: string; message: string };
 }
 
-const ENTRY = new URL('./store-worker.ts', import.meta.url);
+const ENTRY = siblingModule('store-worker', import.meta.url);
 /** After `close` was answered, how long the thread may take to end before it is terminated, in ms. */
 const WORKER_EXIT_WAIT_MS = 1000;
 
