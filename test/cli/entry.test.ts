@@ -28,7 +28,9 @@ it('runs dist/ when the build is newer than every source, the sources when one i
   const { dir, run } = tree();
   try {
     const now = Date.now() / 1000;
+    // Directories count too: a file added to src/ after the build changes its directory's time.
     at(join(dir, 'src', 'cli', 'main.ts'), now - 60);
+    at(join(dir, 'src', 'cli'), now - 60);
     writeFileSync(join(dir, 'dist', '.built'), '');
     at(join(dir, 'dist', '.built'), now - 30);
     expect(run()).toBe('compiled');
