@@ -11,7 +11,7 @@ import forge from 'node-forge';
 /** A GNUPGHOME of its own, with batch-mode gpg and an empty passphrase. */
 export interface GpgHome {
   readonly dir: string;
-  /** Runs gpg; returns stdout. `faketime` is gpg's --faked-system-time (20200101T000000, or seconds since the epoch). */
+  /** Runs gpg; returns stdout. `faketime` is gpg's --faked-system-time (20200101T000000, or seconds since the epoch), frozen: keys made in several calls share one time. */
   gpg(args: readonly string[], opts?: { faketime?: string }): Buffer;
   /** Makes a key from `[algo, usage]` parts: the first is the primary, the rest subkeys. Returns its fingerprint. */
   makeKey(uid: string, parts: readonly (readonly [string, string, string?])[], opts?: { faketime?: string }): string;
@@ -30,7 +30,7 @@ export function gpgHome(): GpgHome {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sealrelay-keys-gpg-'));
   fs.chmodSync(dir, 0o700);
   const gpg = (args: readonly string[], opts: { faketime?: string } = {}) =>
-    execFileSync('gpg', ['--batch', '--pinentry-mode', 'loopback', '--passphrase', '', ...(opts.faketime ? ['--faked-system-time', opts.faketime] : []), ...args], {
+    execFileSync('gpg', ['--batch', '--pinentry-mode', 'loopback', '--passphrase', '', ...(opts.faketime ? ['--faked-system-time', `${opts.faketime}!`] : []), ...args], {
       env: { ...process.env, GNUPGHOME: dir },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -70,7 +70,8 @@ function revocationOf(key: GpgKey): string {
 
 /** An ed25519 + cv25519 key made under gpg's faked clock at `at` ("20220101T000000"), never expiring. */
 async function keyMadeAt(uid: string, at: string): Promise<GpgKey> {
-  const clock = ['--faked-system-time', at];
+  // Frozen ("!"): a running faked clock restarts at `at` in each call, and the subkey could predate its primary.
+  const clock = ['--faked-system-time', `${at}!`];
   const made = await home.run([...clock, '--quick-gen-key', uid, 'ed25519', 'cert,sign', 'never']);
   const fingerprint = /^KEY_CREATED P ([0-9A-F]{40})/m.exec(made.status.join('\n'))?.[1];
   if (made.code !== 0 || !fingerprint) throw new Error(`gpg made no key:\n${made.log}`);

@@ -68,8 +68,6 @@ export interface GpgHome {
 
 /** A day before 2020-01-02, with a one-day lifetime: long expired on any real clock. */
 const EXPIRED_AT = '20200101T000000';
-/** A minute after EXPIRED_AT: when an expired key's encryption subkey is made. */
-const SUBKEY_EXPIRED_AT = '20200101T000100';
 const STATUS_PREFIX = '[GNUPG:] ';
 
 let keyCounter = 0;
@@ -104,16 +102,14 @@ export function createGpgHome(): GpgHome {
     const algo = opts.algo ?? 'ed25519';
     const uid = opts.uid ?? `Test <test-${process.pid}-${++keyCounter}@example.test>`;
     const expire = opts.expired ? '1d' : (opts.expire ?? 'never');
-    const clock = opts.expired ? ['--faked-system-time', EXPIRED_AT] : [];
+    // Frozen ("!"): a running faked clock restarts at EXPIRED_AT in each call, so on a busy
+    // machine the subkey could predate its primary ("Time conflict").
+    const clock = opts.expired ? ['--faked-system-time', `${EXPIRED_AT}!`] : [];
     const created = await mustRun([...clock, '--quick-gen-key', uid, algo, 'cert,sign', expire]);
     const fingerprint = keyCreatedFingerprint(created.status);
     if (!opts.signOnly) {
       const subAlgo = algo === 'ed25519' ? 'cv25519' : algo;
-      // gpg's faked clock runs on from its start in each call: on a busy machine the first call
-      // outlasts a second, and a subkey made at the same start would predate its primary
-      // ("Time conflict"). The subkey is made a minute later on the faked clock.
-      const subClock = opts.expired ? ['--faked-system-time', SUBKEY_EXPIRED_AT] : [];
-      await mustRun([...subClock, '--quick-add-key', fingerprint, subAlgo, 'encr', expire]);
+      await mustRun([...clock, '--quick-add-key', fingerprint, subAlgo, 'encr', expire]);
     }
     if (opts.revoked) {
       // gpg stores a revocation certificate at generation time, its first armor line
