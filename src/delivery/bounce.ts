@@ -10,7 +10,13 @@ import type { NewMessage } from '../store/store.ts';
 import type { Job, RecipientResult } from './attempt.ts';
 import { buildBounce } from './dsn.ts';
 
-export function bounceFor(job: Job, failed: readonly RecipientResult[], body: Buffer, hostname: string): NewMessage | null {
+/** The DSN to queue, and how many recipients it reports (those whose NOTIFY asked for failures). */
+export interface Bounce {
+  readonly message: NewMessage;
+  readonly reported: number;
+}
+
+export function bounceFor(job: Job, failed: readonly RecipientResult[], body: Buffer, hostname: string): Bounce | null {
   if (job.sender === '') return null;
   // RFC 3461 §4.1: a recipient submitted with NOTIFY that leaves out FAILURE (NEVER, or only SUCCESS/DELAY) gets no failure DSN.
   const bounced = failed.filter((r) => wantsFailureNotice(r.item.dsn.notify));
@@ -35,7 +41,7 @@ export function bounceFor(job: Job, failed: readonly RecipientResult[], body: Bu
       originalRecipient: r.item.dsn.orcpt,
     })),
   });
-  return {
+  const message: NewMessage = {
     queueId,
     sender: '',
     recipients: [job.sender],
@@ -46,6 +52,7 @@ export function bounceFor(job: Job, failed: readonly RecipientResult[], body: Bu
     authUser: null,
     receivedAt: Date.now(),
   };
+  return { message, reported: bounced.length };
 }
 
 /** NOTIFY unset means the default: failures are reported (RFC 3461 §4.1). */

@@ -239,7 +239,7 @@ export function startDelivery(deps: {
       if (r.outcome === 'bounced') bounced.push(r);
     }
     const bounce = bounced.length ? bounceFor(job, bounced, body, config.server.hostname) : null;
-    return { records, settlements, bounce, bounced: bounced.length };
+    return { records, settlements, bounce: bounce?.message ?? null, bounced: bounce?.reported ?? 0 };
   }
 
   /**

@@ -59,12 +59,6 @@ export async function acceptMessage(opts: {
     return { error: refusalReply(result.refusal, settings.maxMessageBytes, settings.maxLineBytes) };
   }
 
-  const looped = await loopRefusal(result.message, settings, store);
-  if (looped) {
-    logger.warn({ event: 'ingress.rejected', reason: looped.reason, ...who }, `message refused: ${looped.reason}`);
-    return { error: looped };
-  }
-
   // Lines over RFC 5321's 1000 octets (within our cap): re-encode or fold them now, so
   // that what is queued and passed on conforms (mime/conform.ts keeps the content).
   const conformed = result.longLines ? conformMessage(result.message) : null;
@@ -72,6 +66,17 @@ export async function acceptMessage(opts: {
     const reasons = conformed.unfixable.map((u) => `${u.part}: ${u.reason}`);
     logger.info({ event: 'ingress.rejected', reason: 'line_unfixable', unfixable: reasons, ...who }, 'message refused: a long line cannot be repaired');
     return { error: replies.lineUnfixable() };
+  }
+  // The reader left room in front of the message for our fields; a repaired copy has none.
+  const repaired = conformed !== null && conformed.body !== result.message;
+  const content = repaired ? conformed.body : result.message;
+  // The header section is found once: the loop checks read it, stamping adds to it.
+  const section = headerSection(content);
+
+  const looped = await loopRefusal(content.subarray(0, section.end), settings, store);
+  if (looped) {
+    logger.warn({ event: 'ingress.rejected', reason: looped.reason, ...who }, `message refused: ${looped.reason}`);
+    return { error: looped };
   }
 
   const queueId = newQueueId();
@@ -88,9 +93,7 @@ export async function acceptMessage(opts: {
     recipients,
     date: new Date(receivedAt),
   };
-  // The reader left room in front of the message for our fields; a repaired copy has none.
-  const repaired = conformed !== null && conformed.body !== result.message;
-  const stamped = stampMessage(repaired ? conformed.body : result.message, hop, { headroom: repaired ? 0 : HEADROOM });
+  const stamped = stampMessage(content, hop, { headroom: repaired ? 0 : HEADROOM, section });
   const size = stamped.body.length;
   const message: NewMessage = {
     queueId,
@@ -134,8 +137,7 @@ export async function acceptMessage(opts: {
  * (Our stamp on a message whose queue entry is gone is a legitimate second pass, e.g.
  * forwarded back to us by a mailbox rule.)
  */
-async function loopRefusal(message: Buffer, settings: IngressSettings, store: IngressStore): Promise<SmtpError | null> {
-  const header = message.subarray(0, headerSection(message).end);
+async function loopRefusal(header: Buffer, settings: IngressSettings, store: IngressStore): Promise<SmtpError | null> {
   const hops = countHops(header);
   if (hops > settings.maxHops) return replies.tooManyHops();
   if (hops === 0) return null;

@@ -128,8 +128,12 @@ export function headerFacts(headerBlock: Buffer): HeaderFacts {
  * first line that is not a header field (Postfix's cleanup does the same), so text
  * sent without headers stays body and our Message-ID lands among the headers.
  */
-export function stampMessage(message: Buffer, hop: InboundHop, opts: { headroom?: number } = {}): { body: Buffer; messageId: string; subject: string | null } {
-  const { end, separated } = headerSection(message);
+export function stampMessage(
+  message: Buffer,
+  hop: InboundHop,
+  opts: { headroom?: number; /** headerSection(message), when the caller has it already. */ section?: HeaderSection } = {},
+): { body: Buffer; messageId: string; subject: string | null } {
+  const { end, separated } = opts.section ?? headerSection(message);
   const facts = headerFacts(message.subarray(0, end));
   const received = Buffer.from(receivedHeader(hop), 'utf8');
   // A Message-ID header that did not parse is left alone; we add one that does.
@@ -161,11 +165,15 @@ const CRLF = Buffer.from('\r\n');
 /** RFC 5322 §2.2: a field name is printable US-ASCII except the colon, then optional WSP and the colon. */
 const FIELD = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
 
-/**
- * Where the header section ends: just past the last header field line. `separated`
- * says whether an empty line follows there (the body is then the rest after it).
- */
-export function headerSection(message: Buffer): { end: number; separated: boolean } {
+export interface HeaderSection {
+  /** Just past the last header field line. */
+  readonly end: number;
+  /** Whether an empty line follows there (the body is then the rest after it). */
+  readonly separated: boolean;
+}
+
+/** Where the header section ends: at the empty line, or at the first line that is not a header field. */
+export function headerSection(message: Buffer): HeaderSection {
   let start = 0;
   let inField = false;
   while (start < message.length) {
