@@ -13,6 +13,7 @@ import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:
 import { dirname } from 'node:path';
 import { ConfigError, type ConfigProblem, type LoadedConfig, type SettingPath } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import { domainsFileEntries } from '../policy/domains-file.ts';
 
 export interface TryOptions {
   /** As `start --dev-cert`: a missing certificate pair would be generated whatever its names. */
@@ -76,13 +77,10 @@ export function ruleFileProblems(loaded: LoadedConfig): ConfigProblem[] {
       return;
     }
     const key = loaded.problem(setting, '').key;
-    text.split(/\r?\n/).forEach((raw, n) => {
-      const entry = raw.replace(/#.*/, '').trim();
+    for (const { entry, line, column } of domainsFileEntries(text)) {
       // Loose on purpose (IDNs, underscores): what it catches is an address, a stray word or a misplaced wildcard.
-      if (entry && !/^(\*\.)?[^\s@*]+$/.test(entry)) {
-        problems.push({ file, line: n + 1, column: raw.indexOf(entry) + 1, key, message: `not a domain or *.domain: ${JSON.stringify(entry)}` });
-      }
-    });
+      if (!/^(\*\.)?[^\s@*]+$/.test(entry)) problems.push({ file, line, column, key, message: `not a domain or *.domain: ${JSON.stringify(entry)}` });
+    }
   });
   return problems;
 }

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { RuleConfig } from '../config/schema.ts';
 import { domainOf } from '../store/store.ts';
 import type { MessageContext } from './message-context.ts';
+import { domainsFileEntries } from './domains-file.ts';
 import { compileUserRegex } from './user-regex.ts';
 
 export interface CompiledRule {
@@ -115,10 +116,7 @@ function addressCondition(what: string, patterns: readonly string[], pick: (rcpt
   };
 }
 
-/** One domain (or *.wildcard) per line; `#` starts a comment. */
+/** The domains of a recipient_domains_file (domains-file.ts). */
 export function readDomainsFile(file: string): string[] {
-  return readFileSync(file, 'utf8')
-    .split(/\r?\n/)
-    .map((line) => line.replace(/#.*/, '').trim())
-    .filter(Boolean);
+  return domainsFileEntries(readFileSync(file, 'utf8')).map((e) => e.entry);
 }
