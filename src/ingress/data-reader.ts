@@ -31,8 +31,11 @@ export type DataResult =
 
 /** Bytes left free in front of a message read whole: room for our Received and Message-ID fields. */
 export const HEADROOM = 2048;
-/** A message's buffer starts this large and doubles as needed. */
-const INITIAL_FRAME = 64 * 1024;
+/**
+ * A message's buffer starts at least this large (a message that arrives in one
+ * chunk, as most small ones do, gets a buffer of exactly its size) and doubles as needed.
+ */
+const INITIAL_FRAME = 4 * 1024;
 /** Unused bytes a finished message's buffer may keep; more, and it is cut to size. */
 const MAX_FRAME_SLACK = 4096;
 /** RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF. */
