@@ -1,13 +1,23 @@
-// load: the load generator. K SMTP sessions, each kept open for the whole run
-// as an application's connection pool would, share N messages between them:
-// each session takes the next message number, sends it, says RSET, and takes
-// the next. The submission hop uses STARTTLS by default (an app talking to a
-// relay over the LAN should), `tls: 'plain'` skips it.
+// load: the load generator in Node (nodemailer's SMTP connection), the one that
+// times every message. K senders share N messages: each takes the next message
+// number, sends it, and takes the next. How a sender submits (`connection`):
 //
-// Accept latency is timed per message from the start of MAIL FROM to the 250
-// after the final dot, i.e. the span of SMTPConnection#send(); the RSET between
-// messages is outside it. That 250 is the relay's promise that the message is
-// durable, so this is the latency an application sees for "queued".
+//   session      one connection kept open for the whole run, as an application's
+//                connection pool would (RSET between messages; smtp-source -d)
+//   per-message  a new connection per message: connect, greeting, EHLO,
+//                [STARTTLS, EHLO,] MAIL, RCPT, DATA, QUIT, close — as nodemailer
+//                without `pool`, PHPMailer without SMTPKeepAlive, cron jobs and
+//                smtp-source without -d do
+//
+// `tls: 'starttls'` upgrades every connection (an app talking to a relay over the
+// LAN should); `tls: 'plain'` does not (what smtp-source does).
+//
+// Accept latency is timed per message up to the 250 after the final dot, the
+// relay's promise that the message is durable, i.e. the latency an application
+// sees for "queued". It starts at MAIL FROM in a kept-open session (the span of
+// SMTPConnection#send(); the RSET between messages is outside it) and at the TCP
+// connect with a new connection per message (the greeting, EHLO and STARTTLS are
+// part of what the application waits for; QUIT is not).
 //
 // With `ratePerSec` the run is paced: message i may not start before
 // start + i/rate. A session that is still busy sends its next message late, so
@@ -15,8 +25,10 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { shutdown } from '../src/delivery/connection.ts';
 import { epochMs } from './clock.ts';
 import { messageFactory } from './message.ts';
+import { threadCpuMs } from './proc-stats.ts';
 
 export interface LoadOptions {
   host: string;
@@ -28,6 +40,8 @@ export interface LoadOptions {
   /** Prefix of every X-Bench-Id, so runs cannot be confused. */
   runTag: string;
   tls: 'starttls' | 'plain';
+  /** A connection kept open per sender, or a new one per message. */
+  connection: 'session' | 'per-message';
   /** Messages per second across all sessions; unpaced when absent. */
   ratePerSec?: number;
   /** The whole load gives up after this long; what did not finish counts as failed. */
@@ -36,10 +50,12 @@ export interface LoadOptions {
 
 export interface Submission {
   id: string;
-  /** Epoch ms at MAIL FROM. */
+  /** Epoch ms at MAIL FROM (session) or at connect (per-message). */
   startedAt: number;
-  /** MAIL FROM → 250 after DATA, ms. */
+  /** From startedAt to the 250 after DATA, ms. */
   latencyMs: number;
+  /** Per-message connections: connect → ready for MAIL FROM (greeting, EHLO, STARTTLS), ms. */
+  connectMs?: number;
 }
 
 export interface LoadResult {
@@ -47,6 +63,8 @@ export interface LoadResult {
   startedAt: number;
   endedAt: number;
   submissions: Submission[];
+  /** Messages that got their 250 (= submissions.length). */
+  accepted: number;
   failed: number;
   /** The first few distinct failure texts, for the results file. */
   errors: string[];
@@ -54,6 +72,8 @@ export interface LoadResult {
   /** Whether the submission sessions ran over STARTTLS (every one of them). */
   tls: boolean;
   timedOut: boolean;
+  /** CPU of the generator's own thread over the load, ms (/proc/thread-self). */
+  cpuMs: number;
 }
 
 /** Per-command timeouts of the client, ms: generous, the relay may be saturated on purpose. */
@@ -62,6 +82,8 @@ const SOCKET_TIMEOUT_MS = 60_000;
 /** A session whose connection broke is reopened at most this many times. */
 const MAX_RECONNECTS_PER_SESSION = 3;
 const MAX_ERRORS_KEPT = 5;
+/** A per-message connection waits this long at most for the server to close after QUIT. */
+const QUIT_TIMEOUT_MS = 10_000;
 
 export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   let next = 0;
@@ -72,6 +94,7 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
   const errors = new Set<string>();
   const submissions: Submission[] = [];
   const open = new Set<SMTPConnection>();
+  const cpu0 = threadCpuMs();
   const t0 = performance.now();
   const startedAt = epochMs();
   const factory = messageFactory(opts.message);
@@ -84,18 +107,56 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     for (const c of open) c.close();
   }, opts.timeoutMs);
 
+  /** The next message number to send, after the pacing wait; null when the run is over. */
+  const take = async (): Promise<number | null> => {
+    if (timedOut) return null;
+    const i = next++;
+    if (i >= opts.messages) return null;
+    if (opts.ratePerSec) {
+      const wait = t0 + (i * 1000) / opts.ratePerSec - performance.now();
+      if (wait > 0) await sleep(wait);
+    }
+    return i;
+  };
+
+  const perMessage = async () => {
+    for (let i = await take(); i !== null; i = await take()) {
+      const id = `${opts.runTag}-${i}`;
+      const message = factory.build(id, i);
+      const begin = performance.now();
+      const startedAt = epochMs();
+      let conn: SMTPConnection;
+      try {
+        conn = await connect(opts);
+      } catch (err) {
+        noteError(err);
+        failed++;
+        continue;
+      }
+      connections++;
+      open.add(conn);
+      if (!conn.secure) allTls = false;
+      const connectMs = performance.now() - begin;
+      try {
+        await call((cb) => conn.send({ from: factory.sender, to: [factory.recipient(i)] }, message, cb));
+        submissions.push({ id, startedAt, latencyMs: performance.now() - begin, connectMs });
+      } catch (err) {
+        noteError(err);
+        failed++;
+      } finally {
+        // Like an application without a pool: QUIT, and the next message waits for the close.
+        await shutdown(conn, QUIT_TIMEOUT_MS);
+        open.delete(conn);
+      }
+    }
+  };
+
   const session = async () => {
     let conn: SMTPConnection | null = null;
     let reconnects = 0;
     let used = false;
     try {
-      while (!timedOut) {
-        const i = next++;
-        if (i >= opts.messages) break;
-        if (opts.ratePerSec) {
-          const wait = t0 + (i * 1000) / opts.ratePerSec - performance.now();
-          if (wait > 0) await sleep(wait);
-        }
+      for (let i = await take(); i !== null; i = await take()) {
         if (!conn) {
           if (reconnects++ > MAX_RECONNECTS_PER_SESSION) {
             failed++;
@@ -144,13 +205,14 @@ export async function runLoad(opts: LoadOptions): Promise<LoadResult> {
     }
   };
 
-  await Promise.all(Array.from({ length: Math.max(1, opts.sessions) }, session));
+  await Promise.all(Array.from({ length: Math.max(1, opts.sessions) }, opts.connection === 'per-message' ? perMessage : session));
   clearTimeout(deadline);
   // Messages never started because of the timeout count as failed too.
   failed += Math.max(0, opts.messages - next);
   const endedAt = submissions.reduce((last, s) => Math.max(last, s.startedAt + s.latencyMs), startedAt);
-  return { startedAt, endedAt, submissions, failed, errors: [...errors], connections, tls: allTls && opts.tls === 'starttls', timedOut };
+  return { startedAt, endedAt, submissions, accepted: submissions.length, failed, errors: [...errors], connections, tls: allTls && opts.tls === 'starttls', timedOut, cpuMs: threadCpuMs() - cpu0 };
 }
+
 
 function connect(opts: LoadOptions): Promise<SMTPConnection> {
   const conn = new SMTPConnection({

@@ -37,9 +37,26 @@ export interface ProcStat {
 
 /** null when the process is gone (it may exit between listing and reading). */
 export function readStat(pid: number): ProcStat | null {
+  return parseStat(pid, `/proc/${pid}/stat`);
+}
+
+/**
+ * CPU of the calling thread so far, ms (/proc/thread-self/stat): what a worker
+ * thread (the load generator) burns, apart from the rest of its process.
+ */
+export function threadCpuMs(): number {
+  return parseStat(0, '/proc/thread-self/stat')?.cpuMs ?? 0;
+}
+
+/** CPU of the children this process has reaped so far, ms: a child program run to its end (smtp-source). */
+export function reapedChildrenCpuMs(): number {
+  return readStat(process.pid)?.reapedChildrenCpuMs ?? 0;
+}
+
+function parseStat(pid: number, path: string): ProcStat | null {
   let text: string;
   try {
-    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    text = readFileSync(path, 'utf8');
   } catch {
     return null;
   }

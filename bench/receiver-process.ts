@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createTestCa } from '../test/helpers/test-ca.ts';
 import { onCleanup } from './cleanup.ts';
+import { treeCpuMs } from './proc-stats.ts';
 import type { ReceiverMessage, ReceiverReport, ReceiverRequest } from './receiver.ts';
 
 const RECEIVER = fileURLToPath(new URL('./receiver.ts', import.meta.url));
@@ -38,9 +39,15 @@ export function makeReceiverTls(dir: string): ReceiverTls {
   return files;
 }
 
+/** The receiving MX of a run: this smtp-server sink, or a real Postfix (receiver-postfix.ts). */
 export interface Receiver {
+  /** What receives, for the results (e.g. "smtp-server sink", "postfix 3.7.11 (Maildir)"). */
+  readonly name: string;
   readonly port: number;
+  /** The root of the receiver's process tree. */
   readonly pid: number;
+  /** CPU the receiver's processes have used so far, ms. */
+  cpuMs(): number;
   /** Resolves with the epoch ms at which the n-th message landed, or null after timeoutMs. */
   landed(n: number, timeoutMs: number): Promise<number | null>;
   reset(): void;
@@ -85,8 +92,10 @@ export async function startReceiver(tls: ReceiverTls): Promise<Receiver> {
   }
 
   return {
+    name: 'smtp-server sink',
     port: ready.port,
     pid: child.pid!,
+    cpuMs: () => treeCpuMs(child.pid!),
     async landed(n, timeoutMs) {
       const reached = next('reached', timeoutMs, (m) => m.n === n);
       request({ type: 'expect', n });

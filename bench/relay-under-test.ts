@@ -109,10 +109,10 @@ export async function startSealRelay(opts: SealRelayOptions): Promise<RelayUnder
   writeFileSync(configFile, stringify(sealRelayConfig(opts)));
   const logFile = join(opts.dir, 'sealrelay.log');
   const fd = openSync(logFile, 'w');
-  const child: ChildProcess = spawn(process.execPath, [...(opts.nodeFlags ?? []), join(ROOT, 'bin', 'sealrelay.js'), '--config', configFile, 'start'], {
+  // As `npm start` and the Docker image run it (README "Memory"): --expose-gc, glibc's mmap threshold fixed low.
+  const child: ChildProcess = spawn(process.execPath, ['--expose-gc', ...(opts.nodeFlags ?? []), join(ROOT, 'bin', 'sealrelay.js'), '--config', configFile, 'start'], {
     cwd: ROOT,
-    // As `npm start` and the Docker image run it (README "Memory"): glibc's mmap threshold fixed.
-    env: { ...process.env, MALLOC_MMAP_THRESHOLD_: '131072' },
+    env: { ...process.env, MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? '16384' },
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);

@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=16384 node --expose-gc
+// (Run directly, the relay gets what `npm start` gives it: glibc's mmap threshold
+// fixed low and --expose-gc, so message memory is given back: README "Memory".)
 // Entry point of the `sealrelay` command. It runs the compiled JavaScript in dist/
 // (`npm run build`; `npm start` and `npm test` build first). dist/ is a cache of
 // src/: where src/ is present and a source file is newer than the build, or there

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs and is not an npm package: real peers and
 # tools the tests drive (swaks as a submitting client, openssl, gnupg, postfix
-# for the benchmark comparison, python3 as an independent MIME parser).
+# for the benchmark comparison, python3 as an independent MIME parser, strace
+# to see fsyncs happen).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -14,6 +15,8 @@ command -v gpg >/dev/null || need+=(gnupg)
 command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || need+=(postfix)
 # python3's email package is the independent MIME parser of the long-line repair tests.
 command -v python3 >/dev/null || need+=(python3)
+# strace watches the store's fsyncs (test/store/sqlite-fsync.test.ts).
+command -v strace >/dev/null || need+=(strace)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

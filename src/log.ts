@@ -32,6 +32,10 @@ export const EVENTS = [
   'domains.probe',
   'store.error',
   'store.recovered',
+  // The log destination itself (log-destination.ts): failed, written again, lines lost at exit.
+  'log.failed',
+  'log.resumed',
+  'log.lost',
   // Operator actions (`sealrelay queue ...`), logged by the command that made them.
   'queue.deleted',
   'queue.held',

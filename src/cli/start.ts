@@ -19,7 +19,7 @@ import type { Command } from 'commander';
 import { lookAt, watchForEdits } from '../config/file-watch.ts';
 import { ConfigError, formatProblem, loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
-import { pino } from 'pino';
+import { openLogDestination } from '../log-destination.ts';
 import { createLogger, type Logger } from '../log.ts';
 import type { CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
@@ -44,9 +44,9 @@ export function registerStart(program: Command, context: () => CliContext): void
       // The file as it was when read: an edit made while the relay starts is still an edit.
       const loaded = lookAt(ctx.configFile);
       const config = await readAndTry(ctx, devCert);
-      // Log lines are written from libuv's thread pool: a write held up by the file
-      // system (say, behind the store's fsync) never stalls the SMTP sessions.
-      const destination = pino.destination({ dest: 1, sync: false });
+      // Asynchronous, and a log that cannot be written (full disk, closed pipe) never
+      // stops the relay: it says so on stderr and catches up later (log-destination.ts).
+      const destination = openLogDestination({ backlogBytes: config.logging.backlog_bytes });
       const logger = createLogger(config.logging.level, destination);
       const exit = (code: number): never => {
         destination.flushSync();

@@ -35,6 +35,19 @@ const listener = z
      * implicit: TLS from the first byte (RFC 8314 submissions port 465).
      */
     tls: z.enum(['starttls', 'required', 'implicit']).default('starttls'),
+    /**
+     * Milliseconds the 220 greeting is held; a client that talks before it is refused
+     * (421, the early-talker check of port 25 servers). 0 greets at once: apps that
+     * open a connection per message wait for nothing (ingress/greeting.ts).
+     */
+    greeting_delay_ms: z.number().int().min(0).max(60_000).default(0),
+    /**
+     * Look up the client's name (PTR, forward-confirmed) for the Received header, like
+     * Postfix's smtpd_peername_lookup. It runs beside the session and never holds the
+     * greeting; MAIL FROM waits for what is left of it, at most reverse_dns_timeout_ms.
+     */
+    reverse_dns: z.boolean().default(false),
+    reverse_dns_timeout_ms: z.number().int().positive().max(60_000).default(1500),
   })
   .strict();
 
@@ -225,6 +238,12 @@ export const configSchema = z
         auth_failure_window_seconds: z.number().positive().default(300),
         /** Idle time before an inbound connection is closed (RFC 5321 §4.5.3.2.7 suggests 5 minutes). */
         socket_timeout_seconds: z.number().positive().default(300),
+        /**
+         * MAIL FROM is refused with 452 4.3.1 while the store's file system has less free
+         * space than this plus the SIZE the client declared (Postfix's queue_minfree);
+         * null: 1.5 × max_message_bytes, as Postfix. 0 checks the declared SIZE alone.
+         */
+        queue_minfree_bytes: z.number().int().nonnegative().nullable().default(null),
       })
       .strict(),
     tls: floorSchema.prefault({}),
@@ -250,7 +269,7 @@ export const configSchema = z
          * Message bytes being delivered at once (a job holds its message and its signed copy
          * in memory); more waits its turn, and one larger message runs alone.
          */
-        inflight_budget_bytes: z.number().int().min(1024 * 1024).default(256 * 1024 * 1024),
+        inflight_budget_bytes: z.number().int().min(1024 * 1024).default(64 * 1024 * 1024),
         /** A delivery connection is kept open this long for more queued mail to the same host. */
         idle_reuse_ms: z.number().int().nonnegative().default(5000),
         /** Transactions sent over one connection before it is replaced (Postfix smtp_connection_reuse_count_limit). */
@@ -411,6 +430,11 @@ export const configSchema = z
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
         /** Subjects may carry PHI: they are logged only when this is true. */
         log_subjects: z.boolean().default(false),
+        /**
+         * Log bytes held in memory while the log cannot be written (a full disk, a closed
+         * pipe); past this, lines are dropped and counted (log-destination.ts). Read at start.
+         */
+        backlog_bytes: z.number().int().min(16 * 1024).default(4 * 1024 * 1024),
       })
       .strict()
       .prefault({}),

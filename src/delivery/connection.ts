@@ -251,8 +251,8 @@ class SmtpSession implements Session {
   }
 }
 
-/** QUIT, then wait for the close (bounded). Never rejects. */
-function shutdown(conn: SMTPConnection): Promise<void> {
+/** QUIT, then wait for the close (bounded: a peer that never closes is cut off). Never rejects. */
+export function shutdown(conn: SMTPConnection, timeoutMs = QUIT_TIMEOUT_MS): Promise<void> {
   return new Promise((resolve) => {
     const socket = conn._socket;
     if (conn.destroyed || !socket || socket.destroyed) {
@@ -263,7 +263,7 @@ function shutdown(conn: SMTPConnection): Promise<void> {
     const timer = setTimeout(() => {
       conn.close();
       resolve();
-    }, QUIT_TIMEOUT_MS);
+    }, timeoutMs);
     conn.once('end', () => {
       clearTimeout(timer);
       resolve();

@@ -11,6 +11,7 @@ import type { Config } from '../config/schema.ts';
 import type { MtaStsState } from '../domains/mta-sts-cache.ts';
 import { ByteBudget } from '../crypto/byte-budget.ts';
 import { mtaStsCacheFor } from '../domains/mta-sts-relay.ts';
+import { releasedMessageBytes } from '../gc-hint.ts';
 import type { Logger } from '../log.ts';
 import type { Policy } from '../policy/decide.ts';
 import { makeDecision, type Decision } from '../policy/decision.ts';
@@ -161,6 +162,8 @@ export function startDelivery(deps: {
         logger.error({ event: 'store.error', err, queueId: group.queueId }, 'could not settle a delivery job; its recipients are retried when their leases expire'),
       )
       .finally(() => {
+        // The message and the copies made for sending are done with (gc-hint.ts).
+        releasedMessageBytes(group.items[0]!.size);
         inFlight.delete(p);
         for (const item of group.items) held.delete(heldKey(item));
         // New work arrives by kick() and deferred work by the poll: a freed slot only

@@ -11,14 +11,15 @@ import { countHops } from '../mime/hops.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import type { NewMessage, Store } from '../store/store.ts';
 import { DataReader, HEADROOM, type DataRefusal, type DataResult } from './data-reader.ts';
+import { StagedParts } from './staged-parts.ts';
 import type { Ticket } from './receive-budget.ts';
 import { headerSection, stampMessage, type InboundHop } from './received.ts';
 import { replies } from './replies.ts';
 import type { SessionState } from './sessions.ts';
 import type { IngressSettings } from './settings.ts';
 
-/** What ingress needs of the store: the commit, and a look-up to tell a message that came back to us. */
-export type IngressStore = Pick<Store, 'enqueue' | 'getQueueEntry'>;
+/** What ingress needs of the store: the commit (with a large message's parts before it), and a look-up to tell a message that came back to us. */
+export type IngressStore = Pick<Store, 'enqueue' | 'stageBodyPart' | 'discardStaged' | 'readBody' | 'getQueueEntry'>;
 
 export interface AcceptOutcome {
   /** Text after "250" when the message was queued. */
@@ -47,8 +48,12 @@ export async function acceptMessage(opts: {
   const rdns = session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : null;
   const who = { ip: state.ip, user: state.user?.name ?? null, recipients: recipients.length };
 
+  // The queue id is chosen now: a large message's parts are written under it as they arrive.
+  const queueId = newQueueId();
+  const staged = new StagedParts(store, queueId, ticket);
   const reader = new DataReader({ maxBytes: settings.maxMessageBytes, maxLineBytes: settings.maxLineBytes });
-  const result = await readAll(stream, reader, ticket);
+  const result = await readAll(stream, reader, ticket, staged);
+  if (result === null || !result.ok) await discard(staged, logger, queueId);
   if (result === null) {
     logger.info({ event: 'ingress.rejected', reason: 'connection_lost', ...who }, 'client went away during DATA');
     return { error: replies.queueFailed() };
@@ -58,28 +63,47 @@ export async function acceptMessage(opts: {
     logger.info({ event: 'ingress.rejected', reason: result.refusal, size: result.size, ...who }, `message refused: ${result.refusal}`);
     return { error: refusalReply(result.refusal, settings.maxMessageBytes, settings.maxLineBytes) };
   }
+  if (result.tail) await staged.write(result.tail);
 
   // Lines over RFC 5321's 1000 octets (within our cap): re-encode or fold them now, so
   // that what is queued and passed on conforms (mime/conform.ts keeps the content).
-  const conformed = result.longLines ? conformMessage(result.message) : null;
+  // That needs the message whole: a large one is read back from its parts (rare: it
+  // takes the message's size in memory a few times over, counted in the receive budget).
+  let whole: Buffer | null = null;
+  if (result.longLines && !staged.failure) {
+    if (staged.count === 0) whole = result.head;
+    else {
+      await ticket.take(result.size);
+      const rest = await store.readBody(queueId).catch((err: Error) => err);
+      await discard(staged, logger, queueId);
+      if (!(rest instanceof Buffer) || rest.length !== result.size - result.head.length) {
+        const err = rest instanceof Error ? rest : new Error(`parts hold ${rest?.length ?? 0} bytes`);
+        logger.error({ event: 'store.error', queueId, err: err.message, ...who }, 'could not read a message back to repair its long lines; client told to retry');
+        return { error: replies.storeFailed(err) };
+      }
+      whole = Buffer.concat([result.head, rest]);
+    }
+  }
+  const conformed = whole ? conformMessage(whole) : null;
   if (conformed?.unfixable.length) {
+    await discard(staged, logger, queueId);
     const reasons = conformed.unfixable.map((u) => `${u.part}: ${u.reason}`);
     logger.info({ event: 'ingress.rejected', reason: 'line_unfixable', unfixable: reasons, ...who }, 'message refused: a long line cannot be repaired');
     return { error: replies.lineUnfixable() };
   }
-  // The reader left room in front of the message for our fields; a repaired copy has none.
-  const repaired = conformed !== null && conformed.body !== result.message;
-  const content = repaired ? conformed.body : result.message;
+  // The head has free room in front for our fields; a repaired or reassembled copy has none.
+  const content = conformed ? conformed.body : result.head;
+  const headroom = content === result.head ? HEADROOM : 0;
   // The header section is found once: the loop checks read it, stamping adds to it.
   const section = headerSection(content);
 
   const looped = await loopRefusal(content.subarray(0, section.end), settings, store);
   if (looped) {
+    await discard(staged, logger, queueId);
     logger.warn({ event: 'ingress.rejected', reason: looped.reason, ...who }, `message refused: ${looped.reason}`);
     return { error: looped };
   }
 
-  const queueId = newQueueId();
   const receivedAt = Date.now();
   const hop: InboundHop = {
     helo,
@@ -93,13 +117,14 @@ export async function acceptMessage(opts: {
     recipients,
     date: new Date(receivedAt),
   };
-  const stamped = stampMessage(content, hop, { headroom: repaired ? 0 : HEADROOM, section });
-  const size = stamped.body.length;
+  const stamped = stampMessage(content, hop, { headroom, section });
+  const size = stamped.body.length + staged.bytes;
   const message: NewMessage = {
     queueId,
     sender,
     recipients,
     body: stamped.body,
+    ...(staged.count ? { staged: { parts: staged.count, bytes: staged.bytes } } : {}),
     messageId: stamped.messageId,
     subject: stamped.subject,
     clientIp: state.ip,
@@ -110,10 +135,12 @@ export async function acceptMessage(opts: {
   // How long the durable commit held the reply: the store's share of the accept latency an app sees.
   const commitStart = performance.now();
   try {
+    if (staged.failure) throw staged.failure;
     await store.enqueue(message);
   } catch (err) {
+    await discard(staged, logger, queueId);
     logger.error({ event: 'store.error', queueId, err: (err as Error).message, ...who }, 'enqueue failed; client told to retry');
-    return { error: replies.queueFailed() };
+    return { error: replies.storeFailed(err) };
   }
   const commitMs = Math.round((performance.now() - commitStart) * 100) / 100;
   logger.info(
@@ -185,28 +212,43 @@ function refusalReply(refusal: DataRefusal, maxBytes: number, maxLineBytes: numb
 }
 
 /**
- * Feeds the DATA stream to the reader; null when the stream died before its end.
- * While the budget makes the message wait, the stream is paused: smtp-server stops
- * reading the socket, and the client's TCP window closes.
+ * Feeds the DATA stream to the reader, and the parts it hands on to the store; null
+ * when the stream died before its end. While the budget makes the message wait, or
+ * a part is being written, the stream is paused: smtp-server stops reading the
+ * socket, and the client's TCP window closes.
  */
-function readAll(stream: SMTPServerDataStream, reader: DataReader, ticket: Ticket): Promise<DataResult | null> {
+function readAll(stream: SMTPServerDataStream, reader: DataReader, ticket: Ticket, staged: StagedParts): Promise<DataResult | null> {
   return new Promise((resolve) => {
     let settled = false;
     const settle = (value: DataResult | null) => {
       if (settled) return;
       settled = true;
-      resolve(value);
+      void staged.settled().then(() => resolve(value));
+    };
+    let holds = 0;
+    const holdUntil = (done: Promise<unknown>) => {
+      if (holds++ === 0) stream.pause();
+      void done.then(() => {
+        if (--holds === 0) stream.resume();
+      });
     };
     stream.on('data', (chunk: Buffer) => {
-      reader.push(chunk);
+      const parts = reader.push(chunk);
       const wait = reader.keeping ? ticket.take(chunk.length) : null;
-      if (wait) {
-        stream.pause();
-        void wait.then(() => stream.resume());
-      }
+      if (wait) holdUntil(wait);
+      for (const part of parts) holdUntil(staged.write(part));
     });
     stream.once('end', () => settle(reader.finish()));
     stream.once('error', () => settle(null));
     stream.once('close', () => settle(stream.readableEnded ? reader.finish() : null));
   });
+}
+
+/** Drops a message's staged parts; a failure is logged (the next start sweeps them). */
+async function discard(staged: StagedParts, logger: Logger, queueId: string): Promise<void> {
+  try {
+    await staged.discard();
+  } catch (err) {
+    logger.error({ event: 'store.error', queueId, err: (err as Error).message }, 'could not drop the parts of a message not queued');
+  }
 }

@@ -1,6 +1,9 @@
-// Reads one message's DATA into a Buffer under the size limit, checking as the
-// bytes arrive that it is safe to pass on. Memory is bounded: once the message is
-// known to be refused, nothing more is kept (the rest is counted and dropped).
+// Reads one message's DATA under the size limit, checking as the bytes arrive that
+// it is safe to pass on. Memory is bounded: a large message is handed on in parts
+// of PART_BYTES as it arrives (the caller writes them to the store), and only its
+// head — the first part, which holds the whole header section — stays in memory
+// until the end, for the loop checks and our stamp. Once the message is known to
+// be refused, nothing more is kept (the rest is counted and dropped).
 //
 // Bare <LF> / bare <CR> policy: REJECT (like Postfix smtpd_forbid_bare_newline =
 // reject). smtp-server ends DATA only on <CRLF>.<CRLF> and takes bare <LF> as an
@@ -23,31 +26,54 @@
 // storage allocation", the §4.5.3.1 example for too much mail data) is the legal
 // permanent reply closest in meaning.
 
+import { headerSection } from './received.ts';
+
 export type DataRefusal = 'size' | 'bare-newline' | 'line-length';
 
 export type DataResult =
-  | { readonly ok: true; readonly message: Buffer; readonly size: number; readonly longLines: boolean }
+  | {
+      readonly ok: true;
+      /** The message's first bytes, its whole header section among them; the whole message when no part was handed on. */
+      readonly head: Buffer;
+      /** Bytes after the parts handed on by push(), to be written as the last part; null when there are none. */
+      readonly tail: Buffer | null;
+      readonly size: number;
+      readonly longLines: boolean;
+    }
   | { readonly ok: false; readonly refusal: DataRefusal; readonly size: number };
 
-/** Bytes left free in front of a message read whole: room for our Received and Message-ID fields. */
+/** Bytes left free in front of a message's head: room for our Received and Message-ID fields. */
 export const HEADROOM = 2048;
+/** A message larger than this is handed on in parts of this size after its head. */
+export const PART_BYTES = 1024 * 1024;
+/** A head's buffer may grow this far past PART_BYTES before the check for its end: room for the chunk that crosses it. */
+const HEAD_SLACK = 64 * 1024;
 /**
- * A message's buffer starts at least this large (a message that arrives in one
+ * A message's head starts at least this large (a message that arrives in one
  * chunk, as most small ones do, gets a buffer of exactly its size) and doubles as needed.
  */
 const INITIAL_FRAME = 4 * 1024;
-/** Unused bytes a finished message's buffer may keep; more, and it is cut to size. */
+/** Unused bytes a finished head or tail may keep; more, and it is cut to size. */
 const MAX_FRAME_SLACK = 4096;
 /** RFC 5321 §4.5.3.1.6: a text line is at most 1000 octets including CRLF. */
 const RFC_LINE_BYTES = 1000;
 const CR = 0x0d;
 const LF = 0x0a;
+const NONE: readonly Buffer[] = [];
 
 export class DataReader {
   readonly #maxBytes: number;
   readonly #maxLineBytes: number;
-  /** The message so far, after HEADROOM free bytes; grown by doubling. */
-  #frame: Buffer | null = null;
+  /** The head so far, after HEADROOM free bytes; grown by doubling. */
+  #head: Buffer | null = null;
+  #headSize = 0;
+  /** Set once the head holds PART_BYTES and the end of the header section: later bytes go to parts. */
+  #headClosed = false;
+  /** The head's size at which to look for the header section's end again (doubling: linear in all). */
+  #nextHeadCheck = PART_BYTES;
+  /** The part being filled, PART_BYTES long. */
+  #part: Buffer | null = null;
+  #partSize = 0;
   #size = 0;
   /** Bytes of the current (unfinished) line. */
   #lineBytes = 0;
@@ -72,29 +98,69 @@ export class DataReader {
     return this.#refusal() === null;
   }
 
-  push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
+  /**
+   * Takes the next chunk; returns the parts it completed (PART_BYTES each, in order),
+   * which the reader no longer holds: the caller writes them to the store.
+   */
+  push(chunk: Buffer): readonly Buffer[] {
+    if (chunk.length === 0) return NONE;
     this.#size += chunk.length;
     if (!this.#bareNewline || !this.#lineTooLong) this.#scan(chunk);
     this.#lastByte = chunk[chunk.length - 1] as number;
-    if (this.#refusal() === null) this.#keep(chunk);
-    else this.#frame = null;
+    if (this.#refusal() !== null) {
+      this.#head = null;
+      this.#part = null;
+      return NONE;
+    }
+    if (this.#headClosed) return this.#keepInParts(chunk);
+    this.#keepInHead(chunk);
+    if (this.#headSize >= this.#nextHeadCheck) this.#closeHeadAtHeaderEnd();
+    return NONE;
   }
 
   /**
-   * Copies the chunk into the message's own buffer at once, so smtp-server's chunk
+   * Copies the chunk into the head's own buffer at once, so smtp-server's chunk
    * dies young: a chunk kept for the seconds a large message takes to arrive would be
    * promoted to V8's old generation, and its memory given back only at the next full
    * collection, long after the message was committed.
    */
-  #keep(chunk: Buffer): void {
-    const needed = HEADROOM + this.#size;
-    if (!this.#frame || this.#frame.length < needed) {
-      const grown = Buffer.allocUnsafeSlow(Math.max(needed, Math.min(2 * (this.#frame?.length ?? 0), HEADROOM + this.#maxBytes), INITIAL_FRAME));
-      this.#frame?.copy(grown, HEADROOM, HEADROOM, HEADROOM + this.#size - chunk.length);
-      this.#frame = grown;
+  #keepInHead(chunk: Buffer): void {
+    const needed = HEADROOM + this.#headSize + chunk.length;
+    if (!this.#head || this.#head.length < needed) {
+      const doubled = Math.min(2 * (this.#head?.length ?? 0), HEADROOM + this.#maxBytes);
+      // Up to PART_BYTES the head grows to just past it, not to twice that.
+      const capped = this.#headSize < PART_BYTES ? Math.min(doubled, HEADROOM + PART_BYTES + HEAD_SLACK) : doubled;
+      const grown = Buffer.allocUnsafeSlow(Math.max(needed, capped, INITIAL_FRAME));
+      this.#head?.copy(grown, HEADROOM, HEADROOM, HEADROOM + this.#headSize);
+      this.#head = grown;
     }
-    chunk.copy(this.#frame, HEADROOM + this.#size - chunk.length);
+    chunk.copy(this.#head, HEADROOM + this.#headSize);
+    this.#headSize += chunk.length;
+  }
+
+  /** Closes the head once it holds the end of the header section (complete lines only); else looks again when it has doubled. */
+  #closeHeadAtHeaderEnd(): void {
+    const head = (this.#head as Buffer).subarray(HEADROOM, HEADROOM + this.#headSize);
+    const complete = head.lastIndexOf(LF) + 1;
+    if (headerSection(head.subarray(0, complete)).end < complete) this.#headClosed = true;
+    else this.#nextHeadCheck = 2 * this.#headSize;
+  }
+
+  #keepInParts(chunk: Buffer): readonly Buffer[] {
+    const done: Buffer[] = [];
+    let from = 0;
+    while (from < chunk.length) {
+      this.#part ??= Buffer.allocUnsafeSlow(PART_BYTES);
+      const copied = chunk.copy(this.#part, this.#partSize, from);
+      this.#partSize += copied;
+      from += copied;
+      if (this.#partSize === PART_BYTES) {
+        done.push(this.#part);
+        this.#part = null;
+        this.#partSize = 0;
+      }
+    }
+    return done;
   }
 
   /** The verdict, once smtp-server has ended the stream. */
@@ -103,21 +169,17 @@ export class DataReader {
     if (this.#lastByte === CR) this.#bareNewline = true;
     const refusal = this.#refusal();
     if (refusal) {
-      this.#frame = null;
+      this.#head = null;
+      this.#part = null;
       return { ok: false, refusal, size: this.#size };
     }
-    // The message in one buffer of its own, with free room in front of it for the header
-    // fields ingress adds (stampMessage), so that stamping needs no second copy; cut to
-    // size when growing left much unused (the store thread takes it whole).
-    let frame = this.#frame ?? Buffer.allocUnsafeSlow(HEADROOM);
-    this.#frame = null;
-    if (frame.length - HEADROOM - this.#size > MAX_FRAME_SLACK) {
-      const exact = Buffer.allocUnsafeSlow(HEADROOM + this.#size);
-      frame.copy(exact, HEADROOM, HEADROOM, HEADROOM + this.#size);
-      frame = exact;
-    }
-    const message = frame.subarray(HEADROOM, HEADROOM + this.#size);
-    return { ok: true, message, size: this.#size, longLines: this.#longLines };
+    // The head in a buffer of its own with free room in front of it for the header fields
+    // ingress adds (stampMessage), so that stamping needs no second copy.
+    const head = fitted(this.#head ?? Buffer.allocUnsafeSlow(HEADROOM), HEADROOM, this.#headSize);
+    const tail = this.#part && this.#partSize > 0 ? fitted(this.#part, 0, this.#partSize) : null;
+    this.#head = null;
+    this.#part = null;
+    return { ok: true, head, tail, size: this.#size, longLines: this.#longLines };
   }
 
   #refusal(): DataRefusal | null {
@@ -153,4 +215,15 @@ export class DataReader {
     if (this.#lineBytes > RFC_LINE_BYTES) this.#longLines = true;
     if (this.#lineBytes > this.#maxLineBytes) this.#lineTooLong = true;
   }
+}
+
+/**
+ * `length` bytes at `offset` in `frame`, cut to a buffer of their own when the frame
+ * has much unused room (the store thread takes a buffer whole, transferring its memory).
+ */
+function fitted(frame: Buffer, offset: number, length: number): Buffer {
+  if (frame.length - offset - length <= MAX_FRAME_SLACK) return frame.subarray(offset, offset + length);
+  const exact = Buffer.allocUnsafeSlow(offset + length);
+  frame.copy(exact, offset, offset, offset + length);
+  return exact.subarray(offset);
 }

@@ -1,7 +1,7 @@
 // Message bytes held by ingress at once, across every session: from the first byte
-// of DATA until the message is committed (or refused). Ingress holds each message
-// in memory until the store has it, so without a bound twenty clients sending
-// 25 MB each hold half a gigabyte, and more clients more.
+// of DATA until they are written to the store (a large message's parts as they
+// arrive, its head at the commit) or the message is refused. Without a bound,
+// many clients sending at once could hold any amount of memory between them.
 //
 // A message's size is known only at its end, so bytes are granted as they arrive.
 // Messages in DATA form a line in arrival order: the first in line always gets its
@@ -53,6 +53,14 @@ export class ReceiveBudget {
     return new Promise((resume) => this.#waiting.push({ ticket, bytes, resume }));
   }
 
+  /** @internal Ticket.release */
+  release(ticket: Ticket, bytes: number): void {
+    const given = Math.min(bytes, ticket.bytes);
+    ticket.bytes -= given;
+    this.#held -= given;
+    this.#wake();
+  }
+
   /** @internal Ticket.close */
   close(ticket: Ticket): void {
     const at = this.#line.indexOf(ticket);
@@ -99,6 +107,11 @@ export class Ticket {
   take(bytes: number): Promise<void> | null {
     if (this.#closed) return null;
     return this.budget.take(this, bytes);
+  }
+
+  /** Gives back bytes no longer held in memory (a part written to the store). */
+  release(bytes: number): void {
+    if (!this.#closed) this.budget.release(this, bytes);
   }
 
   /** Gives every byte back (idempotent). */

@@ -3,6 +3,7 @@
 // automatic code-per-reply mapping would contradict ours, e.g. 5.6.0 for a relay
 // denial), so the RFC 3463 status is written into the text, as most MTAs do.
 import { SmtpError } from '../smtp-error.ts';
+import { isOutOfSpace } from './store-failure.ts';
 
 export const replies = {
   /** RFC 3207 §4: on a listener that requires TLS, before STARTTLS. */
@@ -43,6 +44,10 @@ export const replies = {
   /** A line over 998 octets that mime/conform.ts cannot repair without guessing (no whitespace to fold at, malformed MIME). */
   lineUnfixable: () => new SmtpError(552, '5.6.0', 'data', 'Message line too long and it cannot be re-encoded (a header line without spaces, or malformed MIME)'),
   queueFailed: () => new SmtpError(451, '4.3.0', 'queue', 'Temporary failure queueing the message, try again later'),
+  /** RFC 3463 X.3.1 "mail system full", in Postfix's words: at MAIL FROM (ingress.queue_minfree_bytes) or when the commit found no room. */
+  insufficientStorage: (stage: 'mail' | 'queue') => new SmtpError(452, '4.3.1', stage, 'Insufficient system storage'),
+  /** A commit that failed: 452 4.3.1 when the store had no room (SQLITE_FULL, ENOSPC), else 451 4.3.0. */
+  storeFailed: (err: unknown): SmtpError => (isOutOfSpace(err) ? replies.insufficientStorage('queue') : replies.queueFailed()),
   shuttingDown: () => new SmtpError(421, '4.3.2', 'connect', 'Service shutting down, try again later'),
 } as const;
 

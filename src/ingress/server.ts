@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import { SMTPServer, type SMTPServerOptions } from 'smtp-server';
 import type { SMTPConnection } from 'smtp-server/lib/smtp-connection';
 import type { ListenerTls } from './auth.ts';
+import { greetConnection } from './greeting.ts';
 import { replies, replyText } from './replies.ts';
 import type { IngressSessions } from './sessions.ts';
 import { parsePathCommand, type ParsedPath } from './smtp-path.ts';
@@ -42,10 +43,12 @@ const CLOSE_LINGER_MS = 200;
 class ListenerServer extends SMTPServer {
   readonly sockets = new Set<Socket>();
   readonly #sessions: IngressSessions;
+  readonly #name: string;
 
-  constructor(options: SMTPServerOptions, sessions: IngressSessions) {
+  constructor(options: SMTPServerOptions, sessions: IngressSessions, name: string) {
     super(options);
     this.#sessions = sessions;
+    this.#name = name;
     this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
@@ -57,7 +60,10 @@ class ListenerServer extends SMTPServer {
     // connect() has just added the new connection last.
     let connection: SMTPConnection | undefined;
     for (const c of this.connections) connection = c;
-    if (connection) guard(connection, this.#sessions);
+    if (!connection) return;
+    guard(connection, this.#sessions);
+    // The greeting is ours, not smtp-server's 100 ms timer (greeting.ts).
+    greetConnection(connection, this.#sessions.settings.greetings.get(this.#name));
   }
 }
 
@@ -137,8 +143,10 @@ export async function openListener(spec: ListenerSpec, sessions: IngressSessions
     disabledCommands: spec.tls === 'implicit' ? ['STARTTLS'] : [],
     socketTimeout: settings.socketTimeoutMs,
     logger: false,
+    // smtp-server would look the client up before greeting it; greeting.ts does it beside the session when the listener asks.
+    disableReverseLookup: true,
   };
-  const server = new ListenerServer(options, sessions);
+  const server = new ListenerServer(options, sessions, spec.name);
   // smtp-server re-emits the listening socket's errors as its own: until the port is
   // bound, an error is the bind failing, which the caller reports once with its reason.
   const bindFailed = new Promise<never>((_resolve, reject) => server.once('error', reject));

@@ -14,11 +14,13 @@ import type { SMTPServerAddress, SMTPServerAuthentication, SMTPServerAuthenticat
 import type { Logger } from '../log.ts';
 import { SmtpError } from '../smtp-error.ts';
 import { domainOf } from '../store/store.ts';
+import { releasedMessageBytes } from '../gc-hint.ts';
 import { acceptMessage, type IngressStore } from './accept.ts';
 import { AuthFailureThrottle, Authenticator, type ListenerTls } from './auth.ts';
 import { normalizeAddress } from './networks.ts';
 import { replies, replyText, toServerError } from './replies.ts';
 import { ReceiveBudget } from './receive-budget.ts';
+import { FreeSpace, spaceRefusal } from './free-space.ts';
 import { isEightBit } from './smtp-path.ts';
 import type { IngressSettings } from './settings.ts';
 import { readInboundTls, type InboundTls } from './tls-session.ts';
@@ -54,6 +56,8 @@ export class IngressSessions {
   readonly #sessions = new Map<string, SessionState>();
   readonly #connectionsPerIp = new Map<string, number>();
   readonly #budget: ReceiveBudget;
+  /** Free space where the store lives, read at most once a second (free-space.ts). */
+  #space: FreeSpace | null = null;
 
   /** A connection failed below SMTP (reset, failed TLS handshake): logged, nothing else to do. */
   connectionError(listener: string, err: Error & { code?: string; remote?: string }): void {
@@ -200,7 +204,26 @@ export class IngressSessions {
       logger.warn({ event: 'ingress.relay_denied', ip: state.ip, sender: address.address }, 'relay access denied');
       return callback(toServerError(replies.relayDenied()));
     }
-    callback();
+    this.#checkSpace(logger, state, address, callback);
+  }
+
+  /** Postfix's queue_minfree: a message the store's file system has no room for is refused now, 452 4.3.1 (free-space.ts). */
+  #checkSpace(logger: Logger, state: SessionState, address: SMTPServerAddress, callback: Callback): void {
+    const { storeDir, queueMinfreeBytes } = state.settings;
+    const args = address.args as Record<string, string | true> | false;
+    // smtp-server has checked SIZE's syntax (digits) and that it is under max_message_bytes.
+    const size = args && typeof args.SIZE === 'string' ? Number(args.SIZE) : 0;
+    if (queueMinfreeBytes + size === 0) return callback();
+    if (this.#space?.dir !== storeDir) this.#space = new FreeSpace(storeDir);
+    void this.#space.bytes().then((free) => {
+      const refused = spaceRefusal(free, queueMinfreeBytes, size);
+      if (!refused) return callback();
+      logger.warn(
+        { event: 'ingress.rejected', reason: 'insufficient_storage', free, needed: queueMinfreeBytes + size, ip: state.ip },
+        'MAIL refused: the store has too little free space (ingress.queue_minfree_bytes)',
+      );
+      callback(toServerError(refused));
+    });
   }
 
   #onRcptTo(address: SMTPServerAddress, session: SMTPServerSession, callback: Callback): void {
@@ -231,7 +254,10 @@ export class IngressSessions {
     // The message's bytes count against the receive budget until it is committed or refused.
     const ticket = this.#budget.open();
     acceptMessage({ stream, session, state, store: this.#store, ticket, logger })
-      .finally(() => ticket.close())
+      .finally(() => {
+        ticket.close();
+        releasedMessageBytes(stream.byteLength);
+      })
       .then(
         (outcome) => {
           state.inData = false;

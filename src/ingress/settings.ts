@@ -2,7 +2,9 @@
 // users file) once per start or reload. A connection takes the current settings
 // when it arrives and keeps them to the end, so a reload never changes the rules
 // halfway through a session.
+import { dirname } from 'node:path';
 import type { Config } from '../config/schema.ts';
+import { greetingSettingsFrom, type GreetingSettings } from './greeting.ts';
 import { NetworkList } from './networks.ts';
 import type { UserDirectory } from './users.ts';
 
@@ -31,6 +33,12 @@ export interface IngressSettings {
   readonly socketTimeoutMs: number;
   readonly logSubjects: boolean;
   readonly users: UserDirectory;
+  /** The store file's directory: MAIL FROM checks the free space there (free-space.ts). */
+  readonly storeDir: string;
+  /** Free bytes the store's file system must keep beyond a declared SIZE, or MAIL FROM gets 452 4.3.1. */
+  readonly queueMinfreeBytes: number;
+  /** Per listener name: when the greeting is given and whether the client's name is looked up (greeting.ts). */
+  readonly greetings: ReadonlyMap<string, GreetingSettings>;
 }
 
 export function settingsFrom(config: Config, users: UserDirectory): IngressSettings {
@@ -54,5 +62,9 @@ export function settingsFrom(config: Config, users: UserDirectory): IngressSetti
     socketTimeoutMs: ingress.socket_timeout_seconds * 1000,
     logSubjects: config.logging.log_subjects,
     users,
+    storeDir: dirname(config.store.path),
+    // Postfix's default: room for one and a half of the largest message.
+    queueMinfreeBytes: ingress.queue_minfree_bytes ?? Math.ceil(1.5 * ingress.max_message_bytes),
+    greetings: greetingSettingsFrom(config),
   });
 }

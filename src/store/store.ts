@@ -10,8 +10,13 @@ export interface NewMessage {
   /** Envelope sender; '' is the null sender (bounces). */
   readonly sender: string;
   readonly recipients: readonly string[];
-  /** The whole message as it will be sent, our Received header included. */
+  /**
+   * The whole message as it will be sent, our Received header included — or, when
+   * parts of it were staged while it arrived (`staged`), its head: the staged parts follow it.
+   */
   readonly body: Buffer;
+  /** Parts 1…`parts` written by stageBodyPart before this enqueue, `bytes` in all; absent: none. */
+  readonly staged?: { readonly parts: number; readonly bytes: number };
   readonly messageId: string | null;
   /** Kept for reports; logged only when logging.log_subjects allows. */
   readonly subject: string | null;
@@ -206,8 +211,18 @@ export interface Store {
    * instead of copying it): the caller must not read `message.body` afterwards.
    */
   enqueue(message: NewMessage): Promise<void>;
+  /**
+   * Writes part `part` (1, 2, …) of a message still arriving, ahead of its enqueue, so
+   * that ingress never holds a large message whole. A staged part is not durable by
+   * itself: the enqueue that names it (NewMessage.staged) commits it with the message,
+   * and fails if any part is missing. The store may take `data`'s memory, as enqueue does.
+   */
+  stageBodyPart(queueId: string, part: number, data: Buffer): Promise<void>;
+  /** Forgets the parts staged for a message that will not be enqueued (refused, client gone). */
+  discardStaged(queueId: string): Promise<void>;
   /** Takes up to `limit` due recipients under a lease; each claim counts as an attempt. */
   claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]>;
+  /** The message as queued, in one buffer (for a message still arriving: its staged parts so far). */
   readBody(queueId: string): Promise<Buffer | null>;
   /**
    * Ends attempts in one transaction: writes the records, learns from them what
@@ -229,6 +244,7 @@ export interface Store {
    * lease (no other worker can hold one); a shared store frees only expired ones.
    * Returns how many recipients were interrupted: each may be delivered twice, so the
    * same number is added to QueueStats.possibleDuplicates in the same transaction.
+   * Parts staged for messages whose DATA the previous run never finished are dropped.
    */
   recoverInterrupted(): Promise<number>;
   /** Earliest time anything queued becomes due, or null when the queue is empty. */

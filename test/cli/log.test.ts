@@ -224,14 +224,18 @@ describe('sealrelay log --follow', () => {
     const box = makeSandbox();
     try {
       await settle(box, 'SEED', 'seed@quiet.example', now - MINUTE);
+      await settle(box, 'FIRST', 'z@watched.example', now - MINUTE);
       const f = spawnFollow(box, ['--json', '--domain', 'watched.example']);
-      await new Promise((r) => setTimeout(r, 1500)); // a few polls with nothing to say
-      expect(f.output()).toBe('');
+      // Its backlog printed: the follower has read the store once, and left SEED out.
+      await f.until((t) => t.includes('FIRST'), 'the matching backlog');
       await settle(box, 'SKIP', 'x@other.example', Date.now());
       await settle(box, 'WANT', 'y@watched.example', Date.now());
       await f.until((t) => t.includes('WANT'), 'the watched record');
       const got = lines(f.output()).map((l) => JSON.parse(l) as DeliveryRecord);
-      expect(got.map((r) => [r.queueId, r.recipient])).toEqual([['WANT', 'y@watched.example']]);
+      expect(got.map((r) => [r.queueId, r.recipient])).toEqual([
+        ['FIRST', 'z@watched.example'],
+        ['WANT', 'y@watched.example'],
+      ]);
       f.child.kill('SIGTERM');
       expect(await f.exited).toBe(0);
     } finally {

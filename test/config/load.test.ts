@@ -56,6 +56,18 @@ describe('config loading', () => {
     expect(String(q?.message)).toMatch(/128/);
   });
 
+  it('TLSv1 and TLSv1.1 are refused as a minimum, globally and in a rule floor, naming file, line and key', () => {
+    for (const version of ['TLSv1', 'TLSv1.1']) {
+      const [global] = problemsOf(`${base}tls:\n  min_version: ${version}\n`);
+      expect(global).toMatchObject({ file: 'test.yaml', line: 6, key: 'tls.min_version' });
+      expect(String(global?.message)).toMatch(/TLSv1\.2.*TLSv1\.3/);
+      const rule = `${base}policies:\n  rules:\n    - name: legacy\n      match: { recipient_domain: legacy.example }\n      mode: forced\n      floor:\n        min_version: ${version}\n`;
+      const [inRule] = problemsOf(rule);
+      expect(inRule).toMatchObject({ file: 'test.yaml', line: 11, key: 'policies.rules[legacy].floor.min_version' });
+      expect(String(inRule?.message)).toMatch(/TLSv1\.2.*TLSv1\.3/);
+    }
+  });
+
   it('reports broken YAML with its line', () => {
     const [p] = problemsOf(`${base}delivery:\n  port: 25\n   routes: {}\n`);
     expect([6, 7]).toContain(p?.line);

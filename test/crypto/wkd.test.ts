@@ -180,11 +180,13 @@ describe('lookupWkd', () => {
 
   it('refuses a key whose user ID for the address is revoked', async () => {
     const domain = freshDomain('uidrev');
-    makeKey(`jack@home.invalid`, `jack@${domain}`);
-    const fpr = fingerprintOf(home, `jack@${domain}`);
-    // gpg dates a revocation after the signature it revokes, a second into the future when
-    // both fall in the same second; openpgp ignores a soft revocation from the future.
-    await new Promise((resolve) => setTimeout(resolve, 1100));
+    // The key and its user IDs dated a minute back: gpg dates a revocation after the signature
+    // it revokes, a second into the future when both fall in the same second, and openpgp
+    // ignores a soft revocation from the future. Made now, it is simply later.
+    const past = `${Math.floor(Date.now() / 1000) - 60}!`;
+    gpg(home, ['--faked-system-time', past, '--quick-gen-key', 'jack@home.invalid', 'future-default', 'default', 'never']);
+    const fpr = fingerprintOf(home, 'jack@home.invalid');
+    gpg(home, ['--faked-system-time', past, '--quick-add-uid', fpr, `jack@${domain}`]);
     gpg(home, ['--quick-revoke-uid', fpr, `jack@${domain}`]);
     hostAt(`openpgpkey.${domain}`);
     server.serve(`openpgpkey.${domain}`, advancedPath(domain, wkdHash('jack')), new Uint8Array(gpg(home, ['--export', fpr])));

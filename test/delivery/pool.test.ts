@@ -1,6 +1,6 @@
 // The delivery session pool: reuse per key, the per-host limit, idle expiry,
 // and new limits taking effect on a reload without dropping work.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SessionPool, type PooledSession } from '../../src/delivery/pool.ts';
 
 /** A session stand-in that counts what the pool does with it (the pool is what is tested). */
@@ -76,8 +76,7 @@ describe('SessionPool', () => {
     const { made, open } = opener();
     await pool.with('a', open, use);
     expect(made[0]!.closed).toBe(false);
-    await new Promise((r) => setTimeout(r, 80));
-    expect(made[0]!.closed).toBe(true);
+    await vi.waitFor(() => expect(made[0]!.closed).toBe(true), { timeout: 5000, interval: 10 });
     expect(await pool.with('a', open, use)).toBe(2);
     pool.close();
   });

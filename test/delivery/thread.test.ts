@@ -76,7 +76,7 @@ it('a reload the ingress cannot take (a listener change) changes nothing anywher
   try {
     const next = {
       ...config,
-      ingress: { ...config.ingress, listeners: { ...config.ingress.listeners, extra: { host: '127.0.0.1', port: 0, tls: 'starttls' as const } } },
+      ingress: { ...config.ingress, listeners: { ...config.ingress.listeners, extra: { host: '127.0.0.1', port: 0, tls: 'starttls' as const, greeting_delay_ms: 0, reverse_dns: false, reverse_dns_timeout_ms: 1500 } } },
       policies: { ...config.policies, domains: { 'keep.test': { mode: 'tls-exclusive' as const, verification: 'none' as const } } },
     };
     await expect(relay.reload(next as typeof config)).rejects.toThrow(/listener changes need a restart/);

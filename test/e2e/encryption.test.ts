@@ -52,6 +52,8 @@ const message = (to: string) => `From: <lab@clinic.test>\r\nTo: <${to}>\r\nSubje
 let gpg: GpgHome;
 let pgpKey: GpgKey;
 let smime: SmimeCert;
+let smimeTls: SmimeCert;
+let smimeFallback: SmimeCert;
 let mxs: MxSet;
 let relay: TestRelay;
 let work: string;
@@ -69,7 +71,8 @@ beforeAll(async () => {
   const pgpUntrusted = await gpg.generateKey({ uid: 'Pat <pat@untrusted.test>' });
   const pgpWeak = await gpg.generateKey({ uid: 'Pat <pat@weak.test>' });
   smime = issueSmimeCert({ email: 'sam@plain.test' });
-  const smimeTls = issueSmimeCert({ email: 'sam@tls.test' });
+  smimeTls = issueSmimeCert({ email: 'sam@tls.test' });
+  smimeFallback = issueSmimeCert({ email: 'fallback@tls.test' });
   mxs = await startMxSet([
     { kind: 'plain', name: 'mx.plain.test' },
     { kind: 'tls13', name: 'mx.tls.test' },
@@ -97,7 +100,7 @@ beforeAll(async () => {
   });
   // Keys go into the relay's store before it starts, as `sealrelay keys import` would put them.
   const store = new SqliteStore(config.store.path);
-  const keyFiles = [pgpKey.publicArmored, pgpTls.publicArmored, pgpUntrusted.publicArmored, pgpWeak.publicArmored, smime.certPem, smimeTls.certPem, issueSmimeCert({ email: 'fallback@tls.test' }).certPem];
+  const keyFiles = [pgpKey.publicArmored, pgpTls.publicArmored, pgpUntrusted.publicArmored, pgpWeak.publicArmored, smime.certPem, smimeTls.certPem, smimeFallback.certPem];
   for (const file of keyFiles) {
     const parsed = await parseKeyFile(Buffer.from(file), { source: 'import', now: Date.now() });
     expect(parsed.problems).toEqual([]);
@@ -206,18 +209,23 @@ describe('pgp and smime modes: encrypted, then TLS on top', () => {
     expect(record).toMatchObject({ outcome: 'delivered', method: 'tls', encryption: null, fallback: null });
   });
 
-  it('smime toward a TLS MX → smime+tls with the TLS facts the MX saw', async () => {
+  it('smime toward a TLS MX → smime+tls with the TLS facts the MX saw; openssl cms decrypts the original entity', async () => {
     const { record } = await deliver('sam@tls.test');
     expect(record).toMatchObject({ outcome: 'delivered', method: 'smime+tls', fallback: null, decision: { mode: 'smime', rule: 'rule:smime-tls' } });
     const [got] = receivedBy(tlsMx(), 'sam@tls.test');
     expect(record.tls).toMatchObject({ protocol: got!.tls!.protocol, cipher: got!.tls!.cipher });
     expect(got!.raw.toString('latin1')).not.toContain('Glucose');
+    expect(decryptCms(got!.raw, smimeTls)).toBe(ENTITY);
   });
 
-  it('a pgp rule with fallback smime uses S/MIME when no PGP key is held', async () => {
+  it('a pgp rule with fallback smime uses S/MIME when no PGP key is held; openssl cms decrypts the original entity', async () => {
     const { record } = await deliver('fallback@tls.test');
     expect(record).toMatchObject({ outcome: 'delivered', method: 'smime+tls', encryption: { method: 'smime' } });
     expect(record.fallback?.reason).toMatch(/^pgp: pgp: no OpenPGP key/);
+    const [got] = receivedBy(tlsMx(), 'fallback@tls.test');
+    expect(record.tls).toMatchObject({ protocol: got!.tls!.protocol, cipher: got!.tls!.cipher });
+    expect(got!.raw.toString('latin1')).not.toContain('Glucose');
+    expect(decryptCms(got!.raw, smimeFallback)).toBe(ENTITY);
   });
 
   it('pgp without a key and no fallback bounces with 5.7.5; the DSN to the sender carries no body', async () => {

@@ -2,10 +2,10 @@
 // TLS-capable receiver: a TLS-known domain gets zero plaintext deliveries, not even
 // a sealed fallback copy; an unknown domain under opportunistic gets plaintext, and
 // its record says so.
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, it, vi } from 'vitest';
 import { startDnsStub, type DnsStub } from '../helpers/dns-stub.ts';
 import { startStripTlsProxy } from '../helpers/mitm.ts';
-import { startMxSet, type MxSet } from '../helpers/mx.ts';
+import { startMxSet, type MxSet, type StartedMx } from '../helpers/mx.ts';
 import { queueIdOf, startTestRelay, submit, testConfig, type TestRelay } from '../helpers/relay.ts';
 import { createGpgHome } from '../helpers/gpg.ts';
 import { parseKeyFile } from '../../src/crypto/keys.ts';
@@ -21,6 +21,9 @@ afterAll(async () => {
   await mxs?.close();
   await dns?.close();
 });
+
+/** Until every connection the receiver had is closed: the relay has let its idle one go. */
+const allClosed = (mx: StartedMx) => vi.waitFor(() => expect(mx.sessions.filter((s) => !s.closed)).toEqual([]), { timeout: 15_000, interval: 50 });
 
 it('stripping STARTTLS: TLS-known domain deferred as possible-downgrade, unknown domain in plaintext (recorded)', async () => {
   mxs = await startMxSet([{ kind: 'tls13', name: 'mx.victim.test' }]);
@@ -38,9 +41,9 @@ it('stripping STARTTLS: TLS-known domain deferred as possible-downgrade, unknown
   const before = queueIdOf(await submit({ port: relay.port, from: 'app@clinic.test', to: ['pat@known.test'] }));
   await relay.waitForRecords((r) => r.some((x) => x.queueId === before && x.outcome === 'delivered' && x.method === 'tls'));
 
-  // The attack starts; wait out the idle connection so the next attempt dials anew.
+  // The attack starts; once the idle connection is gone (the receiver sees it close), the next attempt dials anew.
   proxy.setMode('strip');
-  await new Promise((r) => setTimeout(r, relay!.config.delivery.idle_reuse_ms + 300));
+  await allClosed(mx);
   const receivedBefore = mx.received.length;
 
   const known = queueIdOf(await submit({ port: relay.port, from: 'app@clinic.test', to: ['pat@known.test'] }));
@@ -87,7 +90,7 @@ it('forced toward a TLS-known domain whose STARTTLS is stripped: not even the se
     const before = queueIdOf(await submit({ port: locked.port, from: 'lab@clinic.test', to: ['pat@locked.test'] }));
     await locked.waitForRecords((r) => r.some((x) => x.queueId === before && x.outcome === 'delivered' && x.method === 'tls'));
     mitm.setMode('strip');
-    await new Promise((r) => setTimeout(r, locked!.config.delivery.idle_reuse_ms + 300));
+    await allClosed(mx);
     const receivedBefore = mx.received.length;
 
     const id = queueIdOf(await submit({ port: locked.port, from: 'lab@clinic.test', to: ['pat@locked.test'] }));

@@ -6,6 +6,7 @@ import type { DeliveryRecord } from '../../src/delivery/record.ts';
 import { startDnsStub, type DnsStub, type Zone } from '../helpers/dns-stub.ts';
 import { startMxSet, type MxKind, type MxSet } from '../helpers/mx.ts';
 import { startTestRelay, submit, testConfig, type TestRelay } from '../helpers/relay.ts';
+import { HANDSHAKE_FAILURE_ALERT, handshakeRefused, PROTOCOL_VERSION_ALERT } from '../helpers/tls-refusals.ts';
 
 type Expect = { outcome: DeliveryRecord['outcome']; method: DeliveryRecord['method']; protocol?: string; authorized?: boolean; because?: RegExp };
 
@@ -23,7 +24,13 @@ const delivered = (protocol: string | null, authorized?: boolean): Expect =>
   protocol ? { outcome: 'delivered', method: 'tls', protocol, ...(authorized === undefined ? {} : { authorized }) } : { outcome: 'delivered', method: 'plaintext' };
 const deferred = (because: RegExp): Expect => ({ outcome: 'deferred', method: 'none', because });
 const dropped = (because: RegExp): Expect => ({ outcome: 'dropped', method: 'none', because });
-const BELOW_FLOOR = /handshake|protocol|cipher|floor|TLS/i;
+// Both weak peers are refused by the handshake itself (we offer nothing under the floor), each
+// with its own TLS alert: the reason names which, not just "something about TLS".
+const WEAK_PROTOCOL = PROTOCOL_VERSION_ALERT;
+const WEAK_CIPHER = HANDSHAKE_FAILURE_ALERT;
+const DROPPED = { prefix: 'dropped by mode tls-exclusive: ' };
+// forced then tries its fallback chain (pgp, smime): no keys here, and the reason lists each step.
+const NO_KEYS = { suffix: /; fallback: pgp: no OpenPGP key for .+; smime: no S\/MIME certificate for .+/ };
 
 // The table: policy × peer → what must happen on the first attempt.
 const TABLE: Record<PolicyName, Record<string, Expect>> = {
@@ -33,32 +40,32 @@ const TABLE: Record<PolicyName, Record<string, Expect>> = {
     plain: delivered(null),
     selfsigned: delivered('TLSv1.3', false),
     // STARTTLS was offered but nothing acceptable came of it: never fall back to plaintext.
-    'weak-protocol': deferred(BELOW_FLOOR),
-    'weak-cipher': deferred(BELOW_FLOOR),
+    'weak-protocol': deferred(handshakeRefused(WEAK_PROTOCOL)),
+    'weak-cipher': deferred(handshakeRefused(WEAK_CIPHER)),
   },
   forced: {
     tls13: delivered('TLSv1.3'),
     tls12: delivered('TLSv1.2'),
     plain: deferred(/STARTTLS/i),
     selfsigned: delivered('TLSv1.3', false),
-    'weak-protocol': deferred(BELOW_FLOOR),
-    'weak-cipher': deferred(BELOW_FLOOR),
+    'weak-protocol': deferred(handshakeRefused(WEAK_PROTOCOL, NO_KEYS)),
+    'weak-cipher': deferred(handshakeRefused(WEAK_CIPHER, NO_KEYS)),
   },
   'forced-ca': {
     tls13: delivered('TLSv1.3', true),
     tls12: delivered('TLSv1.2', true),
     plain: deferred(/STARTTLS/i),
     selfsigned: deferred(/certificate|self.signed|verif/i),
-    'weak-protocol': deferred(BELOW_FLOOR),
-    'weak-cipher': deferred(BELOW_FLOOR),
+    'weak-protocol': deferred(handshakeRefused(WEAK_PROTOCOL, NO_KEYS)),
+    'weak-cipher': deferred(handshakeRefused(WEAK_CIPHER, NO_KEYS)),
   },
   'tls-exclusive': {
     tls13: delivered('TLSv1.3'),
     tls12: delivered('TLSv1.2'),
     plain: dropped(/STARTTLS/i),
     selfsigned: delivered('TLSv1.3', false),
-    'weak-protocol': dropped(BELOW_FLOOR),
-    'weak-cipher': dropped(BELOW_FLOOR),
+    'weak-protocol': dropped(handshakeRefused(WEAK_PROTOCOL, DROPPED)),
+    'weak-cipher': dropped(handshakeRefused(WEAK_CIPHER, DROPPED)),
   },
   none: {
     tls13: delivered(null),

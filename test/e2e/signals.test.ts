@@ -4,13 +4,17 @@
 import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, expect, it, vi } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { startMx, type StartedMx } from '../helpers/mx.ts';
 import { spawnRelay, writeConfigFile, type RelayProcess } from '../helpers/relay-process.ts';
 import { queueIdOf, submit, testConfig } from '../helpers/relay.ts';
 
 const started: RelayProcess[] = [];
+/** A stop signal this long after the first is a second one (src/cli/start.ts REPEAT_IGNORED_MS). */
+const REPEAT_IGNORED_MS = 1000;
+/** Until the MX has the message's DATA (its reply held back): the delivery is in flight. */
+const inFlight = (mx: StartedMx) => vi.waitFor(() => expect(mx.data.begun).toBe(1), { timeout: 15_000, interval: 50 });
 const mxs: StartedMx[] = [];
 afterAll(async () => {
   for (const r of started) r.proc.kill('SIGKILL');
@@ -18,8 +22,8 @@ afterAll(async () => {
 });
 
 it('SIGTERM: stops accepting, finishes the delivery in flight, exits 0, queue intact', async () => {
-  // A slow receiver: each DATA takes 1.5 s, so a delivery is in flight when SIGTERM lands.
-  const mx = await startMx('tls13', { name: 'mx.slow.test', dataDelayMs: 1500 });
+  // The receiver answers DATA only when released: the delivery is in flight when SIGTERM lands.
+  const mx = await startMx('tls13', { name: 'mx.slow.test', holdData: true });
   mxs.push(mx);
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-term-'));
   const config = testConfig({ store: { path: join(dir, 'q.db') }, delivery: { routes: { 'slow.test': `127.0.0.1:${mx.port}` } }, logging: { level: 'info' } });
@@ -27,10 +31,12 @@ it('SIGTERM: stops accepting, finishes the delivery in flight, exits 0, queue in
   started.push(relay);
   const port = relay.ports.starttls!;
   const id = queueIdOf(await submit({ port, from: 'a@x.test', to: ['u@slow.test'] }));
-  await new Promise((r) => setTimeout(r, 400)); // delivery has started
+  await inFlight(mx);
   relay.proc.kill('SIGTERM');
   await relay.waitForLine((l) => l.event === 'relay.stopping');
   await expect(submit({ port, from: 'a@x.test', to: ['u@slow.test'] })).rejects.toThrow();
+  // Stopping, and still delivering: the receiver answers now.
+  mx.releaseData();
   expect(await relay.exited).toBe(0);
   const store = new SqliteStore(config.store.path);
   const records = await store.queryRecords({ message: id });
@@ -103,30 +109,36 @@ it('editing the config file reloads the policy without a signal', async () => {
 }, 60_000);
 
 it('a stop signal repeated at once is the same stop; a later one exits 1 without waiting', async () => {
-  const mx = await startMx('tls13', { name: 'mx.twice.test', dataDelayMs: 3000 });
-  mxs.push(mx);
+  const mx = await startMx('tls13', { name: 'mx.twice.test', holdData: true });
+  const later = await startMx('tls13', { name: 'mx.later.test', holdData: true });
+  mxs.push(mx, later);
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-twice-'));
-  const config = testConfig({ store: { path: join(dir, 'q.db') }, delivery: { routes: { 'twice.test': `127.0.0.1:${mx.port}` } }, logging: { level: 'info' } });
+  const routes = { 'twice.test': `127.0.0.1:${mx.port}`, 'later.test': `127.0.0.1:${later.port}` };
+  // Held deliveries outlast neither the relay's patience with the receiver nor its grace period.
+  const config = testConfig({ store: { path: join(dir, 'q.db') }, delivery: { routes, socket_timeout_ms: 120_000, shutdown_grace_seconds: 30 }, logging: { level: 'info' } });
   const file = writeConfigFile(dir, config);
 
   // Twice within a moment (a terminal's Ctrl-C plus npm forwarding it): one graceful stop, the delivery finishes.
   const relay = await spawnRelay(file);
   started.push(relay);
   await submit({ port: relay.ports.starttls!, from: 'a@x.test', to: ['u@twice.test'] });
-  await new Promise((r) => setTimeout(r, 400));
+  await inFlight(mx);
   relay.proc.kill('SIGINT');
   relay.proc.kill('SIGTERM');
+  await relay.waitForLine((l) => l.event === 'relay.stopping');
+  mx.releaseData();
   expect(await relay.exited).toBe(0);
   expect(relay.lines.filter((l) => l.event === 'delivery.record').map((l) => (l.record as { outcome: string }).outcome)).toEqual(['delivered']);
 
   // A second signal well after the first: the operator will not wait.
   const again = await spawnRelay(file);
   started.push(again);
-  await submit({ port: again.ports.starttls!, from: 'a@x.test', to: ['v@twice.test'] });
-  await new Promise((r) => setTimeout(r, 400));
+  await submit({ port: again.ports.starttls!, from: 'a@x.test', to: ['v@later.test'] });
+  await inFlight(later);
   again.proc.kill('SIGTERM');
-  await again.waitForLine((l) => l.event === 'relay.stopping');
-  await new Promise((r) => setTimeout(r, 1200));
+  const stopping = await again.waitForLine((l) => l.event === 'relay.stopping');
+  // Not a wait for an event: "later" is the rule under test. Past the repeat window, counted from the stop's own log time.
+  await new Promise((r) => setTimeout(r, Math.max(0, Date.parse(stopping.time as string) + REPEAT_IGNORED_MS + 200 - Date.now())));
   again.proc.kill('SIGTERM');
   expect(await again.exited).toBe(1);
   expect(again.lines.some((l) => l.event === 'relay.stopped' && l.msg === 'second signal: exiting without waiting')).toBe(true);

@@ -1,8 +1,9 @@
 /**
  * dns-stub: a tiny authoritative DNS server for tests, on 127.0.0.1 port 0.
  *
- * The relay resolves MX, A/AAAA and TXT (MTA-STS) records through a real resolver,
- * so tests point that resolver here (`resolver.setServers([stub.server])`) instead of
+ * The relay resolves MX, A/AAAA, TXT (MTA-STS) and PTR (ingress reverse DNS) records
+ * through a real resolver, so tests point that resolver here
+ * (`resolver.setServers([stub.server])`) instead of
  * mocking `node:dns`: the code under test then exercises its real error handling
  * (ENOTFOUND for NXDOMAIN, ENODATA for NODATA, ESERVFAIL, ETIMEOUT).
  *
@@ -34,11 +35,13 @@ export interface ZoneEntry {
   /** One TXT record per item; an array item is one record made of several strings. */
   TXT?: Array<string | string[]>;
   CNAME?: string;
+  /** Reverse DNS: on a name such as "1.0.0.127.in-addr.arpa". */
+  PTR?: string[];
   failure?: 'SERVFAIL' | 'REFUSED' | 'timeout';
 }
 
 export type Zone = Record<string, ZoneEntry>;
-export type RecordType = 'MX' | 'A' | 'AAAA' | 'TXT' | 'CNAME';
+export type RecordType = 'MX' | 'A' | 'AAAA' | 'TXT' | 'CNAME' | 'PTR';
 
 export interface DnsQuery {
   name: string;
@@ -98,6 +101,8 @@ function recordsOf(name: string, type: RecordType, entry: ZoneEntry): Answer[] {
       }));
     case 'CNAME':
       return entry.CNAME ? [{ ...base, type: 'CNAME', data: entry.CNAME }] : [];
+    case 'PTR':
+      return (entry.PTR ?? []).map((host) => ({ ...base, type: 'PTR', data: host }));
   }
 }
 
@@ -121,7 +126,7 @@ function answer(zone: Map<string, ZoneEntry>, question: Question): { rcode: numb
       continue;
     }
     const type = question.type as RecordType;
-    if (['MX', 'A', 'AAAA', 'TXT', 'CNAME'].includes(type)) answers.push(...recordsOf(name, type, entry));
+    if (['MX', 'A', 'AAAA', 'TXT', 'CNAME', 'PTR'].includes(type)) answers.push(...recordsOf(name, type, entry));
     return { rcode: RCODE.NOERROR, answers };
   }
   return { rcode: RCODE.NOERROR, answers };

@@ -5,8 +5,9 @@
  * MX, one stuck at TLS 1.2, one without STARTTLS, one with a self-signed certificate,
  * one below the TLS floor, a greylister, one that drops the line mid-DATA, one that
  * rejects some recipients. The MX records what it saw on its own socket (protocol,
- * cipher) so a test can hold the relay's DeliveryRecord against an independent
- * witness, as DESIGN.md asks; `receivedHeader` is that witness in Received: form.
+ * cipher, the certificate it served, the address that took the connection) so a
+ * test can hold the relay's DeliveryRecord against an independent witness, as
+ * DESIGN.md asks; `receivedHeader` is that witness in Received: form.
  *
  * Servers accept any sender and recipient, offer no AUTH, have no size limit, never
  * look up DNS (no reverse lookups), and close within CLOSE_WAIT_MS.
@@ -45,6 +46,11 @@ export interface MxBehaviour {
   dropMidData?: boolean;
   /** The reply to each message's final dot comes this many ms late (a slow receiver). */
   dataDelayMs?: number;
+  /**
+   * The reply to each message's final dot waits for releaseData() (after dataDelayMs,
+   * if both): a delivery kept in flight for exactly as long as a test needs, untimed.
+   */
+  holdData?: boolean;
 }
 
 export interface MxOptions extends MxBehaviour {
@@ -81,11 +87,18 @@ export interface ReceivedMessage {
 export interface SeenSession {
   id: string;
   remoteAddress: string;
+  /** This MX's own end of the connection: which address and port (listener) took it. */
+  localAddress: string;
+  localPort: number;
   /** EHLO/HELO argument of the latest greeting. */
   heloName: string | null;
   secure: boolean;
   protocol: string | null;
   cipher: string | null;
+  /** IANA name of the same cipher, as tls.TLSSocket#getCipher().standardName. */
+  standardCipher: string | null;
+  /** SHA-256 fingerprint (AB:CD:… like X509Certificate#fingerprint256) of the certificate this socket served. */
+  servedCertFingerprint256: string | null;
   /** SNI the client sent, if any. */
   servername: string | null;
   /** Messages accepted on this connection (>1 means the client reused it). */
@@ -106,6 +119,8 @@ export interface StartedMx {
   sessions: SeenSession[];
   /** DATA transfers begun, and the most that were under way at once (replies pending included). */
   readonly data: { begun: number; mostAtOnce: number };
+  /** Sends the replies holdData kept back; later messages are answered at once. */
+  releaseData(): void;
   /** Errors smtp-server reported (failed handshakes, resets): expected in negative tests. */
   errors: Error[];
   /** Resolves with all received messages once there are at least `n`. */
@@ -194,6 +209,7 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
     greylist: opts.greylist ?? preset.behaviour?.greylist,
     dropMidData: opts.dropMidData ?? preset.behaviour?.dropMidData,
     dataDelayMs: opts.dataDelayMs ?? preset.behaviour?.dataDelayMs,
+    holdData: opts.holdData ?? preset.behaviour?.holdData,
   };
   const rejected = new Set((behaviour.rejectRecipients ?? []).map((a) => a.toLowerCase()));
   const greylistSeen = new Set<string>();
@@ -201,6 +217,8 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
 
   const received: ReceivedMessage[] = [];
   const data = { begun: 0, mostAtOnce: 0 };
+  /** Replies kept back by holdData, until releaseData(); null once released. */
+  let heldReplies: (() => void)[] | null = behaviour.holdData ? [] : null;
   let dataUnderWay = 0;
   const sessions: SeenSession[] = [];
   const byId = new Map<string, SeenSession>();
@@ -212,10 +230,14 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
       facts = {
         id: session.id,
         remoteAddress: session.remoteAddress,
+        localAddress: session.localAddress,
+        localPort: session.localPort,
         heloName: null,
         secure: false,
         protocol: null,
         cipher: null,
+        standardCipher: null,
+        servedCertFingerprint256: null,
         servername: null,
         transactions: 0,
         dropped: false,
@@ -249,7 +271,11 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
       const tlsSocket = socket as tls.TLSSocket;
       facts.secure = true;
       facts.protocol = tlsSocket.getProtocol();
-      facts.cipher = tlsSocket.getCipher().name;
+      const cipher = tlsSocket.getCipher();
+      facts.cipher = cipher.name;
+      facts.standardCipher = cipher.standardName;
+      // Read back from the socket, not from the PEM we configured: what was really served.
+      facts.servedCertFingerprint256 = tlsSocket.getX509Certificate()?.fingerprint256 ?? null;
       facts.servername = typeof session.servername === 'string' ? session.servername : null;
       callback();
     },
@@ -288,7 +314,7 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
       data.mostAtOnce = Math.max(data.mostAtOnce, ++dataUnderWay);
       const chunks: Buffer[] = [];
       stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.once('end', () => setTimeout(accept, behaviour.dataDelayMs ?? 0));
+      stream.once('end', () => setTimeout(() => (heldReplies ? heldReplies.push(accept) : accept()), behaviour.dataDelayMs ?? 0));
       const accept = () => {
         dataUnderWay--;
         const mailFrom = session.envelope.mailFrom;
@@ -335,6 +361,11 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
     received,
     sessions,
     data,
+    releaseData() {
+      const waiting = heldReplies ?? [];
+      heldReplies = null;
+      for (const accept of waiting) accept();
+    },
     errors,
     waitFor(n, timeoutMs = DEFAULT_WAIT_MS) {
       return new Promise((resolve, reject) => {

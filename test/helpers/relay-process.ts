@@ -22,6 +22,13 @@ export interface RelayProcess {
   exited: Promise<number | string>;
 }
 
+/** Kills a relay process still running (SIGKILL) and waits for it to be gone; nothing to do for one that exited. */
+export async function killIfRunning(relay: Pick<RelayProcess, 'proc' | 'exited'> | undefined): Promise<void> {
+  if (!relay || relay.proc.exitCode !== null || relay.proc.signalCode !== null) return;
+  relay.proc.kill('SIGKILL');
+  await relay.exited;
+}
+
 /** Writes a Config as YAML (as an operator would) and returns the file. */
 export function writeConfigFile(dir: string, config: Config): string {
   const file = join(dir, 'sealrelay.yaml');

@@ -2,7 +2,7 @@
 // invalid UTF-8, 8-bit addresses without SMTPUTF8, quoted local parts, unknown
 // parameters, domains no MX lookup can serve, <postmaster>, and the cap on
 // connections across all clients.
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import { ingressConfig, RawClient, runSteps, startTestIngress, type Step } from './harness.ts';
 
 const EHLO: Step = ['EHLO app.clinic.test', 250];
@@ -204,9 +204,8 @@ describe('connections across all clients (ingress.max_connections)', () => {
       await c.whenClosed();
       expect(capped.logs.some((l) => l.event === 'ingress.rejected' && l.reason === 'too_many_connections_total')).toBe(true);
       await a.quit();
-      // the slot is given back when the session closes
-      await new Promise((r) => setTimeout(r, 100));
-      const d = await RawClient.open(capped.port());
+      // The slot is given back when ingress has closed a's session: a new client gets in (asked until it does).
+      const d = await vi.waitFor(() => RawClient.open(capped.port()), { timeout: 5000, interval: 20 });
       await runSteps(d, [EHLO]);
       await d.quit();
       await b.quit();

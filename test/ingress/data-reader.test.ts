@@ -1,5 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { DataReader, HEADROOM } from '../../src/ingress/data-reader.ts';
+import { DataReader, HEADROOM, PART_BYTES } from '../../src/ingress/data-reader.ts';
+import { headerSection } from '../../src/ingress/received.ts';
 
 /** Feeds `text` in every two-chunk split, so no verdict depends on where TCP cut the stream. */
 function verdicts(text: string, limits = { maxBytes: 10_000, maxLineBytes: 1000 }): string[] {
@@ -10,7 +11,7 @@ function verdicts(text: string, limits = { maxBytes: 10_000, maxLineBytes: 1000 
     reader.push(bytes.subarray(0, cut));
     reader.push(bytes.subarray(cut));
     const r = reader.finish();
-    out.add(r.ok ? `ok ${r.message.toString('latin1') === text}` : r.refusal);
+    out.add(r.ok ? `ok ${r.head.toString('latin1') === text && r.tail === null}` : r.refusal);
   }
   return [...out];
 }
@@ -67,10 +68,56 @@ describe('DataReader', () => {
     }
     const r = reader.finish();
     if (!r.ok) throw new Error(r.refusal);
-    expect(r.message.equals(Buffer.concat(parts))).toBe(true);
+    expect(r.head.equals(Buffer.concat(parts))).toBe(true);
+    expect(r.tail).toBeNull();
     // Its own memory (so the store thread can take it), the head room free in front, little slack behind.
-    expect(r.message.byteOffset).toBe(HEADROOM);
-    expect(r.message.buffer.byteLength - r.message.length - HEADROOM).toBeLessThanOrEqual(4096);
+    expect(r.head.byteOffset).toBe(HEADROOM);
+    expect(r.head.buffer.byteLength - r.head.length - HEADROOM).toBeLessThanOrEqual(4096);
+  });
+
+  /** Feeds `message` in chunks of `chunk` bytes; what push handed on, and the verdict. */
+  function readInChunks(message: Buffer, chunk: number, maxBytes = 32 * 1024 * 1024) {
+    const reader = new DataReader({ maxBytes, maxLineBytes: 1000 });
+    const parts: Buffer[] = [];
+    for (let at = 0; at < message.length; at += chunk) parts.push(...reader.push(message.subarray(at, at + chunk)));
+    return { parts, result: reader.finish() };
+  }
+
+  test('a message over PART_BYTES: handed on in parts of PART_BYTES, each in memory of its own; the head holds the header section', () => {
+    const header = Buffer.from('From: a@b.test\r\nSubject: big\r\n\r\n');
+    const body = Buffer.alloc(3 * PART_BYTES + 12_345, 'y\r\n'.repeat(30) + `${'q'.repeat(70)}\r\n`);
+    const message = Buffer.concat([header, body]);
+    for (const chunk of [65_536, 65_537, 1_000_003]) {
+      const { parts, result } = readInChunks(message, chunk);
+      if (!result.ok) throw new Error(result.refusal);
+      expect(result.size).toBe(message.length);
+      expect(result.head.length).toBeGreaterThanOrEqual(PART_BYTES);
+      expect(result.head.subarray(0, header.length).equals(header)).toBe(true);
+      for (const part of parts) {
+        expect(part.length).toBe(PART_BYTES);
+        expect(part.buffer.byteLength).toBe(PART_BYTES);
+      }
+      expect(Buffer.concat([result.head, ...parts, result.tail ?? Buffer.alloc(0)]).equals(message)).toBe(true);
+      expect(parts.length).toBeGreaterThanOrEqual(1);
+    }
+  });
+
+  test('a header section longer than PART_BYTES stays whole in the head', () => {
+    const fields = Buffer.from(Array.from({ length: 20_000 }, (_, i) => `X-Field-${i}: ${'v'.repeat(80)}\r\n`).join(''));
+    const message = Buffer.concat([fields, Buffer.from('\r\n'), Buffer.alloc(2 * PART_BYTES, 'body line\r\n')]);
+    const { parts, result } = readInChunks(message, 65_536);
+    if (!result.ok) throw new Error(result.refusal);
+    expect(result.head.length).toBeGreaterThan(fields.length);
+    expect(headerSection(result.head)).toEqual({ end: fields.length, separated: true });
+    expect(Buffer.concat([result.head, ...parts, result.tail ?? Buffer.alloc(0)]).equals(message)).toBe(true);
+  });
+
+  test('refused part way: nothing more is handed on or kept', () => {
+    const good = Buffer.concat([Buffer.from('Subject: x\r\n\r\n'), Buffer.alloc(2 * PART_BYTES, 'fine\r\n')]);
+    const message = Buffer.concat([good, Buffer.from('bare\nline\r\n'), Buffer.alloc(2 * PART_BYTES, 'more\r\n')]);
+    const { parts, result } = readInChunks(message, 65_536);
+    expect(result).toEqual({ ok: false, refusal: 'bare-newline', size: message.length });
+    expect(parts.length * PART_BYTES).toBeLessThanOrEqual(good.length);
   });
 
   test('size: over the limit is refused, whatever else is wrong', () => {

@@ -2,8 +2,9 @@
 // commit is a 451 the client can retry, and what is queued carries our Received
 // header with the inbound TLS facts read from the live socket.
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { ingressConfig, message, plain, RawClient, runSteps, startTestIngress, testUsers, type Step } from './harness.ts';
+import { queueRows, startSqliteIngress } from './real-store.ts';
 
 const EHLO: Step = ['EHLO app.clinic.test', 250];
 const unfold = (s: string) => s.replace(/\r\n[ \t]/g, ' ');
@@ -66,16 +67,57 @@ describe('durable before 250', () => {
       c.destroy();
     }));
 
+  test('on the real store (SQLite in its own thread): a commit that fails is a 451, never a 250, and leaves no row; the next message is queued whole', async () => {
+    const t = await startSqliteIngress({ refuseSender: 'refused@clinic.test' });
+    try {
+      const c = await RawClient.open(t.port());
+      await runSteps(c, [EHLO]);
+      // A small message, and a large one whose parts are written to the store while it arrives.
+      const large = `From: refused@clinic.test\r\nSubject: large\r\n\r\n${`${'0123456789abcdef'.repeat(4)}\r\n`.repeat(50_000)}`;
+      for (const body of [message('refused'), large]) {
+        await toData(c, 'refused@clinic.test', ['pat@example.test', 'lee@example.test']);
+        c.write(body + '.\r\n');
+        const refused = await c.reply(30_000);
+        expect(refused.code).toBe(451);
+        // Nothing of it is left in any table; and it was the commit itself that failed (the trigger).
+        const { all } = queueRows(t.path);
+        expect(Object.keys(all)).toEqual(expect.arrayContaining(['messages', 'recipients']));
+        expect(all).toEqual(Object.fromEntries(Object.keys(all).map((table) => [table, 0])));
+        expect(t.logs.filter((l) => l.event === 'store.error').at(-1)?.err).toMatch(/commit refused by the test trigger/);
+      }
+      // The same session goes on: the next message is committed whole before its 250.
+      await toData(c, 'app@clinic.test', ['pat@example.test', 'lee@example.test']);
+      c.write(message('kept') + '.\r\n');
+      const ok = await c.reply();
+      expect(ok.code).toBe(250);
+      const id = /queued as (\S+)$/.exec(ok.text)?.[1] ?? '';
+      const rows = queueRows(t.path, id);
+      expect(rows.of).toEqual(rows.all);
+      expect(rows.of).toMatchObject({ messages: 1, recipients: 2 });
+      const entry = await t.store.getQueueEntry(id);
+      expect(entry?.recipients.map((r) => [r.recipient, r.state])).toEqual([['pat@example.test', 'queued'], ['lee@example.test', 'queued']]);
+      const body = (await t.store.readBody(id))?.toString('latin1') ?? '';
+      expect(body).toMatch(new RegExp(`^Received: [^]*? id ${id}\\b`));
+      expect(body).toContain('Subject: kept\r\n');
+      expect(body.endsWith('\r\nbody line\r\n')).toBe(true);
+      c.destroy();
+    } finally {
+      await t.close();
+    }
+  }, 60_000);
+
   test('a client that goes away in the middle of DATA queues nothing', () =>
     withIngress({}, async (t) => {
       const c = await RawClient.open(t.port());
       await runSteps(c, [EHLO]);
       await toData(c);
       c.write('Subject: cut\r\n\r\nhalf a mess');
-      await new Promise((r) => setTimeout(r, 50));
       c.destroy();
-      await new Promise((r) => setTimeout(r, 100));
+      // Until ingress has settled that DATA one way or the other: it saw the client go, or it went to the store.
+      const lost = () => t.logs.find((l) => l.event === 'ingress.rejected' && l.reason === 'connection_lost');
+      await vi.waitFor(() => expect(lost() !== undefined || t.store.events.length > 0).toBe(true), { timeout: 5000, interval: 20 });
       expect(t.store.events).toEqual([]);
+      expect(lost()).toBeDefined();
       // and the server is fine
       const d = await RawClient.open(t.port());
       await runSteps(d, [EHLO]);

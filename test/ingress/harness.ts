@@ -54,7 +54,11 @@ export class RecordingStore {
   readonly messages: NewMessage[] = [];
   /** Events in order, to prove the 250 came after the commit. */
   readonly events: string[] = [];
+  /** Parts staged per queue id (stageBodyPart), until enqueued or discarded. */
+  readonly staged = new Map<string, Buffer[]>();
   failNext = 0;
+  /** The next stageBodyPart calls that fail, as a store that cannot write would. */
+  failStage = 0;
   #hold: Promise<void> | null = null;
   #release: (() => void) | null = null;
 
@@ -76,8 +80,36 @@ export class RecordingStore {
       this.events.push(`enqueue-failed ${message.queueId}`);
       throw new Error('disk full (simulated)');
     }
-    this.messages.push(message);
+    // Recorded whole, as the store would read it back: the head, then the staged parts.
+    const parts = this.staged.get(message.queueId) ?? [];
+    const staged = message.staged ?? { parts: 0, bytes: 0 };
+    if (parts.length !== staged.parts || parts.reduce((n, p) => n + p.length, 0) !== staged.bytes) throw new Error(`${message.queueId}: staged parts do not match`);
+    this.staged.delete(message.queueId);
+    this.messages.push({ ...message, body: Buffer.concat([message.body, ...parts]), staged: undefined });
     this.events.push(`enqueue-committed ${message.queueId}`);
+  }
+
+  async stageBodyPart(queueId: string, part: number, data: Buffer): Promise<void> {
+    if (this.failStage > 0) {
+      this.failStage--;
+      this.events.push(`stage-failed ${queueId} ${part}`);
+      throw new Error('cannot write (simulated)');
+    }
+    const parts = this.staged.get(queueId) ?? [];
+    if (part !== parts.length + 1) throw new Error(`${queueId}: part ${part} staged out of order`);
+    parts.push(Buffer.from(data));
+    this.staged.set(queueId, parts);
+    this.events.push(`stage ${queueId} ${part}`);
+  }
+
+  async discardStaged(queueId: string): Promise<void> {
+    this.staged.delete(queueId);
+    this.events.push(`discard ${queueId}`);
+  }
+
+  async readBody(queueId: string): Promise<Buffer | null> {
+    const parts = this.staged.get(queueId);
+    return parts ? Buffer.concat(parts) : null;
   }
 
   /** Ingress asks this only for a message carrying our own Received stamp (loop check): anything committed counts as still queued. */

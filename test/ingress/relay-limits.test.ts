@@ -1,5 +1,5 @@
 // Relay control (no open relay) and the RFC 5321 §4.5.3 limits, as tables.
-import { describe, expect, test } from 'vitest';
+import { describe, expect, test, vi } from 'vitest';
 import { ingressConfig, message, RawClient, runSteps, startTestIngress, testUsers, type Over, type Step } from './harness.ts';
 
 const EHLO: Step = ['EHLO app.clinic.test', 250];
@@ -120,8 +120,8 @@ describe('connections per client IP', () => {
       await c.whenClosed();
       expect(t.logs.find((l) => l.reason === 'too_many_connections')).toMatchObject({ event: 'ingress.rejected', ip: '127.0.0.1' });
       await a.quit();
-      await new Promise((r) => setTimeout(r, 50));
-      const d = await RawClient.open(t.port());
+      // The slot is free once ingress has closed a's session: a new client gets in (asked until it does).
+      const d = await vi.waitFor(() => RawClient.open(t.port()), { timeout: 5000, interval: 20 });
       await runSteps(d, [EHLO]);
       b.destroy();
       d.destroy();

@@ -92,6 +92,59 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         expect((await s.readBody(m.queueId))?.equals(m.body)).toBe(true);
       }));
 
+    it('a message staged in parts: committed whole with its head, read back in order, deleted with its message', () =>
+      withStore(async (s) => {
+        const head = Buffer.from('Received: from x\r\nSubject: parts\r\n\r\nfirst\r\n');
+        const parts = [Buffer.alloc(300_000, 'a\r\n'), Buffer.alloc(300_000, 'b\r\n'), Buffer.from('last\r\n')];
+        const m = message({ body: head, staged: { parts: parts.length, bytes: parts.reduce((n, p) => n + p.length, 0) } });
+        const whole = Buffer.concat([head, ...parts]);
+        // Written in order, as ingress does, but each as a copy: the store may take a part's memory.
+        for (const [i, part] of parts.entries()) await s.stageBodyPart(m.queueId, i + 1, Buffer.from(part));
+        expect(await s.getQueueEntry(m.queueId)).toBeNull();
+        await s.enqueue(m);
+        expect((await s.getQueueEntry(m.queueId))?.size).toBe(whole.length);
+        expect((await s.readBody(m.queueId))?.equals(whole)).toBe(true);
+        const items = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+        expect(items.every((i) => i.size === whole.length)).toBe(true);
+        // Discarding parts of a message already queued changes nothing.
+        await s.discardStaged(m.queueId);
+        expect((await s.readBody(m.queueId))?.equals(whole)).toBe(true);
+        expect(await s.deleteEntry(m.queueId, 'test')).toBe(3);
+        expect(await s.readBody(m.queueId)).toBeNull();
+      }));
+
+    it('an enqueue naming parts that were not all staged fails and queues nothing', () =>
+      withStore(async (s) => {
+        const m = message({ staged: { parts: 2, bytes: 20 } });
+        await s.stageBodyPart(m.queueId, 1, Buffer.alloc(10, 'x'));
+        await expect(s.enqueue(m)).rejects.toThrow(/staged part/);
+        expect(await s.getQueueEntry(m.queueId)).toBeNull();
+        await s.stageBodyPart(m.queueId, 2, Buffer.alloc(9, 'x'));
+        await expect(s.enqueue(m)).rejects.toThrow(/staged part/);
+        expect(await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).toEqual([]);
+        await expect(s.stageBodyPart(m.queueId, 0, Buffer.alloc(1))).rejects.toThrow(/1 or more/);
+      }));
+
+    it('parts of a message never enqueued: dropped by discardStaged, and at the next start by recoverInterrupted', async () => {
+      const place = opts.newPlace();
+      const dropped = newQueueId();
+      const orphan = newQueueId();
+      const kept = message();
+      await withStore(async (s) => {
+        await s.stageBodyPart(dropped, 1, Buffer.from('refused\r\n'));
+        await s.discardStaged(dropped);
+        expect(await s.readBody(dropped)).toBeNull();
+        await s.stageBodyPart(orphan, 1, Buffer.from('client went away\r\n'));
+        expect((await s.readBody(orphan))?.toString()).toBe('client went away\r\n');
+        await s.enqueue(kept);
+      }, place);
+      await withStore(async (s) => {
+        await s.recoverInterrupted();
+        expect(await s.readBody(orphan)).toBeNull();
+        expect((await s.readBody(kept.queueId))?.equals(kept.body)).toBe(true);
+      }, place);
+    });
+
     it('a lease that expires makes the work claimable by another worker, counting the attempt', () =>
       withStore(async (s) => {
         await s.enqueue(message({ recipients: ['x@one.test'] }));

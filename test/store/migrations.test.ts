@@ -15,16 +15,22 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-const LATEST = 8;
+const LATEST = 9;
 
-/** A store file as SealRelay with schema version 5 left it: version 6's, 7's and 8's additions taken off again. */
+/** A store file as SealRelay with schema version 5 left it: version 6's to 9's additions taken off again. */
 async function version5Store(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-migrate-'));
   dirs.push(dir);
   const path = join(dir, 'queue.db');
   await new SqliteStore(path).close();
   const raw = new Database(path);
-  raw.exec(`ALTER TABLE messages DROP COLUMN dsn_envid;
+  raw.exec(`DROP TRIGGER messages_body_parts;
+            DROP TABLE body_parts;
+            CREATE TABLE bodies (
+              queue_id TEXT PRIMARY KEY REFERENCES messages(queue_id) ON DELETE CASCADE,
+              body     BLOB NOT NULL
+            );
+            ALTER TABLE messages DROP COLUMN dsn_envid;
             ALTER TABLE recipients DROP COLUMN dsn_notify;
             ALTER TABLE recipients DROP COLUMN dsn_orcpt;
             ALTER TABLE records DROP COLUMN kind;
@@ -78,6 +84,9 @@ it('a version 4 store upgrades to the latest in place, keeping its queue and dom
     await s.recordProbe('old.test', { at: 3000, starttlsOffered: true, tlsOk: true });
     expect(await s.getDomain('old.test')).toMatchObject({ tlsKnownSince: 1000, attempts: 3, lastProbeAt: 3000, lastProbeTlsOk: true });
     expect((await s.readBody(m.queueId))?.equals(m.body)).toBe(true);
+    // Its body moved to body_parts, and still goes with its message.
+    await s.deleteEntry(m.queueId, 'test');
+    expect(await s.readBody(m.queueId)).toBeNull();
   } finally {
     await s.close();
   }

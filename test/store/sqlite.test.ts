@@ -25,7 +25,8 @@ it('the threaded store reports a database it cannot open, and a closed store ref
   await expect(s.enqueue(message())).rejects.toThrow(/store thread exited|closed/);
 });
 
-it('runs in WAL mode with full fsync, and a reopened file keeps the queue', async () => {
+// Which commits fsync, and that they do before they resolve, is observed in sqlite-fsync.test.ts.
+it('runs in WAL mode, and a reopened file keeps the queue', async () => {
   const path = tempDb();
   const s = new SqliteStore(path);
   const m = message();

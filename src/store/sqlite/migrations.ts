@@ -126,6 +126,23 @@ const MIGRATIONS: readonly string[] = [
   `ALTER TABLE messages ADD COLUMN dsn_envid TEXT;
    ALTER TABLE recipients ADD COLUMN dsn_notify TEXT;
    ALTER TABLE recipients ADD COLUMN dsn_orcpt TEXT;`,
+  // Bodies in parts: a large message is written part by part while it arrives, so
+  // ingress never holds it whole, and part 0 (its head, our Received on top) with
+  // the envelope at the end. Parts come before their message row, so they cannot
+  // reference it: a trigger deletes them with their message instead of a cascade,
+  // and parts of a message never enqueued are dropped at the next start.
+  `CREATE TABLE body_parts (
+     queue_id TEXT NOT NULL,
+     part     INTEGER NOT NULL,
+     data     BLOB NOT NULL,
+     PRIMARY KEY (queue_id, part)
+   );
+   INSERT INTO body_parts (queue_id, part, data) SELECT queue_id, 0, body FROM bodies;
+   DROP TABLE bodies;
+   CREATE TRIGGER messages_body_parts AFTER DELETE ON messages
+   BEGIN
+     DELETE FROM body_parts WHERE queue_id = old.queue_id;
+   END;`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -10,7 +10,9 @@
 //
 // Bodies live in the same database as their envelope (in their own table, so
 // queue scans never read them): one transaction makes message, recipients and
-// body durable together, with no orphan files to sweep.
+// body durable together, with no orphan files to sweep. A large message arrives
+// in parts (stageBodyPart), each written when it is complete with a NORMAL commit;
+// the enqueue's FULL commit fsyncs the WAL, which holds them all, before the 250.
 //
 // Group commit: writes that arrive in the same event-loop turn — enqueues from
 // ingress, finishes from delivery — share one transaction (and at most one
@@ -90,7 +92,13 @@ export class SqliteStore implements Store {
         `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid)
          VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @envid)`,
       ),
-      insertBody: this.db.prepare(`INSERT INTO bodies (queue_id, body) VALUES (?, ?)`),
+      insertPart: this.db.prepare(`INSERT INTO body_parts (queue_id, part, data) VALUES (?, ?, ?)`),
+      // length() of a blob reads its size from the record header, not the blob.
+      stagedParts: this.db.prepare(
+        `SELECT count(*) AS parts, coalesce(sum(length(data)), 0) AS bytes, coalesce(max(part), 0) AS last FROM body_parts WHERE queue_id = ? AND part > 0`,
+      ),
+      discardStaged: this.db.prepare(`DELETE FROM body_parts WHERE queue_id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE queue_id = ?)`),
+      discardAllStaged: this.db.prepare(`DELETE FROM body_parts WHERE queue_id NOT IN (SELECT queue_id FROM messages)`),
       insertRecipient: this.db.prepare(
         `INSERT INTO recipients (queue_id, seq, recipient, domain, next_attempt_at, dsn_notify, dsn_orcpt) VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
@@ -104,7 +112,8 @@ export class SqliteStore implements Store {
       messageMeta: this.db.prepare(
         `SELECT queue_id, sender, message_id, subject, auth_user, size, received_at, dsn_envid FROM messages WHERE queue_id = ?`,
       ),
-      body: this.db.prepare(`SELECT body FROM bodies WHERE queue_id = ?`).pluck(),
+      bodySize: this.db.prepare(`SELECT count(*) AS parts, coalesce(sum(length(data)), 0) AS bytes FROM body_parts WHERE queue_id = ?`),
+      bodyParts: this.db.prepare(`SELECT data FROM body_parts WHERE queue_id = ? ORDER BY part`).pluck(),
       insertRecord: this.db.prepare(
         `INSERT INTO records (queue_id, seq, message_id, attempt, at, sender, recipient, domain, outcome, method, json, kind)
          VALUES (@queueId, @seq, @messageId, @attempt, @atMs, @sender, @recipient, @domain, @outcome, @method, @json, @kind)`,
@@ -220,6 +229,15 @@ export class SqliteStore implements Store {
     return this.write(true, () => this.insertMessage(message));
   }
 
+  stageBodyPart(queueId: string, part: number, data: Buffer): Promise<void> {
+    if (!Number.isInteger(part) || part < 1) return Promise.reject(new TypeError(`staged part of ${queueId}: number must be 1 or more, not ${part}`));
+    return this.write(false, () => this.stmt.insertPart.run(queueId, part, data));
+  }
+
+  discardStaged(queueId: string): Promise<void> {
+    return this.write(false, () => this.stmt.discardStaged.run(queueId, queueId));
+  }
+
   /** Queues `apply` for the next group commit; resolves once it is committed. */
   private write(durable: boolean, apply: () => void): Promise<void> {
     if (this.closed) return Promise.reject(new Error('store is closed'));
@@ -270,18 +288,23 @@ export class SqliteStore implements Store {
   }
 
   private insertMessage(m: NewMessage): void {
+    const staged = m.staged ?? { parts: 0, bytes: 0 };
+    const found = this.stmt.stagedParts.get(m.queueId) as { parts: number; bytes: number; last: number };
+    if (found.parts !== staged.parts || found.bytes !== staged.bytes || found.last !== staged.parts) {
+      throw new Error(`${m.queueId}: ${staged.parts} staged part(s) of ${staged.bytes} bytes expected, ${found.parts} of ${found.bytes} found`);
+    }
     this.stmt.insertMessage.run({
       queueId: m.queueId,
       sender: m.sender,
       messageId: m.messageId,
       subject: m.subject,
-      size: m.body.length,
+      size: m.body.length + staged.bytes,
       receivedAt: m.receivedAt,
       clientIp: m.clientIp,
       authUser: m.authUser,
       envid: m.envid ?? null,
     });
-    this.stmt.insertBody.run(m.queueId, m.body);
+    this.stmt.insertPart.run(m.queueId, 0, m.body);
     m.recipients.forEach((rcpt, seq) => {
       const dsn = m.recipientDsn?.[seq];
       this.stmt.insertRecipient.run(m.queueId, seq, rcpt, domainOf(rcpt), m.receivedAt, dsn?.notify ?? null, dsn?.orcpt ?? null);
@@ -318,7 +341,14 @@ export class SqliteStore implements Store {
   }
 
   async readBody(queueId: string): Promise<Buffer | null> {
-    return (this.stmt.body.get(queueId) as Buffer | undefined) ?? null;
+    const { parts, bytes } = this.stmt.bodySize.get(queueId) as { parts: number; bytes: number };
+    if (parts === 0) return null;
+    if (parts === 1) return this.stmt.bodyParts.get(queueId) as Buffer;
+    // One buffer of the exact size, filled part by part: never the parts and their concatenation at once.
+    const body = Buffer.allocUnsafeSlow(bytes);
+    let at = 0;
+    for (const data of this.stmt.bodyParts.iterate(queueId) as IterableIterator<Buffer>) at += data.copy(body, at);
+    return body;
   }
 
   finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = []): Promise<void> {
@@ -482,6 +512,8 @@ export class SqliteStore implements Store {
     return this.commit('normal', () => {
       const freed = this.stmt.recover.run().changes;
       if (freed) this.stmt.countDuplicates.run(freed);
+      // No DATA is in progress at start: parts without a message are from one that never finished.
+      this.stmt.discardAllStaged.run();
       return freed;
     });
   }

@@ -4,6 +4,7 @@
 // queue up behind it and share the next commit (group commit without any timer), and SQLite's
 // WAL checkpoints stall only this thread, never an SMTP session.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { releasedMessageBytes } from '../../gc-hint.ts';
 import { SqliteStore } from './sqlite-store.ts';
 import { transferable, type StoreRequest, type StoreResponse } from './threaded-store.ts';
 
@@ -32,10 +33,26 @@ function serve(from: MessagePort, owner: boolean): void {
     method.apply(store, req.args).then(
       (value) => {
         reply({ value });
+        releasedMessageBytes(messageBytes(req, value));
         if (req.op === 'close') port.close();
       },
-      (err: Error) => reply({ error: { name: err.name, message: err.message } }),
+      (err: Error & { code?: string }) => reply({ error: { name: err.name, message: err.message, code: err.code } }),
     );
   });
 }
 serve(port, true);
+
+/** Message bytes a call carried in or out: done with here once it is answered (gc-hint.ts). */
+function messageBytes(req: StoreRequest, value: unknown): number {
+  const length = (v: unknown) => (v instanceof Uint8Array ? v.byteLength : 0);
+  switch (req.op) {
+    case 'enqueue':
+      return length((req.args[0] as { body?: unknown }).body);
+    case 'stageBodyPart':
+      return length(req.args[2]);
+    case 'readBody':
+      return length(value);
+    default:
+      return 0;
+  }
+}

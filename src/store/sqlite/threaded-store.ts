@@ -23,7 +23,8 @@ export interface StoreRequest {
 export interface StoreResponse {
   id: number;
   value?: unknown;
-  error?: { name: string; message: string };
+  /** `code`: SQLite's or the system's (SQLITE_FULL, ENOSPC…), so callers can tell a full disk from other failures. */
+  error?: { name: string; message: string; code?: string };
 }
 
 const ENTRY = siblingModule('store-worker', import.meta.url);
@@ -47,7 +48,7 @@ export class ThreadedSqliteStore implements Store {
       const call = this.pending.get(res.id);
       if (!call) return;
       this.pending.delete(res.id);
-      if (res.error) call.reject(Object.assign(new Error(res.error.message), { name: res.error.name }));
+      if (res.error) call.reject(Object.assign(new Error(res.error.message), { name: res.error.name, code: res.error.code }));
       else call.resolve(res.value);
     });
     const fail = (err: Error) => {
@@ -131,6 +132,13 @@ export class ThreadedSqliteStore implements Store {
   /** A large body's memory moves to the store thread instead of being copied (see Store.enqueue). */
   enqueue(message: NewMessage): Promise<void> {
     return this.callTransferring('enqueue', [message], transferable(message.body));
+  }
+  /** Each part's memory moves to the store thread, as a large body's does. */
+  stageBodyPart(queueId: string, part: number, data: Buffer): Promise<void> {
+    return this.callTransferring('stageBodyPart', [queueId, part, data], transferable(data));
+  }
+  discardStaged(queueId: string): Promise<void> {
+    return this.call('discardStaged', queueId);
   }
   claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]> {
     return this.call('claim', opts);
