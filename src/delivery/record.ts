@@ -25,7 +25,7 @@ export interface MxFacts {
   readonly host: string;
   readonly ip: string | null;
   readonly port: number;
-  /** MX preference; null for static routes and implicit MX. */
+  /** MX preference; 0 for the implicit MX (the domain itself, RFC 5321 §5.1), null for static routes. */
   readonly preference: number | null;
 }
 

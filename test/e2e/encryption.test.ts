@@ -108,8 +108,6 @@ beforeAll(async () => {
   }
   await store.close();
   relay = await startTestRelay(config);
-  writeFileSync(join(work, 'sam-tls.crt'), smimeTls.certPem);
-  writeFileSync(join(work, 'sam-tls.key'), smimeTls.keyPem);
 }, 60_000);
 
 afterAll(async () => {
