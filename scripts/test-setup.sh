@@ -2,7 +2,7 @@
 # Installs what the test suite needs and is not an npm package: real peers and
 # tools the tests drive (swaks as a submitting client, openssl, gnupg, postfix
 # for the benchmark comparison, python3 as an independent MIME parser, strace
-# to see fsyncs happen).
+# to see fsyncs happen, chromium for the web pages).
 # Idempotent: installs only what is missing.
 set -euo pipefail
 
@@ -17,6 +17,11 @@ command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || need+=(postfix)
 command -v python3 >/dev/null || need+=(python3)
 # strace watches the store's fsyncs (test/store/sqlite-fsync.test.ts).
 command -v strace >/dev/null || need+=(strace)
+# Debian's Chromium is the real browser of the web tests (test/helpers/browser.ts drives
+# it with playwright-core, which never downloads a browser of its own); a font so its
+# screenshots show text.
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -26,5 +31,7 @@ if [ ${#need[@]} -gt 0 ]; then
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
+# playwright-core downloads nothing at install; this keeps it so should that change.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 if [ ! -d node_modules ]; then npm ci; fi
 echo "test:setup: ok"

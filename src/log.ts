@@ -41,6 +41,18 @@ export const EVENTS = [
   'queue.held',
   'queue.released',
   'queue.flushed',
+  // Portal items: erased at expiry (the relay's sweep or `sealrelay portal expire`), recalled and rewrapped by operators.
+  'portal.expired',
+  'portal.expiry_failed',
+  'portal.recalled',
+  'portal.rewrapped',
+  // The web listeners (src/http/): started and stopped, a request that failed, refusals by the CSRF check and rate limits.
+  'http.started',
+  'http.stopped',
+  'http.error',
+  'http.csrf_refused',
+  'http.rate_limited',
+  'http.exposed',
 ] as const;
 export type LogEvent = (typeof EVENTS)[number];
 

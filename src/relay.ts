@@ -6,9 +6,11 @@ import type { Config } from './config/schema.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
 import { certificateExpiry, serverCertificate, type Certificate } from './ingress/dev-cert.ts';
 import { startIngress } from './ingress/index.ts';
+import { startWebListeners, type WebListenerInfo } from './http/listeners.ts';
 import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
+import { startExpirySweep } from './portal/expiry.ts';
 import { openRelayStore } from './store/open-store.ts';
 
 /** How often the users file is checked for changes, in ms. */
@@ -19,6 +21,8 @@ const CERTIFICATE_CHECK_MS = 24 * 60 * 60 * 1000;
 export interface Relay {
   readonly listeners: readonly { name: string; host: string; port: number; tls: string }[];
   readonly storePath: string;
+  /** The HTTPS listeners (portal.listen, api.listen); empty unless configured. */
+  readonly web: readonly WebListenerInfo[];
   /** Stops accepting, lets deliveries in flight finish (bounded), closes the store. */
   close(): Promise<void>;
   /** New settings for new connections and the next deliveries; listeners keep their sockets. */
@@ -45,6 +49,7 @@ export async function startRelay(opts: {
   let store: Awaited<ReturnType<typeof openRelayStore>>;
   let delivery: Awaited<ReturnType<typeof startDeliveryThread>>;
   let ingress: Awaited<ReturnType<typeof startIngress>>;
+  let web: Awaited<ReturnType<typeof startWebListeners>>;
   /** The users file as it was read at start: any edit after that is picked up. */
   let usersLook: FileLook | null = null;
   try {
@@ -57,6 +62,9 @@ export async function startRelay(opts: {
     delivery = await startDeliveryThread({ config, store, logger });
     usersLook = lookAt(config.ingress.users_file);
     started.push(() => delivery.stop(0));
+    // Before ingress, so that a web listener that cannot bind is undone with the rest.
+    web = await startWebListeners({ config, logger, tls: initialCert });
+    started.push(() => web.close());
     ingress = await startIngress({
       config,
       store,
@@ -78,6 +86,9 @@ export async function startRelay(opts: {
       record: (domain, observation) => store.recordProbe(domain, observation),
     });
   let prober = watchDomains(config);
+  // Portal items past their expiry lose their ciphertext (portal/expiry.ts); restarted on reload for a new interval.
+  const sweepExpired = (cfg: Config) => startExpirySweep({ store, logger, intervalMs: cfg.portal.expiry_sweep_seconds * 1000 });
+  let expirySweep = sweepExpired(config);
   const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
   // Delivery never hands mail to these (a route or MX pointing back here is a loop); ports are known only now.
   delivery.setListeners(listeners);
@@ -104,6 +115,7 @@ export async function startRelay(opts: {
       const checked = credentials(config);
       if (checked.cert === cert.cert && checked.key === cert.key) return;
       ingress.reload(config, checked, loadUsers(config.ingress.users_file));
+      web.setTls(checked);
       cert = checked;
       logger.info({ event: 'relay.reloaded', certFile: config.ingress.cert_file, notAfter: checked.notAfter.toISOString() }, 'certificate changed on disk: new sessions get the new one');
     } catch (err) {
@@ -116,11 +128,14 @@ export async function startRelay(opts: {
   return {
     listeners,
     storePath: config.store.path,
+    web: web.listeners,
     close() {
       closing ??= (async () => {
         stopUsersWatch();
         clearInterval(certificateCheck);
         await prober.stop();
+        await expirySweep.stop();
+        await web.close();
         await ingress.stopAccepting();
         await delivery.stop(config.delivery.shutdown_grace_seconds * 1000);
         await ingress.close();
@@ -135,11 +150,15 @@ export async function startRelay(opts: {
         throw new Error('store changes need a restart');
       }
       ingress.checkReload(next, nextCert, users);
+      web.checkReload(next);
       // First the part that may still refuse (the thread builds the policy and loads the key files), then the rest.
       await delivery.reload(next);
       ingress.reload(next, nextCert, users);
+      web.reload(next, nextCert);
       await prober.stop();
       prober = watchDomains(next);
+      await expirySweep.stop();
+      expirySweep = sweepExpired(next);
       config = next;
       cert = nextCert;
     },

@@ -40,6 +40,18 @@ describe('collections after message bytes are let go', () => {
     expect(requested(trace)).toBe(0);
   });
 
+  test('past 32 MiB of small messages: nothing while they flow, one full collection once quiet', () => {
+    // 4,000 messages of 10 kB: a forced collection among them would make V8 drop and recompile hot code.
+    const trace = traceAfterRelease(
+      `for (let i = 0; i < 4000; i++) release(10_000); setTimeout(() => console.log('--- still flowing'), 500);`,
+      ['--expose-gc'],
+    );
+    expect(trace).toContain('--- still flowing');
+    expect(requested(trace.slice(0, trace.indexOf('--- still flowing')))).toBe(0);
+    expect(trace.slice(trace.indexOf('--- still flowing'))).toMatch(/Mark-Compact.*testing/);
+    expect(requested(trace)).toBe(1);
+  });
+
   test('without --expose-gc nothing is collected on demand', () => {
     const trace = traceAfterRelease(`release(40 * 1024 * 1024); setTimeout(() => console.log('--- quiet'), 1500);`, []);
     expect(trace).toContain('--- quiet');

@@ -1,8 +1,10 @@
 // `sealrelay log`: the delivery evidence, one DeliveryRecord per attempt and
 // recipient, and between them the operators' actions on the queue (held,
-// released, flushed, deleted, by whom), filtered like the store's RecordFilter.
-// The table is for people; --json prints the records unchanged, one per line
-// (NDJSON), for auditors' tools: an operator's record has "kind": "operator".
+// released, flushed, deleted, by whom) and the portal's events (viewed, code
+// sent, verified, opened, recalled, … with IP and user agent), filtered like the
+// store's RecordFilter. The table is for people; --json prints the records
+// unchanged, one per line (NDJSON), for auditors' tools: an operator's record has
+// "kind": "operator", a portal event "kind": "portal".
 // --follow keeps printing records as the relay writes them, like `tail -f`: it
 // polls the store (a reader never blocks the relay's writes in WAL mode) with a
 // cursor in write order, so a late-finishing attempt is printed once, never lost.
@@ -10,7 +12,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { OUTCOMES, type DeliveryRecord, type Outcome } from '../delivery/record.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
-import { isOperatorRecord, OPERATOR_OUTCOMES, type LogRecord, type OperatorOutcome, type RecordFilter, type Store } from '../store/store.ts';
+import {
+  isOperatorRecord,
+  isPortalRecord,
+  OPERATOR_OUTCOMES,
+  PORTAL_OUTCOMES,
+  type LogRecord,
+  type OperatorOutcome,
+  type PortalOutcome,
+  type PortalRecord,
+  type RecordFilter,
+  type Store,
+} from '../store/store.ts';
 import { columnWidths, renderTable, truncate, type Column } from './table.ts';
 import { isoSeconds, parseSince } from './time.ts';
 
@@ -22,14 +35,17 @@ const RESPONSE_WIDTH = 40;
 const FOLLOW_BACKLOG = 10;
 /** How often --follow asks the store for new records, in ms. */
 const FOLLOW_POLL_MS = 500;
-/** What --outcome accepts: an attempt's outcome or what an operator action made of a recipient. */
-const LOG_OUTCOMES: readonly (Outcome | OperatorOutcome)[] = [...OUTCOMES, ...Object.values(OPERATOR_OUTCOMES)];
+/** Width of a portal visitor's user agent in the table; --json has it whole. */
+const USER_AGENT_WIDTH = 30;
+/** What --outcome accepts: an attempt's outcome, what an operator action made of a recipient, or a portal event. */
+type LogOutcome = Outcome | OperatorOutcome | PortalOutcome;
+const LOG_OUTCOMES: readonly LogOutcome[] = [...OUTCOMES, ...Object.values(OPERATOR_OUTCOMES), ...PORTAL_OUTCOMES];
 
 interface LogOptions {
   message?: string;
   recipient?: string;
   domain?: string;
-  outcome?: Outcome | OperatorOutcome;
+  outcome?: LogOutcome;
   since?: number;
   limit?: number;
   json?: boolean;
@@ -39,14 +55,14 @@ interface LogOptions {
 export function registerLog(program: Command, context: () => CliContext): void {
   program
     .command('log')
-    .description('show delivery records: how each recipient was (or was not) delivered, and with what TLS; and operator actions on the queue')
+    .description('show delivery records: how each recipient was (or was not) delivered, and with what TLS; operator actions on the queue; portal events')
     .option('--message <id>', 'queue id or Message-ID')
     .option('--recipient <address>', 'recipient address (case-insensitive)')
     .option('--domain <domain>', 'recipient domain')
     .option('--outcome <outcome>', `one of ${LOG_OUTCOMES.join(', ')}`, parseOutcome)
     .option('--since <when>', 'duration back from now (30m, 1h, 2d) or ISO date', parseSinceOption)
     .option('--limit <n>', 'only the newest n records', parsePositiveInt)
-    .option('--json', 'one JSON record per line (DeliveryRecords; operator actions have "kind": "operator")')
+    .option('--json', 'one JSON record per line (DeliveryRecords; operator actions have "kind": "operator", portal events "kind": "portal")')
     .option('-f, --follow', `keep printing new records as they are written (Ctrl-C ends); starts with the newest ${FOLLOW_BACKLOG} unless --limit`)
     .action(async (opts: LogOptions) => {
       const config = readConfig(context());
@@ -116,6 +132,7 @@ const RECORD_COLUMNS: readonly Column[] = [
 function recordRow(r: LogRecord): string[] {
   // Not an attempt: no attempt number, method, MX, TLS or rule; the reason column says who did what.
   if (isOperatorRecord(r)) return [isoSeconds(r.at), `${r.queueId}.${r.seq}`, '-', r.recipient, r.outcome, '-', '-', '-', `queue ${r.action} by ${r.operator}`, '-'];
+  if (isPortalRecord(r)) return [isoSeconds(r.at), `${r.queueId}.${r.seq}`, '-', r.recipient, r.outcome, 'portal', '-', '-', portalDetail(r), '-'];
   return [
     isoSeconds(r.at),
     `${r.queueId}.${r.seq}`,
@@ -132,6 +149,12 @@ function recordRow(r: LogRecord): string[] {
 
 export function recordTable(records: readonly LogRecord[]): string {
   return renderTable(RECORD_COLUMNS, records.map(recordRow));
+}
+
+/** "item <id>: by alice" or "item <id>: 203.0.113.7 Mozilla/5.0 (…) possibly automated" — what the event was and who caused it. */
+function portalDetail(r: PortalRecord): string {
+  const who = r.operator ? `by ${r.operator}` : [r.ip, r.userAgent && truncate(r.userAgent, USER_AGENT_WIDTH)].filter(Boolean).join(' ');
+  return [`item ${r.itemId}:`, who, r.detail].filter(Boolean).join(' ').replace(/:$/, '');
 }
 
 function formatMx(mx: DeliveryRecord['mx']): string {
@@ -155,9 +178,9 @@ function formatSmtp(smtp: DeliveryRecord['smtp']): string {
   return truncate([...prefix, text].filter(Boolean).join(' '), RESPONSE_WIDTH);
 }
 
-function parseOutcome(value: string): Outcome | OperatorOutcome {
+function parseOutcome(value: string): LogOutcome {
   if (!(LOG_OUTCOMES as readonly string[]).includes(value)) throw new InvalidArgumentError(`expected one of ${LOG_OUTCOMES.join(', ')}.`);
-  return value as Outcome | OperatorOutcome;
+  return value as LogOutcome;
 }
 
 function parseSinceOption(value: string): number {

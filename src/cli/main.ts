@@ -10,6 +10,7 @@ import { registerDkimCommands } from './dkim.ts';
 import { registerDomainCommands } from './domains.ts';
 import { registerKeyCommands } from './keys.ts';
 import { registerPolicyCommands } from './policy.ts';
+import { registerPortalCommands } from './portal.ts';
 import { endQuietlyOnClosedPipe } from './closed-pipe.ts';
 import type { CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
@@ -45,6 +46,7 @@ registerQueueCommands(program, context);
 registerDomainCommands(program, context);
 registerKeyCommands(program, context);
 registerDkimCommands(program, context);
+registerPortalCommands(program, context);
 registerPolicyCommands(program, context);
 registerCheckDomain(program, context);
 

@@ -145,7 +145,7 @@ async function act(ctx: CliContext, action: OperatorAction, id: string | null, r
 }
 
 /** The OS user running the command; the uid where the system has no name for it (a container's arbitrary uid). */
-function currentOperator(): string {
+export function currentOperator(): string {
   try {
     return userInfo().username;
   } catch {

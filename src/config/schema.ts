@@ -21,6 +21,29 @@ const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'expected "host:port" (IPv6 as "[::1]:25")');
 
+/**
+ * A web listener (portal.listen, api.listen): "host:port", "[v6]:port", or a bare port
+ * (then 127.0.0.1: private unless an address is named); null: no listener.
+ */
+const webListen = z
+  .union([z.number().int().min(0).max(65535), hostPort])
+  .nullable()
+  .default(null)
+  .transform((v) => {
+    if (v === null) return null;
+    if (typeof v === 'number') return { host: '127.0.0.1', port: v };
+    const at = v.lastIndexOf(':');
+    return { host: v.slice(0, at).replace(/^\[(.*)\]$/, '$1'), port: Number(v.slice(at + 1)) };
+  })
+  .refine((v) => v === null || v.port <= 65535, 'a port is 0-65535');
+
+/** Where browsers reach a web listener: an https:// origin, optionally with a path; no query or fragment. */
+const publicUrl = z
+  .string()
+  .refine((v) => URL.canParse(v) && new URL(v).protocol === 'https:' && !new URL(v).search && !new URL(v).hash, 'expected an https:// address without ?query or #fragment, e.g. "https://secure.clinic.example"')
+  .nullable()
+  .default(null);
+
 const cidr = z.string().refine(isCidr, 'expected an address or CIDR range, e.g. "127.0.0.1/32" or "::1/128"');
 
 const listener = z
@@ -157,6 +180,20 @@ const escalationSchema = z
       .default(null),
   })
   .strict();
+
+/**
+ * A portal master key: 32 random bytes (base64 text, `sealrelay portal keygen`) read
+ * from a file or from an environment variable, never written here (portal/master-keys.ts).
+ */
+const portalMasterKey = z
+  .object({
+    /** Named in every item it wraps: never reuse an id for another key. */
+    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'key ids are 1-64 letters, digits, . _ - (starting with a letter or digit)'),
+    file: z.string().min(1).optional(),
+    env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name, e.g. SEALRELAY_PORTAL_KEY').optional(),
+  })
+  .strict()
+  .refine((k) => (k.file === undefined) !== (k.env === undefined), 'give the key as file or env (one of them)');
 
 const retrySchema = z
   .object({
@@ -422,6 +459,39 @@ export const configSchema = z
             z.object({ selector: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'a selector is a DNS label (letters, digits, -, _ and dots)'), key_file: z.string() }).strict(),
           )
           .default({}),
+      })
+      .strict()
+      .prefault({}),
+    portal: z
+      .object({
+        /** Master keys that wrap each item's data key; items under any of them stay readable. */
+        master_keys: z.array(portalMasterKey).default([]),
+        /** The id of the key new items are sealed with and `portal rewrap` moves items to: named, never guessed. */
+        current_key: z.string().nullable().default(null),
+        /** How often the relay erases items past their expiry, in seconds. */
+        expiry_sweep_seconds: z.number().int().positive().default(300),
+        /** The recipients' HTTPS listener (src/http/), "host:port" or a port (127.0.0.1); null: none. */
+        listen: webListen,
+        /** The portal as recipients reach it (links, and the origin forms must come from); null: https://<listen>. */
+        public_url: publicUrl,
+      })
+      .strict()
+      .superRefine((p, ctx) => {
+        const ids = new Set<string>();
+        p.master_keys.forEach((k, i) => {
+          if (ids.has(k.id)) ctx.addIssue({ code: 'custom', path: ['master_keys', i, 'id'], message: `duplicate master key id ${k.id}` });
+          ids.add(k.id);
+        });
+        if (p.current_key === null && ids.size) ctx.addIssue({ code: 'custom', path: ['current_key'], message: 'name the master key new items use (one of the master_keys ids)' });
+        if (p.current_key !== null && !ids.has(p.current_key)) {
+          ctx.addIssue({ code: 'custom', path: ['current_key'], message: `no master key with id ${p.current_key} in portal.master_keys` });
+        }
+      })
+      .prefault({}),
+    api: z
+      .object({
+        /** The HTTPS listener of the API, dashboard and /healthz (src/http/), "host:port" or a port (127.0.0.1); null: none. */
+        listen: webListen,
       })
       .strict()
       .prefault({}),

@@ -43,7 +43,9 @@ function isReceived(text: string, start: number, end: number): boolean {
 /** Where a message's header block ends in a Buffer, so a large body is never decoded. */
 function headerLimit(message: Buffer): number {
   const crlf = message.indexOf('\r\n\r\n');
-  const lf = message.indexOf('\n\n');
+  // A bare-LF blank line can only end the block first if it starts at or before the CRLF one:
+  // the search stops there instead of reading a whole CRLF-only body (every queued message).
+  const lf = (crlf < 0 ? message : message.subarray(0, crlf + 2)).indexOf('\n\n');
   const ends = [crlf < 0 ? -1 : crlf + 2, lf < 0 ? -1 : lf + 1].filter((n) => n >= 0);
   if (message.length > 0 && message[0] === 0x0a) return 0;
   if (message.length > 1 && message[0] === 0x0d && message[1] === 0x0a) return 0;

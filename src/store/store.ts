@@ -94,6 +94,18 @@ export type OperatorAction = 'delete' | 'hold' | 'release' | 'flush';
 export const OPERATOR_OUTCOMES = { delete: 'deleted', hold: 'held', release: 'released', flush: 'flushed' } as const;
 export type OperatorOutcome = (typeof OPERATOR_OUTCOMES)[OperatorAction];
 
+/** What every entry of the delivery log besides an attempt says of its recipient (for a portal event: the original recipient the item was made for). */
+export interface LogEntryFacts {
+  readonly queueId: string;
+  readonly seq: number;
+  readonly messageId: string | null;
+  /** ISO 8601 time of the action or event. */
+  readonly at: string;
+  readonly sender: string;
+  readonly recipient: string;
+  readonly domain: string;
+}
+
 /**
  * The trace an operator action leaves, one per recipient it changed, written in the
  * transaction of the change. It is not an attempt: nothing was sent, so it has no
@@ -101,16 +113,8 @@ export type OperatorOutcome = (typeof OPERATOR_OUTCOMES)[OperatorAction];
  * `queryRecords` (the attempts, what reports read) never returns it; the delivery
  * log (`queryLog`, `logAfter`) shows both.
  */
-export interface OperatorRecord {
+export interface OperatorRecord extends LogEntryFacts {
   readonly kind: 'operator';
-  readonly queueId: string;
-  readonly seq: number;
-  readonly messageId: string | null;
-  /** ISO 8601 time of the action. */
-  readonly at: string;
-  readonly sender: string;
-  readonly recipient: string;
-  readonly domain: string;
   readonly action: OperatorAction;
   readonly outcome: OperatorOutcome;
   /** Who acted: the OS user that ran the command. */
@@ -119,17 +123,73 @@ export interface OperatorRecord {
   readonly attemptsBefore: number;
 }
 
-/** One entry of the delivery log: an attempt's DeliveryRecord or an operator's action. */
-export type LogRecord = DeliveryRecord | OperatorRecord;
+/**
+ * What happened to a portal item (portal/), each written as a PortalRecord in the
+ * transaction of the fact. `portal-notified` is not here: it is the outcome of the
+ * original recipient's attempt (a DeliveryRecord with method `portal`).
+ */
+export const PORTAL_OUTCOMES = [
+  /** The landing page was fetched (a GET: may be a mail scanner, not the person). */
+  'portal-viewed',
+  'portal-code-sent',
+  'portal-code-failed',
+  /** Too many wrong codes: no code is accepted or sent until the lock ends. */
+  'portal-locked',
+  'portal-verified',
+  /** The message was shown after proof of address: what reports count as opened. */
+  'portal-opened',
+  'portal-downloaded',
+  'portal-replied',
+  /** The ciphertext was deleted at expiry. */
+  'portal-expired',
+  /** An operator recalled the message: the ciphertext was deleted at once. */
+  'portal-recalled',
+] as const;
+export type PortalOutcome = (typeof PORTAL_OUTCOMES)[number];
+export const isPortalOutcome = (outcome: string): outcome is PortalOutcome => (PORTAL_OUTCOMES as readonly string[]).includes(outcome);
+
+/**
+ * The trace of a portal event for one item (one recipient of one message). Like an
+ * OperatorRecord it is not an attempt: `queryRecords` never returns it, the delivery
+ * log shows it. Never carries content, the token, the link key or a code.
+ */
+export interface PortalRecord extends LogEntryFacts {
+  readonly kind: 'portal';
+  readonly itemId: string;
+  readonly outcome: PortalOutcome;
+  /** Who asked, for events on the web side; null for the relay's own (expiry) and operators'. */
+  readonly ip: string | null;
+  readonly userAgent: string | null;
+  /** The OS user, for an operator's act (recall); null otherwise. */
+  readonly operator: string | null;
+  /** A short, non-sensitive note ("possibly automated", "4 tries left", "attachment 2"); never content or names. */
+  readonly detail: string | null;
+}
+
+/** What the caller of a portal event says about it; the store fills in the item's facts. */
+export interface PortalEventInput {
+  /** ms since the epoch; now when absent. */
+  readonly at?: number;
+  readonly ip?: string | null;
+  readonly userAgent?: string | null;
+  readonly operator?: string | null;
+  readonly detail?: string | null;
+}
+
+/** One entry of the delivery log: an attempt's DeliveryRecord, an operator's action or a portal event. */
+export type LogRecord = DeliveryRecord | OperatorRecord | PortalRecord;
 export const isOperatorRecord = (r: LogRecord): r is OperatorRecord => (r as Partial<OperatorRecord>).kind === 'operator';
+export const isPortalRecord = (r: LogRecord): r is PortalRecord => (r as Partial<PortalRecord>).kind === 'portal';
+/** An attempt's record, as opposed to the traces operators and the portal leave beside them. */
+export const isAttemptRecord = (r: LogRecord): r is DeliveryRecord => !isOperatorRecord(r) && !isPortalRecord(r);
 
 export interface RecordFilter {
   /** Matches the queue id or the Message-ID header (with or without <>). */
   readonly message?: string;
   readonly recipient?: string;
   readonly domain?: string;
-  /** An attempt's outcome, or (in the log) what an operator action made of the recipient. */
-  readonly outcome?: Outcome | OperatorOutcome;
+  /** An attempt's outcome, or (in the log) what an operator action made of the recipient, or a portal event. */
+  readonly outcome?: Outcome | OperatorOutcome | PortalOutcome;
   /** ms since the epoch. */
   readonly since?: number;
   /** The newest `limit` matches (returned oldest first). */
@@ -204,6 +264,113 @@ export interface KeyLookup {
   readonly error: string | null;
 }
 
+/**
+ * A portal item's content at rest, as portal/vault.ts seals it: the message under a
+ * data key of its own (AES-256-GCM), the data key (or, with keyInLink, the server's
+ * part of it) wrapped by the master key `keyId`. Opaque to the store.
+ */
+export interface SealedContent {
+  readonly keyId: string;
+  readonly wrapNonce: Buffer;
+  /** The wrapped key and its GCM tag (tag last). */
+  readonly wrappedKey: Buffer;
+  readonly contentNonce: Buffer;
+  /** The encrypted message and its GCM tag (tag last). */
+  readonly content: Buffer;
+  /** Part of the data key lives only in the link's #fragment: this store and the master keys cannot open the item alone. */
+  readonly keyInLink: boolean;
+}
+
+/** What a portal item is made for: the recipient of a queued message, and its lifetime. */
+export interface PortalItemFacts {
+  /** The recipient item of the message it was made for: `${queueId}.${seq}`. */
+  readonly queueId: string;
+  readonly seq: number;
+  readonly messageId: string | null;
+  readonly sender: string;
+  /** The original recipient the item was made for (whose address must be proved). */
+  readonly recipient: string;
+  /** ms since the epoch. */
+  readonly createdAt: number;
+  readonly expiresAt: number;
+}
+
+/** A portal item to store: made by portal/vault.ts `sealPortalItem`. */
+export interface NewPortalItem extends PortalItemFacts {
+  /** Random, unguessable; bound into the encryption as associated data. */
+  readonly id: string;
+  /** Bytes of the message before encryption (for operators; the ciphertext tells as much). */
+  readonly size: number;
+  /** SHA-256 of the link's lookup token; the token itself is never stored. */
+  readonly tokenHash: Buffer;
+  readonly sealed: SealedContent;
+}
+
+/** readable: may be opened; expired / recalled: the ciphertext is gone or (past expiry, before the sweep) must be treated as gone. */
+export type PortalItemState = 'readable' | 'expired' | 'recalled';
+
+/** A portal item as operators see it (`sealrelay portal list|show`): no content, keys, token or code. */
+export interface PortalItemInfo extends PortalItemFacts {
+  readonly id: string;
+  readonly recalledAt: number | null;
+  /** When the ciphertext was deleted (by expiry or recall); null while it is kept. */
+  readonly erasedAt: number | null;
+  readonly size: number;
+  readonly keyInLink: boolean;
+  /** The master key its data key is wrapped with; null once erased. */
+  readonly keyId: string | null;
+  /** The end of the last proof-of-address lock (too many wrong codes; may be past); null when none since the last code. ms since the epoch. */
+  readonly lockedUntil: number | null;
+}
+
+/** The one-time code of an item's proof of address (opaque hash: the web side hashes). */
+export interface PortalCode {
+  readonly hash: Buffer;
+  /** ms since the epoch. */
+  readonly expiresAt: number;
+  readonly triesLeft: number;
+}
+
+/** A portal item whole, for the web side: what it needs to check a visitor and open the content. */
+export interface PortalItem extends PortalItemInfo {
+  readonly tokenHash: Buffer;
+  /** null once erased (expiry, recall). */
+  readonly sealed: SealedContent | null;
+  /** The code last sent and not yet used up; null when none is pending. */
+  readonly code: PortalCode | null;
+}
+
+/** Whether an item may still be opened at `now`: expiry counts from expiresAt, before the sweep erases it. */
+export function portalItemState(item: Pick<PortalItemInfo, 'recalledAt' | 'expiresAt' | 'erasedAt'>, now = Date.now()): PortalItemState {
+  if (item.recalledAt !== null) return 'recalled';
+  if (item.erasedAt !== null || item.expiresAt <= now) return 'expired';
+  return 'readable';
+}
+
+/** What `setPortalCode` did: set a new code, or not because the item is locked (until when) or no longer readable. */
+export type SetCodeResult = { readonly result: 'set' } | { readonly result: 'locked'; readonly until: number } | { readonly result: 'gone' };
+
+/**
+ * What `checkPortalCode` made of a code: right (the code is used up), wrong (tries
+ * left), wrong for the last time or tried while locked (locked until), no code
+ * pending (none sent, expired or used: send one), or the item is no longer readable.
+ */
+export type CodeCheck =
+  | { readonly result: 'verified' }
+  | { readonly result: 'wrong'; readonly triesLeft: number }
+  | { readonly result: 'locked'; readonly until: number }
+  | { readonly result: 'no-code' }
+  | { readonly result: 'gone' };
+
+/** An item's wrapped data key, to move to another master key (`sealrelay portal rewrap`). */
+export interface WrappedItemKey {
+  readonly id: string;
+  readonly keyInLink: boolean;
+  readonly keyId: string;
+  readonly wrapNonce: Buffer;
+  readonly wrappedKey: Buffer;
+}
+
 export interface Store {
   /**
    * Resolves only once message and envelope are durably committed. The store may
@@ -227,9 +394,11 @@ export interface Store {
   /**
    * Ends attempts in one transaction: writes the records, learns from them what
    * each domain's MX offered (domain knowledge), settles the recipients, enqueues
-   * any bounces, and removes messages with no recipient left to try.
+   * any bounces (and other messages the relay makes, such as portal notifications),
+   * stores any portal items, and removes messages with no recipient left to try. With
+   * bounces or portal items the commit is durable (fsynced), as an enqueue is.
    */
-  finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces?: readonly NewMessage[]): Promise<void>;
+  finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces?: readonly NewMessage[], portalItems?: readonly NewPortalItem[]): Promise<void>;
   /** Gives claimed items back untouched (shutdown before they were tried). */
   unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void>;
   /**
@@ -308,6 +477,60 @@ export interface Store {
   getKeyLookup(address: string): Promise<KeyLookup | null>;
   /** Replaces the last key discovery of lookup.address. */
   recordKeyLookup(lookup: KeyLookup): Promise<void>;
+
+  /** Stores a portal item on its own, durably (delivery stores its items in `finish`). Fails on a duplicate id or token hash. */
+  putPortalItem(item: NewPortalItem): Promise<void>;
+  /** An item by id, whole (its sealed content while readable); null when there is none. */
+  getPortalItem(id: string): Promise<PortalItem | null>;
+  /** An item by the SHA-256 of its link's token; null when no item has it. */
+  findPortalItem(tokenHash: Buffer): Promise<PortalItem | null>;
+  /**
+   * Items for operators, newest first, without content: all, or one message's
+   * (`message`: queue id or Message-ID, with or without <>).
+   */
+  listPortalItems(opts?: { message?: string; limit?: number }): Promise<PortalItemInfo[]>;
+  /**
+   * Writes a PortalRecord of `outcome` for an item (viewed, opened, downloaded,
+   * replied, …). The outcomes that change the item (code sent/failed, locked,
+   * verified, expired, recalled) are written by the methods that change it. False
+   * when there is no such item.
+   */
+  recordPortalEvent(itemId: string, outcome: 'portal-viewed' | 'portal-opened' | 'portal-downloaded' | 'portal-replied', event: PortalEventInput): Promise<boolean>;
+  /**
+   * Sets a new one-time code for a readable item that is not locked, replacing any
+   * pending one, and records `portal-code-sent` in the same transaction.
+   */
+  setPortalCode(itemId: string, code: PortalCode, event: PortalEventInput): Promise<SetCodeResult>;
+  /**
+   * Checks a code's hash against the pending one in one transaction (two checks at
+   * once cannot both use the last try). Right: the code is used up and
+   * `portal-verified` recorded. Wrong: a try is used and `portal-code-failed`
+   * recorded; the last try locks the item for `lockMs` (`portal-locked`) and drops the code.
+   */
+  checkPortalCode(itemId: string, hash: Buffer, opts: { lockMs: number; event: PortalEventInput }): Promise<CodeCheck>;
+  /**
+   * Makes every item of a message (queue id or Message-ID) unreadable at once: deletes
+   * its ciphertext and wrapped key, keeps the metadata, and records `portal-recalled`
+   * naming `operator` (required). Returns the items recalled (those not recalled before).
+   */
+  recallPortalItems(message: string, operator: string, now?: number): Promise<PortalItemInfo[]>;
+  /**
+   * Erases up to `limit` readable items past their expiry (ciphertext and wrapped key
+   * deleted, metadata kept), recording `portal-expired` for each. Returns how many;
+   * fewer than `limit` means none is left.
+   */
+  expirePortalItems(now: number, limit: number): Promise<number>;
+  /**
+   * Up to `limit` readable items whose data key is wrapped with another master key than
+   * `currentKeyId`, in id order after `afterId` (a cursor past items that could not be
+   * rewrapped; rewrapped ones no longer match, so a rerun resumes where one stopped).
+   */
+  portalKeysToRewrap(currentKeyId: string, limit: number, afterId?: string): Promise<WrappedItemKey[]>;
+  /**
+   * Replaces wrapped keys, each only if the item is still under `fromKeyId` and readable
+   * (a recall or another rewrap in between wins). Returns how many were replaced.
+   */
+  rewrapPortalKeys(rewrapped: readonly (WrappedItemKey & { fromKeyId: string })[]): Promise<number>;
   close(): Promise<void>;
 }
 

@@ -1,9 +1,21 @@
 // The Store contract: every implementation (SQLite now, PostgreSQL later) must
 // pass this same suite. It speaks only the Store interface.
+import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { makeRecord, type DeliveryRecord } from '../../src/delivery/record.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
-import { isOperatorRecord, type LogRecord, type NewMessage, type QueueItem, type RecipientKey, type Store } from '../../src/store/store.ts';
+import {
+  isOperatorRecord,
+  isPortalRecord,
+  portalItemState,
+  type LogRecord,
+  type NewMessage,
+  type NewPortalItem,
+  type PortalRecord,
+  type QueueItem,
+  type RecipientKey,
+  type Store,
+} from '../../src/store/store.ts';
 
 export function message(over: Partial<NewMessage> = {}): NewMessage {
   return {
@@ -56,6 +68,27 @@ export function recipientKey(over: Partial<RecipientKey> = {}): RecipientKey {
     unusable: null,
     source: 'import',
     importedAt: 1_700_000_100_000,
+    ...over,
+  };
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** A portal item as the store sees it: the sealed parts are opaque bytes (the vault's tests open real ones). */
+export function portalItem(over: Partial<NewPortalItem> = {}): NewPortalItem {
+  const now = Date.now();
+  return {
+    id: randomBytes(12).toString('hex'),
+    queueId: newQueueId(),
+    seq: 0,
+    messageId: `<${Math.random().toString(36).slice(2)}@sender.test>`,
+    sender: 'app@sender.test',
+    recipient: 'pat@patient.test',
+    createdAt: now,
+    expiresAt: now + 30 * DAY_MS,
+    size: 1234,
+    tokenHash: randomBytes(32),
+    sealed: { keyId: 'k1', wrapNonce: randomBytes(12), wrappedKey: randomBytes(48), contentNonce: randomBytes(12), content: randomBytes(1250), keyInLink: false },
     ...over,
   };
 }
@@ -236,7 +269,7 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         expect(await s.deleteEntry(m.queueId, 'dave')).toBe(2);
 
         const log = await s.queryLog({ message: m.queueId });
-        const trace = (r: LogRecord) => [r.recipient, r.outcome, isOperatorRecord(r) ? r.operator : r.attempt];
+        const trace = (r: LogRecord) => [r.recipient, r.outcome, isOperatorRecord(r) ? r.operator : (r as DeliveryRecord).attempt];
         expect(log.map(trace)).toEqual([
           ['x@one.test', 'delivered', 1], ['y@one.test', 'deferred', 1], ['z@two.test', 'deferred', 1],
           ['y@one.test', 'flushed', 'carol'], ['z@two.test', 'flushed', 'carol'],
@@ -555,5 +588,248 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         expect(await s.getKeyLookup('bob@example.org')).toBeNull();
         await expect(s.recordKeyLookup({ address: 'nobody', lookedUpAt: 1, found: false, expiresAt: 2, error: null })).rejects.toThrow(/not an email address/);
       }));
+
+    describe('portal items', () => {
+      const visitor = { ip: '203.0.113.7', userAgent: 'Mozilla/5.0 (test)' };
+      const portalLog = async (s: Store, queueId: string) => (await s.queryLog({ message: queueId })).filter(isPortalRecord);
+
+      it('putPortalItem stores an item whole; found by id and by token hash; listed without its secrets', () =>
+        withStore(async (s) => {
+          const item = portalItem({ sealed: { ...portalItem().sealed, keyInLink: true } });
+          await s.putPortalItem(item);
+          const got = await s.getPortalItem(item.id);
+          expect(got).toMatchObject({ id: item.id, queueId: item.queueId, seq: 0, messageId: item.messageId, sender: item.sender, recipient: item.recipient, createdAt: item.createdAt, expiresAt: item.expiresAt, recalledAt: null, erasedAt: null, size: 1234, keyInLink: true, keyId: 'k1', lockedUntil: null, code: null });
+          expect(got?.sealed).toEqual(item.sealed);
+          expect(got?.tokenHash.equals(item.tokenHash)).toBe(true);
+          expect((await s.findPortalItem(item.tokenHash))?.id).toBe(item.id);
+          expect(await s.findPortalItem(randomBytes(32))).toBeNull();
+          expect(await s.findPortalItem(Buffer.alloc(0))).toBeNull();
+          expect(await s.getPortalItem('nope')).toBeNull();
+          const [listed] = await s.listPortalItems();
+          expect(Object.keys(listed!).sort()).toEqual(['createdAt', 'erasedAt', 'expiresAt', 'id', 'keyId', 'keyInLink', 'lockedUntil', 'messageId', 'queueId', 'recalledAt', 'recipient', 'sender', 'seq', 'size']);
+          expect(portalItemState(listed!)).toBe('readable');
+        }));
+
+      it('listPortalItems: newest first, by queue id or Message-ID (with or without <>), limited', () =>
+        withStore(async (s) => {
+          const queueId = newQueueId();
+          const a = portalItem({ queueId, seq: 0, messageId: '<m1@sender.test>', createdAt: 1000, expiresAt: 9e15 });
+          const b = portalItem({ queueId, seq: 1, messageId: '<m1@sender.test>', recipient: 'kim@patient.test', createdAt: 2000, expiresAt: 9e15 });
+          const other = portalItem({ createdAt: 3000, expiresAt: 9e15 });
+          for (const i of [a, b, other]) await s.putPortalItem(i);
+          expect((await s.listPortalItems()).map((i) => i.id)).toEqual([other.id, b.id, a.id]);
+          expect((await s.listPortalItems({ message: queueId })).map((i) => i.id)).toEqual([b.id, a.id]);
+          expect((await s.listPortalItems({ message: 'm1@sender.test' })).map((i) => i.id)).toEqual([b.id, a.id]);
+          expect((await s.listPortalItems({ message: '<m1@sender.test>', limit: 1 })).map((i) => i.id)).toEqual([b.id]);
+          expect(await s.listPortalItems({ message: 'unknown' })).toEqual([]);
+        }));
+
+      it('refuses an incomplete item, and a second item with the same id or token hash', () =>
+        withStore(async (s) => {
+          const item = portalItem();
+          await s.putPortalItem(item);
+          await expect(s.putPortalItem(portalItem({ id: item.id }))).rejects.toThrow();
+          await expect(s.putPortalItem(portalItem({ tokenHash: item.tokenHash }))).rejects.toThrow();
+          await expect(s.putPortalItem(portalItem({ tokenHash: randomBytes(16) }))).rejects.toThrow(/token hash must be 32 bytes/);
+          await expect(s.putPortalItem(portalItem({ sealed: { ...item.sealed, content: Buffer.alloc(0) } }))).rejects.toThrow(/sealed content incomplete/);
+          await expect(s.putPortalItem(portalItem({ expiresAt: 1, createdAt: 2 }))).rejects.toThrow(/expires before/);
+          expect(await s.listPortalItems()).toHaveLength(1);
+        }));
+
+      it('finish stores portal items with the records, settlements and notifications of the same attempt, all or nothing', () =>
+        withStore(async (s) => {
+          const m = message({ recipients: ['pat@patient.test'] });
+          await s.enqueue(m);
+          const [item] = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+          const notification = message({ recipients: ['pat@patient.test'], sender: 'portal@relay.test' });
+          const made = portalItem({ queueId: m.queueId, seq: 0, messageId: m.messageId });
+          const notified = record(item!, { outcome: 'portal-notified', method: 'portal' });
+          const settle = [{ queueId: m.queueId, seq: 0, outcome: 'portal-notified' as const, error: null }];
+
+          // One bad item (a token hash already taken) and nothing of the attempt is written.
+          const taken = portalItem();
+          await s.putPortalItem(taken);
+          await expect(s.finish([notified], settle, [notification], [made, portalItem({ tokenHash: taken.tokenHash })])).rejects.toThrow();
+          expect(await s.getPortalItem(made.id)).toBeNull();
+          expect(await s.queryRecords({ message: m.queueId })).toEqual([]);
+          expect(await s.getQueueEntry(notification.queueId)).toBeNull();
+          expect((await s.getQueueEntry(m.queueId))?.recipients[0]?.state).toBe('queued');
+
+          await s.finish([notified], settle, [notification], [made]);
+          expect((await s.getPortalItem(made.id))?.sealed).toEqual(made.sealed);
+          expect((await s.queryRecords({ message: m.queueId })).map((r) => [r.outcome, r.method])).toEqual([['portal-notified', 'portal']]);
+          expect((await s.getQueueEntry(notification.queueId))?.recipients.map((r) => r.state)).toEqual(['queued']);
+          // The original message is done with; its item outlives it.
+          expect(await s.getQueueEntry(m.queueId)).toBeNull();
+        }));
+
+      it('recall erases every item of a message at once, by queue id or Message-ID, keeps the metadata, and records who did it', () =>
+        withStore(async (s) => {
+          const queueId = newQueueId();
+          const messageId = '<recall-me@sender.test>';
+          const a = portalItem({ queueId, seq: 0, messageId });
+          const b = portalItem({ queueId, seq: 1, messageId, recipient: 'kim@patient.test' });
+          const bystander = portalItem();
+          for (const i of [a, b, bystander]) await s.putPortalItem(i);
+          await expect(s.recallPortalItems(queueId, ' ')).rejects.toThrow(/operator who acts must be named/);
+          expect((await s.getPortalItem(a.id))?.sealed).not.toBeNull();
+
+          const at = Date.now();
+          const recalled = await s.recallPortalItems('recall-me@sender.test', 'alice', at);
+          expect(recalled.map((i) => i.id).sort()).toEqual([a.id, b.id].sort());
+          for (const i of [a, b]) {
+            const got = await s.getPortalItem(i.id);
+            expect(got).toMatchObject({ recalledAt: at, erasedAt: at, keyId: null, sealed: null, recipient: i.recipient, size: i.size });
+            expect(portalItemState(got!)).toBe('recalled');
+            // Still found by its link, to say "recalled" rather than "unknown link".
+            expect((await s.findPortalItem(i.tokenHash))?.sealed).toBeNull();
+          }
+          expect((await s.getPortalItem(bystander.id))?.sealed).toEqual(bystander.sealed);
+          const log = await portalLog(s, queueId);
+          expect(log.map((r) => [r.recipient, r.outcome, r.operator, r.itemId])).toEqual([
+            ['pat@patient.test', 'portal-recalled', 'alice', a.id],
+            ['kim@patient.test', 'portal-recalled', 'alice', b.id],
+          ]);
+          expect(log[0]).toEqual({
+            kind: 'portal', queueId, seq: 0, messageId, at: new Date(at).toISOString(), sender: 'app@sender.test', recipient: 'pat@patient.test',
+            domain: 'patient.test', itemId: a.id, outcome: 'portal-recalled', ip: null, userAgent: null, operator: 'alice', detail: null,
+          } satisfies PortalRecord);
+          // Recalled once: a second recall changes and records nothing.
+          expect(await s.recallPortalItems(queueId, 'bob')).toEqual([]);
+          expect(await portalLog(s, queueId)).toHaveLength(2);
+          expect(await s.queryRecords({ message: queueId })).toEqual([]);
+        }));
+
+      it('expire erases items past their expiry only, in batches, keeps the metadata and records it', () =>
+        withStore(async (s) => {
+          const now = Date.now();
+          const due = [1, 2, 3].map((n) => portalItem({ createdAt: now - 10_000, expiresAt: now - n }));
+          const later = portalItem({ expiresAt: now + 60_000 });
+          const recalled = portalItem({ createdAt: now - 10_000, expiresAt: now - 5 });
+          for (const i of [...due, later, recalled]) await s.putPortalItem(i);
+          await s.recallPortalItems(recalled.queueId, 'alice');
+          // Past expiry, before the sweep: already not readable.
+          expect(portalItemState((await s.getPortalItem(due[0]!.id))!, now)).toBe('expired');
+
+          expect(await s.expirePortalItems(now, 2)).toBe(2);
+          expect(await s.expirePortalItems(now, 2)).toBe(1);
+          expect(await s.expirePortalItems(now, 2)).toBe(0);
+          for (const i of due) {
+            const got = await s.getPortalItem(i.id);
+            expect(got).toMatchObject({ erasedAt: now, recalledAt: null, sealed: null, keyId: null, expiresAt: i.expiresAt });
+            expect(portalItemState(got!)).toBe('expired');
+            expect((await portalLog(s, i.queueId)).map((r) => [r.outcome, r.at, r.operator])).toEqual([['portal-expired', new Date(now).toISOString(), null]]);
+          }
+          expect((await s.getPortalItem(later.id))?.sealed).toEqual(later.sealed);
+          expect((await portalLog(s, recalled.queueId)).map((r) => r.outcome)).toEqual(['portal-recalled']);
+          expect(await s.expirePortalItems(now + 120_000, 10)).toBe(1);
+          expect((await s.getPortalItem(later.id))?.sealed).toBeNull();
+        }));
+
+      it('portal events are in the log (with IP and user agent) but never among the attempts; found by outcome and followed', () =>
+        withStore(async (s) => {
+          const item = portalItem();
+          await s.putPortalItem(item);
+          const before = await s.logAfter(null, {});
+          expect(await s.recordPortalEvent(item.id, 'portal-viewed', { ...visitor, detail: 'possibly automated', at: 5000 })).toBe(true);
+          expect(await s.recordPortalEvent(item.id, 'portal-opened', { ...visitor, at: 6000 })).toBe(true);
+          expect(await s.recordPortalEvent('nope', 'portal-opened', visitor)).toBe(false);
+          const log = await portalLog(s, item.queueId);
+          expect(log.map((r) => [r.outcome, r.at, r.ip, r.userAgent, r.detail])).toEqual([
+            ['portal-viewed', '1970-01-01T00:00:05.000Z', visitor.ip, visitor.userAgent, 'possibly automated'],
+            ['portal-opened', '1970-01-01T00:00:06.000Z', visitor.ip, visitor.userAgent, null],
+          ]);
+          expect((await s.queryLog({ message: item.messageId!, outcome: 'portal-opened' })).map((r) => r.outcome)).toEqual(['portal-opened']);
+          expect((await s.queryLog({ recipient: 'PAT@patient.test' }))).toHaveLength(2);
+          expect(await s.queryRecords({ message: item.queueId })).toEqual([]);
+          expect((await s.logAfter(before.cursor, {})).records.map((r) => r.outcome)).toEqual(['portal-viewed', 'portal-opened']);
+        }));
+
+      it('one-time codes: wrong ones use tries, the last locks; the right one verifies once; each is recorded', () =>
+        withStore(async (s) => {
+          const item = portalItem();
+          await s.putPortalItem(item);
+          const t0 = Date.now();
+          const right = randomBytes(32);
+          const wrong = randomBytes(32);
+          const lockMs = 15 * 60_000;
+          const check = (hash: Buffer, at: number) => s.checkPortalCode(item.id, hash, { lockMs, event: { ...visitor, at } });
+          expect(await check(right, t0)).toEqual({ result: 'no-code' });
+          expect(await s.setPortalCode(item.id, { hash: right, expiresAt: t0 + 600_000, triesLeft: 3 }, { ...visitor, at: t0 })).toEqual({ result: 'set' });
+          expect((await s.getPortalItem(item.id))?.code).toEqual({ hash: right, expiresAt: t0 + 600_000, triesLeft: 3 });
+          expect(await check(wrong, t0 + 1)).toEqual({ result: 'wrong', triesLeft: 2 });
+          expect(await check(Buffer.from('short'), t0 + 2)).toEqual({ result: 'wrong', triesLeft: 1 });
+          expect(await check(wrong, t0 + 3)).toEqual({ result: 'locked', until: t0 + 3 + lockMs });
+          // Locked: even the right code fails, and no new code is sent, until the lock ends.
+          expect(await check(right, t0 + 4)).toEqual({ result: 'locked', until: t0 + 3 + lockMs });
+          expect(await s.setPortalCode(item.id, { hash: right, expiresAt: t0 + 600_000, triesLeft: 3 }, { at: t0 + 5 })).toEqual({ result: 'locked', until: t0 + 3 + lockMs });
+          expect((await s.getPortalItem(item.id))?.lockedUntil).toBe(t0 + 3 + lockMs);
+
+          const after = t0 + 3 + lockMs;
+          expect(await s.setPortalCode(item.id, { hash: right, expiresAt: after + 600_000, triesLeft: 5 }, { ...visitor, at: after })).toEqual({ result: 'set' });
+          expect(await check(right, after + 1)).toEqual({ result: 'verified' });
+          // Used up: the same code again is no code at all.
+          expect(await check(right, after + 2)).toEqual({ result: 'no-code' });
+          expect((await portalLog(s, item.queueId)).map((r) => [r.outcome, r.detail])).toEqual([
+            ['portal-code-sent', null],
+            ['portal-code-failed', '2 tries left'],
+            ['portal-code-failed', '1 try left'],
+            ['portal-code-failed', 'no tries left'],
+            ['portal-locked', `until ${new Date(t0 + 3 + lockMs).toISOString()}`],
+            ['portal-code-sent', null],
+            ['portal-verified', null],
+          ]);
+        }));
+
+      it('a code expires; codes for an erased item are refused; concurrent wrong codes never use more tries than there are', () =>
+        withStore(async (s) => {
+          const item = portalItem();
+          await s.putPortalItem(item);
+          const t0 = Date.now();
+          const code = randomBytes(32);
+          await s.setPortalCode(item.id, { hash: code, expiresAt: t0 + 1000, triesLeft: 3 }, { at: t0 });
+          expect(await s.checkPortalCode(item.id, code, { lockMs: 1000, event: { at: t0 + 1000 } })).toEqual({ result: 'no-code' });
+          expect((await s.getPortalItem(item.id))?.code).toBeNull();
+          await expect(s.setPortalCode(item.id, { hash: code, expiresAt: t0 + 1000, triesLeft: 0 }, {})).rejects.toThrow(/at least one try/);
+
+          await s.setPortalCode(item.id, { hash: code, expiresAt: t0 + 600_000, triesLeft: 3 }, { at: t0 });
+          const results = await Promise.all(Array.from({ length: 8 }, () => s.checkPortalCode(item.id, randomBytes(32), { lockMs: 60_000, event: { at: t0 + 1 } })));
+          expect(results.filter((r) => r.result === 'wrong')).toHaveLength(2);
+          expect(results.filter((r) => r.result === 'locked')).toHaveLength(6);
+          expect((await portalLog(s, item.queueId)).filter((r) => r.outcome === 'portal-code-failed')).toHaveLength(3);
+
+          const gone = portalItem({ createdAt: t0 - 10, expiresAt: t0 - 1 });
+          await s.putPortalItem(gone);
+          expect(await s.setPortalCode(gone.id, { hash: code, expiresAt: t0 + 600_000, triesLeft: 3 }, {})).toEqual({ result: 'gone' });
+          expect(await s.checkPortalCode(gone.id, code, { lockMs: 1, event: {} })).toEqual({ result: 'gone' });
+          expect(await s.setPortalCode('nope', { hash: code, expiresAt: t0 + 600_000, triesLeft: 3 }, {})).toEqual({ result: 'gone' });
+        }));
+
+      it('rewrap: lists readable items under other keys in id order after a cursor; replaces a key only if it is still the old one', () =>
+        withStore(async (s) => {
+          const items = ['k1', 'k1', 'k2', 'k3'].map((keyId) => portalItem({ sealed: { ...portalItem().sealed, keyId } }));
+          for (const i of items) await s.putPortalItem(i);
+          const erased = portalItem({ sealed: { ...portalItem().sealed, keyId: 'k1' } });
+          await s.putPortalItem(erased);
+          await s.recallPortalItems(erased.queueId, 'alice');
+
+          const old = items.filter((i) => i.sealed.keyId !== 'k3').map((i) => i.id).sort();
+          const all = await s.portalKeysToRewrap('k3', 10);
+          expect(all.map((k) => k.id)).toEqual(old);
+          const first = all.find((k) => k.id === items[0]!.id)!;
+          expect(first).toEqual({ id: items[0]!.id, keyInLink: false, keyId: 'k1', wrapNonce: items[0]!.sealed.wrapNonce, wrappedKey: items[0]!.sealed.wrappedKey });
+          expect((await s.portalKeysToRewrap('k3', 2)).map((k) => k.id)).toEqual(old.slice(0, 2));
+          expect((await s.portalKeysToRewrap('k3', 10, old[1])).map((k) => k.id)).toEqual(old.slice(2));
+
+          const next = { id: first.id, keyInLink: false, keyId: 'k3', wrapNonce: randomBytes(12), wrappedKey: randomBytes(48) };
+          expect(await s.rewrapPortalKeys([{ ...next, fromKeyId: 'k2' }])).toBe(0);
+          expect(await s.rewrapPortalKeys([{ ...next, fromKeyId: 'k1' }])).toBe(1);
+          expect(await s.rewrapPortalKeys([{ ...next, fromKeyId: 'k1' }])).toBe(0);
+          const got = await s.getPortalItem(first.id);
+          expect(got?.sealed).toEqual({ ...items[0]!.sealed, keyId: 'k3', wrapNonce: next.wrapNonce, wrappedKey: next.wrappedKey });
+          expect(got?.keyId).toBe('k3');
+          expect((await s.portalKeysToRewrap('k3', 10)).map((k) => k.id)).toEqual(old.filter((id) => id !== first.id));
+        }));
+    });
   });
 }

@@ -15,14 +15,25 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-const LATEST = 9;
+const LATEST = 10;
 
-/** A store file as SealRelay with schema version 5 left it: version 6's to 9's additions taken off again. */
-async function version5Store(): Promise<string> {
+/** A store file as SealRelay with schema version 9 left it: version 10's portal items taken off again. */
+async function version9Store(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-migrate-'));
   dirs.push(dir);
   const path = join(dir, 'queue.db');
   await new SqliteStore(path).close();
+  const raw = new Database(path);
+  raw.exec(`DROP TABLE portal_content;
+            DROP TABLE portal_items;`);
+  raw.pragma('user_version = 9');
+  raw.close();
+  return path;
+}
+
+/** A store file as SealRelay with schema version 5 left it: version 6's to 10's additions taken off again. */
+async function version5Store(): Promise<string> {
+  const path = await version9Store();
   const raw = new Database(path);
   raw.exec(`DROP TRIGGER messages_body_parts;
             DROP TABLE body_parts;
@@ -147,4 +158,21 @@ it("a version 6 store's records are read as attempts after the upgrade, beside t
   } finally {
     await s.close();
   }
+});
+
+it('a version 9 store gains the portal tables, empty, and keeps its queue and records', async () => {
+  const path = await version9Store();
+  const s = new SqliteStore(path);
+  const m = message({ recipients: ['x@old.test'] });
+  try {
+    await s.enqueue(m);
+    expect(await s.listPortalItems()).toEqual([]);
+    expect(await s.expirePortalItems(Date.now(), 10)).toBe(0);
+    expect((await s.readBody(m.queueId))?.equals(m.body)).toBe(true);
+  } finally {
+    await s.close();
+  }
+  const after = new Database(path, { readonly: true });
+  expect(after.pragma('user_version', { simple: true })).toBe(LATEST);
+  after.close();
 });

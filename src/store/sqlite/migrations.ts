@@ -143,6 +143,43 @@ const MIGRATIONS: readonly string[] = [
    BEGIN
      DELETE FROM body_parts WHERE queue_id = old.queue_id;
    END;`,
+  // Portal items (portal/vault.ts): metadata and the wrapped data key in one row,
+  // the ciphertext in a table of its own (scans never page through it; erasing an
+  // item deletes its row there). An item outlives its queued message, which it does
+  // not reference. Only the token's hash is kept; the code columns hold the pending
+  // one-time code's hash, expiry and tries, and the lock after too many wrong ones.
+  `CREATE TABLE portal_items (
+     id              TEXT PRIMARY KEY,
+     queue_id        TEXT NOT NULL,
+     seq             INTEGER NOT NULL,
+     message_id      TEXT,
+     sender          TEXT NOT NULL,
+     recipient       TEXT NOT NULL,
+     domain          TEXT NOT NULL,
+     created_at      INTEGER NOT NULL,
+     expires_at      INTEGER NOT NULL,
+     recalled_at     INTEGER,
+     erased_at       INTEGER,
+     size            INTEGER NOT NULL,
+     key_in_link     INTEGER NOT NULL,
+     key_id          TEXT,
+     wrap_nonce      BLOB,
+     wrapped_key     BLOB,
+     token_hash      BLOB NOT NULL UNIQUE,
+     code_hash       BLOB,
+     code_expires_at INTEGER,
+     code_tries_left INTEGER,
+     locked_until    INTEGER
+   );
+   CREATE INDEX portal_items_queue_id ON portal_items (queue_id);
+   CREATE INDEX portal_items_message_id ON portal_items (message_id);
+   CREATE INDEX portal_items_created_at ON portal_items (created_at);
+   CREATE INDEX portal_items_expiry ON portal_items (expires_at) WHERE erased_at IS NULL;
+   CREATE TABLE portal_content (
+     item_id TEXT PRIMARY KEY REFERENCES portal_items(id) ON DELETE CASCADE,
+     nonce   BLOB NOT NULL,
+     content BLOB NOT NULL
+   );`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -42,9 +42,18 @@ import {
   type RecordFilter,
   type Settlement,
   type Store,
+  type CodeCheck,
+  type NewPortalItem,
+  type PortalCode,
+  type PortalEventInput,
+  type PortalItem,
+  type PortalItemInfo,
+  type SetCodeResult,
+  type WrappedItemKey,
 } from '../store.ts';
 import { Checkpointer } from './checkpointer.ts';
 import { migrate } from './migrations.ts';
+import { PortalItemTable } from './portal-items.ts';
 
 /** A write waiting for the next group commit. */
 interface PendingWrite {
@@ -69,6 +78,7 @@ export class SqliteStore implements Store {
   private sync: 'full' | 'normal' = 'full';
   private checkpointer: Checkpointer | null = null;
   private readonly stmt;
+  private readonly portal: PortalItemTable;
 
   /**
    * `checkpointsApart`: for the long-running relay, WAL checkpoints run on a thread
@@ -87,6 +97,7 @@ export class SqliteStore implements Store {
       this.db.pragma('wal_autocheckpoint = 0');
       this.checkpointer = new Checkpointer(path, opts.onError ?? (() => undefined));
     }
+    this.portal = new PortalItemTable(this.db);
     this.stmt = {
       insertMessage: this.db.prepare(
         `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid)
@@ -351,8 +362,10 @@ export class SqliteStore implements Store {
     return body;
   }
 
-  finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = []): Promise<void> {
-    return this.write(bounces.length > 0, () => {
+  finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = [], portalItems: readonly NewPortalItem[] = []): Promise<void> {
+    // A portal item may be the only copy of its message once the message is settled: durable, as an enqueue.
+    return this.write(bounces.length > 0 || portalItems.length > 0, () => {
+      for (const item of portalItems) this.portal.insert(item);
       for (const r of records) {
         this.stmt.insertRecord.run({
           queueId: r.queueId,
@@ -659,6 +672,74 @@ export class SqliteStore implements Store {
       const rows = this.db.prepare(sql).pluck().all({ ...params, cursor: cursor ?? 0, end, limit }) as string[];
       return { records: rows.reverse().map((j) => JSON.parse(j) as LogRecord), cursor: end };
     })();
+  }
+
+  putPortalItem(item: NewPortalItem): Promise<void> {
+    return this.write(true, () => this.portal.insert(item));
+  }
+
+  async getPortalItem(id: string): Promise<PortalItem | null> {
+    return this.portal.get(id);
+  }
+
+  async findPortalItem(tokenHash: Buffer): Promise<PortalItem | null> {
+    return this.portal.find(tokenHash);
+  }
+
+  async listPortalItems(opts: { message?: string; limit?: number } = {}): Promise<PortalItemInfo[]> {
+    return this.portal.list(opts);
+  }
+
+  async recordPortalEvent(itemId: string, outcome: 'portal-viewed' | 'portal-opened' | 'portal-downloaded' | 'portal-replied', event: PortalEventInput): Promise<boolean> {
+    return this.commitInOrder(() => this.portal.event(itemId, outcome, event));
+  }
+
+  async setPortalCode(itemId: string, code: PortalCode, event: PortalEventInput): Promise<SetCodeResult> {
+    return this.commitInOrder(() => this.portal.setCode(itemId, code, event));
+  }
+
+  async checkPortalCode(itemId: string, hash: Buffer, opts: { lockMs: number; event: PortalEventInput }): Promise<CodeCheck> {
+    return this.commitInOrder(() => this.portal.checkCode(itemId, hash, opts));
+  }
+
+  async recallPortalItems(message: string, operator: string, now = Date.now()): Promise<PortalItemInfo[]> {
+    if (!operator.trim()) throw new TypeError('portal recall: the operator who acts must be named');
+    return this.erasing(() => this.portal.recall(message, operator, now));
+  }
+
+  async expirePortalItems(now: number, limit: number): Promise<number> {
+    return this.erasing(() => this.portal.expire(now, limit));
+  }
+
+  async portalKeysToRewrap(currentKeyId: string, limit: number, afterId = ''): Promise<WrappedItemKey[]> {
+    return this.portal.keysToRewrap(currentKeyId, limit, afterId);
+  }
+
+  async rewrapPortalKeys(rewrapped: readonly (WrappedItemKey & { fromKeyId: string })[]): Promise<number> {
+    return this.commitInOrder(() => this.portal.rewrap(rewrapped));
+  }
+
+  /**
+   * Runs an erasure (recall, expiry) with secure_delete on: the pages that held the
+   * ciphertext and wrapped key are overwritten with zeros, not just freed, so the
+   * database file (once checkpointed) no longer holds them for someone with a master key.
+   */
+  private erasing<T>(fn: () => T): T {
+    this.db.pragma('secure_delete = ON');
+    try {
+      return this.commitInOrder(fn);
+    } finally {
+      this.db.pragma('secure_delete = OFF');
+    }
+  }
+
+  /**
+   * A portal change, committed durably now — after the writes already waiting for the
+   * group commit, so that an item stored just before is there to be changed (or recalled).
+   */
+  private commitInOrder<T>(fn: () => T): T {
+    this.flushPending();
+    return this.commit('full', fn);
   }
 
   async close(): Promise<void> {

@@ -13,6 +13,7 @@ import type { DeliveryRecord } from '../../delivery/record.ts';
 import { siblingModule, tsxWorker } from '../../tsx-worker.ts';
 import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
 import type { DomainKnowledge, KeyKind, KeyLookup, LogRecord, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
+import type { CodeCheck, NewPortalItem, PortalCode, PortalEventInput, PortalItem, PortalItemInfo, SetCodeResult, WrappedItemKey } from '../store.ts';
 
 type Op = Exclude<keyof Store, never>;
 export interface StoreRequest {
@@ -148,8 +149,8 @@ export class ThreadedSqliteStore implements Store {
     const body = await this.call<Uint8Array | null>('readBody', queueId);
     return body && Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   }
-  finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = []): Promise<void> {
-    return this.call('finish', records, settlements, bounces);
+  finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = [], portalItems: readonly NewPortalItem[] = []): Promise<void> {
+    return this.call('finish', records, settlements, bounces, portalItems);
   }
   unclaim(items: readonly { queueId: string; seq: number }[]): Promise<void> {
     return this.call('unclaim', items);
@@ -232,6 +233,40 @@ export class ThreadedSqliteStore implements Store {
   recordKeyLookup(lookup: KeyLookup): Promise<void> {
     return this.call('recordKeyLookup', lookup);
   }
+  putPortalItem(item: NewPortalItem): Promise<void> {
+    return this.call('putPortalItem', item);
+  }
+  async getPortalItem(id: string): Promise<PortalItem | null> {
+    return portalItemBuffers(await this.call<PortalItem | null>('getPortalItem', id));
+  }
+  async findPortalItem(tokenHash: Buffer): Promise<PortalItem | null> {
+    return portalItemBuffers(await this.call<PortalItem | null>('findPortalItem', tokenHash));
+  }
+  listPortalItems(opts?: { message?: string; limit?: number }): Promise<PortalItemInfo[]> {
+    return this.call('listPortalItems', opts);
+  }
+  recordPortalEvent(itemId: string, outcome: 'portal-viewed' | 'portal-opened' | 'portal-downloaded' | 'portal-replied', event: PortalEventInput): Promise<boolean> {
+    return this.call('recordPortalEvent', itemId, outcome, event);
+  }
+  setPortalCode(itemId: string, code: PortalCode, event: PortalEventInput): Promise<SetCodeResult> {
+    return this.call('setPortalCode', itemId, code, event);
+  }
+  checkPortalCode(itemId: string, hash: Buffer, opts: { lockMs: number; event: PortalEventInput }): Promise<CodeCheck> {
+    return this.call('checkPortalCode', itemId, hash, opts);
+  }
+  recallPortalItems(message: string, operator: string, now?: number): Promise<PortalItemInfo[]> {
+    return this.call('recallPortalItems', message, operator, now);
+  }
+  expirePortalItems(now: number, limit: number): Promise<number> {
+    return this.call('expirePortalItems', now, limit);
+  }
+  async portalKeysToRewrap(currentKeyId: string, limit: number, afterId?: string): Promise<WrappedItemKey[]> {
+    const keys = await this.call<WrappedItemKey[]>('portalKeysToRewrap', currentKeyId, limit, afterId);
+    return keys.map((k) => ({ ...k, wrapNonce: asBuffer(k.wrapNonce), wrappedKey: asBuffer(k.wrappedKey) }));
+  }
+  rewrapPortalKeys(rewrapped: readonly (WrappedItemKey & { fromKeyId: string })[]): Promise<number> {
+    return this.call('rewrapPortalKeys', rewrapped);
+  }
   async close(): Promise<void> {
     try {
       await this.closeThread();
@@ -256,6 +291,22 @@ export class ThreadedSqliteStore implements Store {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/** Buffers cross threads as plain Uint8Arrays: wrapped again, without copying. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+function portalItemBuffers(item: PortalItem | null): PortalItem | null {
+  if (!item) return null;
+  const s = item.sealed;
+  return {
+    ...item,
+    tokenHash: asBuffer(item.tokenHash),
+    sealed: s && { ...s, wrapNonce: asBuffer(s.wrapNonce), wrappedKey: asBuffer(s.wrappedKey), contentNonce: asBuffer(s.contentNonce), content: asBuffer(s.content) },
+    code: item.code && { ...item.code, hash: asBuffer(item.code.hash) },
+  };
 }
 
 /** Bodies this large move between threads instead of being copied (a copy of each would be held twice at once). */

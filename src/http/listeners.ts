@@ -1,0 +1,112 @@
+// The relay's web listeners: `portal.listen` (recipients) and `api.listen` (API,
+// dashboard, health), each its own HTTPS server presenting the ingress
+// certificate. Both are off unless configured, so an install without them opens no
+// HTTP port at all. Listener addresses are fixed for the process (a change needs a
+// restart, as for ingress); the certificate and portal.public_url follow reloads.
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../log.ts';
+import { registerHealth } from './health.ts';
+import { registerHome } from './home.ts';
+import { createHttpServer, type HttpServer, type TlsPair } from './server.ts';
+
+export type WebListenerName = 'portal' | 'api';
+
+export interface WebListenerInfo {
+  readonly name: WebListenerName;
+  readonly host: string;
+  readonly port: number;
+  readonly url: string;
+}
+
+export interface WebListeners {
+  readonly listeners: readonly WebListenerInfo[];
+  /** Throws, changing nothing, when `config` asks for what a reload cannot do. */
+  checkReload(config: Config): void;
+  reload(config: Config, tls: TlsPair): void;
+  setTls(tls: TlsPair): void;
+  close(): Promise<void>;
+}
+
+interface Wanted {
+  readonly name: WebListenerName;
+  readonly listen: { host: string; port: number };
+}
+
+function wanted(config: Config): Wanted[] {
+  const out: Wanted[] = [];
+  if (config.portal.listen) out.push({ name: 'portal', listen: config.portal.listen });
+  if (config.api.listen) out.push({ name: 'api', listen: config.api.listen });
+  return out;
+}
+
+/** A listener's server with its routes, not yet listening (tests enumerate its routes). */
+export async function buildWebServer(name: WebListenerName, opts: { config: Config; logger: Logger; tls: TlsPair; listen?: { host: string; port: number }; now?: () => number }): Promise<HttpServer> {
+  const { config } = opts;
+  const listen = opts.listen ?? (name === 'portal' ? config.portal.listen : config.api.listen) ?? { host: '127.0.0.1', port: 0 };
+  const server = await createHttpServer({
+    name,
+    listen,
+    tls: opts.tls,
+    logger: opts.logger,
+    publicUrl: name === 'portal' ? config.portal.public_url : null,
+    siteName: name === 'portal' ? 'Secure messages' : 'SealRelay',
+    now: opts.now,
+  });
+  registerHealth(server.app, name);
+  if (name === 'portal') {
+    registerHome(server.app, { title: 'Secure messages', lead: 'Messages sent to you securely are read here. Open the link in the email that told you about your message.' });
+  } else {
+    registerHome(server.app, { title: 'SealRelay', lead: 'This is the SealRelay API and dashboard listener.' });
+  }
+  return server;
+}
+
+export async function startWebListeners(opts: { config: Config; logger: Logger; tls: TlsPair }): Promise<WebListeners> {
+  const servers: HttpServer[] = [];
+  const listeners: WebListenerInfo[] = [];
+  try {
+    for (const w of wanted(opts.config)) {
+      const server = await buildWebServer(w.name, { ...opts, listen: w.listen });
+      servers.push(server);
+      const bound = await server.listen();
+      listeners.push({ name: w.name, ...bound });
+      opts.logger.info({ event: 'http.started', listener: w.name, host: bound.host, port: bound.port }, `${w.name} listening on ${bound.url}`);
+      if (w.name === 'api' && !isLoopback(bound.host)) {
+        opts.logger.warn({ event: 'http.exposed', listener: w.name, host: bound.host }, `the API listener is reachable from other hosts (${bound.host}); keep it behind a firewall or proxy`);
+      }
+    }
+  } catch (err) {
+    await Promise.all(servers.map((s) => s.close()));
+    throw new Error(`cannot listen for HTTPS: ${(err as Error).message}`, { cause: err });
+  }
+
+  let configured = wanted(opts.config);
+  const describe = (ws: readonly Wanted[]) => ws.map((w) => `${w.name} ${w.listen.host}:${w.listen.port}`).join(', ') || 'none';
+  const checkReload = (config: Config) => {
+    const before = describe(configured);
+    const after = describe(wanted(config));
+    if (before !== after) throw new Error(`web listener changes need a restart: ${before} → ${after}`);
+  };
+  const setTls = (tls: TlsPair) => {
+    for (const s of servers) s.setTls(tls);
+  };
+  return {
+    listeners,
+    checkReload,
+    reload(config, tls) {
+      checkReload(config);
+      setTls(tls);
+      for (const s of servers) if (s.name === 'portal') s.setPublicUrl(config.portal.public_url);
+      configured = wanted(config);
+    },
+    setTls,
+    async close() {
+      await Promise.all(servers.map((s) => s.close()));
+      for (const l of listeners) opts.logger.info({ event: 'http.stopped', listener: l.name }, `${l.name} listener closed`);
+    },
+  };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}

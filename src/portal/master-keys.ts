@@ -1,0 +1,152 @@
+// The portal's master keys: what wraps each item's data key (vault.ts).
+//
+// A key is 32 random bytes, kept as one line of base64 (RFC 4648 §4, 44 characters
+// with padding) in a file or in an environment variable — never in the YAML. The
+// config names each key by id (portal.master_keys) and says which one new items use
+// (portal.current_key): explicit, so adding a key never silently changes which is
+// current. Items under the other keys stay readable; `sealrelay portal rewrap` moves
+// them to the current one. A key file must not be readable by group or others (as
+// OpenSSH refuses a private key that is): chmod 600.
+//
+// Like the rest of the relay this module never reads process.env: the command line
+// (cli/) hands it the environment it captured.
+import { randomBytes } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import { inspect } from 'node:util';
+import type { Env } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { gcmOpen, gcmSeal, KEY_BYTES } from './gcm.ts';
+
+/** Strict base64 of 32 bytes: 43 characters and one "=". */
+const KEY_TEXT = /^[A-Za-z0-9+/]{43}=$/;
+/** Permission bits a key file may not have: any for group or others. */
+const GROUP_OR_OTHER = 0o077;
+
+/**
+ * A master key that cannot be read or used. `path` is the setting as the config
+ * loader places it (["portal", "master_keys", 0, "file"]), `setting` as people read
+ * it ("portal.master_keys[k1].file").
+ */
+export class MasterKeyError extends Error {
+  constructor(
+    readonly path: readonly (string | number)[],
+    readonly setting: string,
+    readonly reason: string,
+  ) {
+    super(`${setting}: ${reason}`);
+    this.name = 'MasterKeyError';
+  }
+}
+
+/** A new master key (32 random bytes). */
+export function generateMasterKey(): Buffer {
+  return randomBytes(KEY_BYTES);
+}
+
+/** The text form of a key file or environment variable: base64 and a newline. */
+export function formatMasterKey(key: Buffer): string {
+  if (key.length !== KEY_BYTES) throw new RangeError(`a master key is ${KEY_BYTES} bytes`);
+  return `${key.toString('base64')}\n`;
+}
+
+/** The key in its text form (surrounding whitespace ignored); throws a plain Error saying what is wrong, never echoing the text. */
+export function parseMasterKey(text: string): Buffer {
+  const trimmed = text.trim();
+  if (!trimmed) throw new Error('empty: expected 32 bytes in base64 (sealrelay portal keygen makes one)');
+  if (!KEY_TEXT.test(trimmed)) throw new Error(`not a master key: expected 32 bytes in base64, one line of 44 characters (sealrelay portal keygen makes one); found ${trimmed.length} characters`);
+  return Buffer.from(trimmed, 'base64');
+}
+
+/**
+ * The master keys, each usable only through wrap/unwrap: the bytes stay in a
+ * private field, so logging or printing a Keyring never shows them.
+ */
+export class Keyring {
+  readonly #keys: ReadonlyMap<string, Buffer>;
+  /** The key new items are sealed with and rewrap moves items to. */
+  readonly currentId: string;
+
+  constructor(keys: readonly { readonly id: string; readonly key: Buffer }[], currentId: string) {
+    const map = new Map<string, Buffer>();
+    for (const { id, key } of keys) {
+      if (map.has(id)) throw new Error(`master key id ${id} appears twice`);
+      if (key.length !== KEY_BYTES) throw new Error(`master key ${id} is ${key.length} bytes, not ${KEY_BYTES}`);
+      map.set(id, Buffer.from(key));
+    }
+    if (!map.has(currentId)) throw new Error(`no master key with id ${currentId}`);
+    this.#keys = map;
+    this.currentId = currentId;
+  }
+
+  get ids(): string[] {
+    return [...this.#keys.keys()];
+  }
+
+  has(id: string): boolean {
+    return this.#keys.has(id);
+  }
+
+  /** `secret` wrapped with the current key; `aadFor` binds the key id (and whatever else) to it. */
+  wrap(secret: Buffer, aadFor: (keyId: string) => Buffer): { keyId: string; wrapNonce: Buffer; wrappedKey: Buffer } {
+    const keyId = this.currentId;
+    const { nonce, sealed } = gcmSeal(this.#keys.get(keyId)!, secret, aadFor(keyId));
+    return { keyId, wrapNonce: nonce, wrappedKey: sealed };
+  }
+
+  /** The secret wrapped with key `keyId`; throws GcmAuthError when it does not authenticate, Error when the key is not configured. */
+  unwrap(keyId: string, wrapNonce: Buffer, wrappedKey: Buffer, aad: Buffer): Buffer {
+    const key = this.#keys.get(keyId);
+    if (!key) throw new Error(`master key ${keyId} is not configured (portal.master_keys)`);
+    return gcmOpen(key, wrapNonce, wrappedKey, aad);
+  }
+
+  toJSON(): { currentId: string; ids: string[] } {
+    return { currentId: this.currentId, ids: this.ids };
+  }
+
+  [inspect.custom](): string {
+    return `Keyring { current: ${this.currentId}, ids: [${this.ids.join(', ')}] }`;
+  }
+}
+
+/**
+ * Reads every configured master key (files, and variables from `env`) and checks each;
+ * throws a MasterKeyError naming the first bad one. Null when none is configured.
+ */
+export function loadKeyring(portal: Config['portal'], env: Env): Keyring | null {
+  if (!portal.master_keys.length) return null;
+  const keys = portal.master_keys.map((k, i) => {
+    const field = k.file !== undefined ? 'file' : 'env';
+    const fail = (reason: string) => new MasterKeyError(['portal', 'master_keys', i, field], `portal.master_keys[${k.id}].${field}`, reason);
+    const text = k.file !== undefined ? readKeyFile(k.file, fail) : readKeyVariable(k.env!, env, fail);
+    try {
+      return { id: k.id, key: parseMasterKey(text) };
+    } catch (err) {
+      throw fail(`${k.file ?? k.env}: ${(err as Error).message}`);
+    }
+  });
+  const current = portal.current_key;
+  if (current === null || !keys.some((k) => k.id === current)) {
+    throw new MasterKeyError(['portal', 'current_key'], 'portal.current_key', current === null ? 'name the master key new items use' : `no master key with id ${current}`);
+  }
+  return new Keyring(keys, current);
+}
+
+function readKeyFile(file: string, fail: (reason: string) => MasterKeyError): string {
+  let mode: number;
+  let text: string;
+  try {
+    mode = statSync(file).mode;
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw fail(`${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  if (mode & GROUP_OR_OTHER) throw fail(`${file}: mode ${(mode & 0o777).toString(8).padStart(4, '0')} lets group or others read it; chmod 600 ${file}`);
+  return text;
+}
+
+function readKeyVariable(name: string, env: Env, fail: (reason: string) => MasterKeyError): string {
+  const value = env[name];
+  if (value === undefined || value === '') throw fail(`environment variable ${name} is not set`);
+  return value;
+}
