@@ -90,9 +90,8 @@ export function registerPortalCommands(program: Command, context: () => CliConte
     .option('--json', 'the item and its records as one JSON object')
     .action(async (id: string, opts: { json?: boolean }) => {
       await withStore(readConfig(context()), async (store) => {
-        const whole = await store.getPortalItem(id);
-        if (!whole) throw new CliError(EXIT.FAILURE, `no portal item ${id} (\`sealrelay portal list\` shows them)`);
-        const item = infoOf(whole);
+        const item = await store.getPortalItemInfo(id);
+        if (!item) throw new CliError(EXIT.FAILURE, `no portal item ${id} (\`sealrelay portal list\` shows them)`);
         // The attempts of the recipient it was made for, and the events of this item.
         const records = (await store.queryLog({ message: item.queueId })).filter((r) => r.seq === item.seq && (!isPortalRecord(r) || r.itemId === item.id));
         const now = Date.now();
@@ -212,26 +211,6 @@ function configHint(id: string, where: { file: string } | { env: string }): stri
     `    - { id: ${id}, ${source} }`,
     `  current_key: ${id}   # new items are sealed with it; \`sealrelay portal rewrap\` moves older ones`,
   ].join('\n');
-}
-
-/** The metadata of an item: never its hashes, wrapped key or ciphertext, even in --json. */
-function infoOf(item: PortalItemInfo): PortalItemInfo {
-  return {
-    id: item.id,
-    queueId: item.queueId,
-    seq: item.seq,
-    messageId: item.messageId,
-    sender: item.sender,
-    recipient: item.recipient,
-    createdAt: item.createdAt,
-    expiresAt: item.expiresAt,
-    recalledAt: item.recalledAt,
-    erasedAt: item.erasedAt,
-    size: item.size,
-    keyInLink: item.keyInLink,
-    keyId: item.keyId,
-    lockedUntil: item.lockedUntil,
-  };
 }
 
 function itemTable(items: readonly PortalItemInfo[], now: number): string {

@@ -482,6 +482,8 @@ export interface Store {
   putPortalItem(item: NewPortalItem): Promise<void>;
   /** An item by id, whole (its sealed content while readable); null when there is none. */
   getPortalItem(id: string): Promise<PortalItem | null>;
+  /** An item's metadata by id, as operators see it (content, keys and hashes are not read); null when there is none. */
+  getPortalItemInfo(id: string): Promise<PortalItemInfo | null>;
   /** An item by the SHA-256 of its link's token; null when no item has it. */
   findPortalItem(tokenHash: Buffer): Promise<PortalItem | null>;
   /**

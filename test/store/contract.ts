@@ -607,6 +607,8 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
           expect(await s.getPortalItem('nope')).toBeNull();
           const [listed] = await s.listPortalItems();
           expect(Object.keys(listed!).sort()).toEqual(['createdAt', 'erasedAt', 'expiresAt', 'id', 'keyId', 'keyInLink', 'lockedUntil', 'messageId', 'queueId', 'recalledAt', 'recipient', 'sender', 'seq', 'size']);
+          expect(await s.getPortalItemInfo(item.id)).toEqual(listed);
+          expect(await s.getPortalItemInfo('nope')).toBeNull();
           expect(portalItemState(listed!)).toBe('readable');
         }));
 

@@ -101,6 +101,11 @@ export class PortalItemTable {
     this.stmt.insertContent.run(item.id, s.contentNonce, s.content);
   }
 
+  info(id: string): PortalItemInfo | null {
+    const row = this.stmt.info.get(id) as InfoRow | undefined;
+    return row ? toInfo(row) : null;
+  }
+
   get(id: string): PortalItem | null {
     const row = this.stmt.get.get(id) as FullRow | undefined;
     return row ? toItem(row) : null;

@@ -684,6 +684,10 @@ export class SqliteStore implements Store {
     return this.portal.get(id);
   }
 
+  async getPortalItemInfo(id: string): Promise<PortalItemInfo | null> {
+    return this.portal.info(id);
+  }
+
   async findPortalItem(tokenHash: Buffer): Promise<PortalItem | null> {
     return this.portal.find(tokenHash);
   }

@@ -242,6 +242,9 @@ export class ThreadedSqliteStore implements Store {
   async findPortalItem(tokenHash: Buffer): Promise<PortalItem | null> {
     return portalItemBuffers(await this.call<PortalItem | null>('findPortalItem', tokenHash));
   }
+  getPortalItemInfo(id: string): Promise<PortalItemInfo | null> {
+    return this.call('getPortalItemInfo', id);
+  }
   listPortalItems(opts?: { message?: string; limit?: number }): Promise<PortalItemInfo[]> {
     return this.call('listPortalItems', opts);
   }
