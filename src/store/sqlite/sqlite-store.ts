@@ -302,9 +302,12 @@ export class SqliteStore implements Store {
 
   private insertMessage(m: NewMessage): void {
     const staged = m.staged ?? { parts: 0, bytes: 0 };
-    const found = this.stmt.stagedParts.get(m.queueId) as { parts: number; bytes: number; last: number };
-    if (found.parts !== staged.parts || found.bytes !== staged.bytes || found.last !== staged.parts) {
-      throw new Error(`${m.queueId}: ${staged.parts} staged part(s) of ${staged.bytes} bytes expected, ${found.parts} of ${found.bytes} found`);
+    // Only a message that names staged parts has any (its queue id is new): the others skip the look.
+    if (m.staged) {
+      const found = this.stmt.stagedParts.get(m.queueId) as { parts: number; bytes: number; last: number };
+      if (found.parts !== staged.parts || found.bytes !== staged.bytes || found.last !== staged.parts) {
+        throw new Error(`${m.queueId}: ${staged.parts} staged part(s) of ${staged.bytes} bytes expected, ${found.parts} of ${found.bytes} found`);
+      }
     }
     this.stmt.insertMessage.run({
       queueId: m.queueId,
