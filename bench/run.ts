@@ -197,6 +197,8 @@ interface Results {
   options: Omit<Options, 'out' | 'keep' | 'check' | 'profile'>;
   /** What "tuned" adds to the stock Postfix relay, verbatim. */
   postfixTuning: { mainCf: string[]; masterCf: string[] };
+  /** The environment the relay under test inherits that changes how it runs (relay-under-test.ts defaults MALLOC_MMAP_THRESHOLD_ when absent). */
+  relayEnv: Record<string, string | undefined>;
   throughput: {
     /** Full-speed runs by label: sealrelay-<style>, postfix-stock-<style>, postfix-tuned-<style>. */
     runs: Record<string, ThroughputResult>;
@@ -242,6 +244,7 @@ async function main(): Promise<number> {
     machine: machineInfo(ROOT),
     options: recorded,
     postfixTuning: { mainCf: TUNED_MAIN_CF, masterCf: TUNED_MASTER_CF },
+    relayEnv: Object.fromEntries(Object.entries(process.env).filter(([k]) => /^(MALLOC_|NODE_OPTIONS$|UV_THREADPOOL_SIZE$)/.test(k))),
     throughput: { runs: {} },
     comparison: {},
     targets: {},
