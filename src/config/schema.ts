@@ -83,23 +83,41 @@ const floorSchema = z
   })
   .strict();
 
-// The portal arrives with its own issue; until then it is refused here, as a mode and as a step.
-const PORTAL_LATER = 'the portal is not available yet';
-const deliverableMode = z.enum(MODES).refine((m) => m !== 'portal', PORTAL_LATER);
+const deliverableMode = z.enum(MODES);
 
 // DANE (RFC 7672) needs DNSSEC-validated TLSA answers, which Node's resolver cannot
 // give: refused here rather than accepted and then deferring every message it governs.
 const DANE_LATER = 'verification dane is not available yet (it needs DNSSEC-validated TLSA lookups); use ca or mta-sts';
 const verification = z.enum(VERIFICATIONS).refine((v) => v !== 'dane', DANE_LATER);
 
+/** What a fallback chain may try, in order: an encryption, TLS at the floor (`forced`), the portal. */
+export const FALLBACK_STEPS = ['pgp', 'smime', 'forced', 'portal'] as const;
+
 /**
  * Steps tried, in order, when `forced` finds no acceptable TLS or a `pgp`/`smime`
- * recipient has no usable key. Unset: forced falls back to [pgp, smime], the others to nothing.
+ * recipient has no usable key. Unset: forced falls back to [pgp, smime, portal], the others to nothing.
  */
 const fallbackSteps = z
-  .array(z.enum(['pgp', 'smime', 'portal']).refine((s) => s !== 'portal', PORTAL_LATER))
+  .array(z.enum(FALLBACK_STEPS))
   .refine((steps) => new Set(steps).size === steps.length, 'a step appears twice')
   .optional();
+
+/**
+ * How the portal keeps an item made under this entry (mode portal, or a chain that
+ * reaches its portal step). Unset keys take portal.* defaults.
+ */
+const portalItemSettings = z
+  .object({
+    /** Days the recipient can read it; the ciphertext is deleted after. */
+    expiry_days: z.number().int().min(1).max(3650).optional(),
+    /** Part of the item's key only in the link's #fragment: the server alone cannot open it. */
+    key_in_link: z.boolean().optional(),
+    /** The notification may name the subject (it never does unless allowed). */
+    show_subject: z.boolean().optional(),
+    /** A passphrase the sender gives the recipient another way, asked after the code. */
+    passphrase: z.string().min(8, 'a portal passphrase needs at least 8 characters').max(200).optional(),
+  })
+  .strict();
 
 /** tls-exclusive drops instead of falling back; a chain there would be a contradiction. */
 const noChainOnExclusive = (e: { mode: string; fallback?: readonly string[] | undefined }) => !(e.mode === 'tls-exclusive' && e.fallback?.length);
@@ -111,6 +129,7 @@ const policyEntry = z
     /** Default: `ca` for forced/tls-exclusive would refuse most of the internet, so `none` unless named. */
     verification: verification.default('none'),
     fallback: fallbackSteps,
+    portal: portalItemSettings.optional(),
   })
   .strict()
   .refine(noChainOnExclusive, { message: EXCLUSIVE_CHAIN, path: ['fallback'] });
@@ -160,6 +179,7 @@ const rule = z
     verification: verification.optional(),
     floor: floorOverride.optional(),
     fallback: fallbackSteps,
+    portal: portalItemSettings.optional(),
   })
   .strict()
   .refine(noChainOnExclusive, { message: EXCLUSIVE_CHAIN, path: ['fallback'] });
@@ -474,6 +494,42 @@ export const configSchema = z
         listen: webListen,
         /** The portal as recipients reach it (links, and the origin forms must come from); null: https://<listen>. */
         public_url: publicUrl,
+        /** Who the notifications are from (From and envelope of code emails); null: portal@<server.hostname>. */
+        from: z.email('expected an email address, e.g. secure@clinic.example').nullable().default(null),
+        /** What the notification email and the pages show of the sending organisation. */
+        organisation: z
+          .object({
+            name: z.string().min(1).max(200).default('Secure messages'),
+            /** The accent colour of the email and pages, "#rrggbb". */
+            colour: z.string().regex(/^#[0-9a-fA-F]{6}$/, 'expected a colour as "#rrggbb"').default('#1f4e79'),
+            /** An https URL of the logo for the notification email (pages never load remote content); null: none. */
+            logo_url: z.url({ protocol: /^https$/, error: 'expected an https:// URL' }).nullable().default(null),
+            /** A line at the foot of the notification, e.g. the clinic's address and phone number. */
+            footer: z.string().max(1000).default(''),
+          })
+          .strict()
+          .prefault({}),
+        /** A header through which a sender adds a short, non-sensitive line to the notification; removed from the stored message. */
+        notice_header: z.string().regex(/^[\x21-\x39\x3b-\x7e]+$/, 'expected a header field name').default('X-Portal-Notice'),
+        /** Default lifetime of an item, in days (rules may set their own: portal.expiry_days). */
+        expiry_days: z.number().int().min(1).max(3650).default(30),
+        /** The notification names the subject (default no; rules may allow it). */
+        show_subject: z.boolean().default(false),
+        /** Proof of address: the one-time code sent to the recipient. */
+        code: z
+          .object({
+            digits: z.number().int().min(6).max(10).default(6),
+            lifetime_seconds: z.number().int().min(60).max(86400).default(600),
+            tries: z.number().int().min(1).max(10).default(5),
+            /** After the last wrong try the item refuses codes this long. */
+            lock_seconds: z.number().int().min(60).default(900),
+          })
+          .strict()
+          .prefault({}),
+        /** A verified recipient's session ends after this long without a request. */
+        session_idle_seconds: z.number().int().min(60).max(86400).default(900),
+        /** A secure reply's text and attachments together, in bytes. */
+        reply_max_bytes: z.number().int().min(1024).max(50 * 1024 * 1024).default(10 * 1024 * 1024),
       })
       .strict()
       .superRefine((p, ctx) => {

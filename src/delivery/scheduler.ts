@@ -285,6 +285,7 @@ export function startDelivery(deps: {
         verification: d.verification,
         fallbackChain: [],
         floor: { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits },
+        portal: { expiryDays: config.portal.expiry_days, keyInLink: false, showSubject: false, passphrase: null },
         tlsExpected: false,
         reasons: ['no decision was made: the job failed before policy was applied'],
       }),

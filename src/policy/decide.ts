@@ -6,15 +6,21 @@
 // tag, an authenticated submitter's mode header, DLP hits) is then joined onto it
 // through the lattice (lattice.ts), which only ever raises protection. The trace
 // says what applied and why; `sealrelay policy explain` prints it.
+//
+// Mail the portal makes is decided apart (MessageContext.origin): a notification
+// or a code carries no content, so it goes with opportunistic TLS whatever the
+// rules say for its recipient (a rule sending that recipient to the portal would
+// otherwise notify them about their notification, forever); a secure reply goes
+// to the original sender with at least `forced`, falling back to the portal.
 import type { Config, RuleConfig } from '../config/schema.ts';
 import { domainOf } from '../store/store.ts';
-import { makeDecision, type Decision, type FallbackStep, type Floor } from './decision.ts';
+import { makeDecision, type Decision, type FallbackStep, type Floor, type PortalTerms } from './decision.ts';
 import { joinDecisions } from './lattice.ts';
 import type { MessageContext } from './message-context.ts';
 import { compileRules } from './rules.ts';
 
 export interface TraceStep {
-  /** default | domain | rule | subject-tag | header | dlp */
+  /** default | domain | portal | rule | subject-tag | header | dlp */
   readonly source: string;
   readonly name: string;
   readonly mode: Decision['mode'];
@@ -39,16 +45,31 @@ export interface Policy {
 
 const MODE_VALUES: ReadonlySet<string> = new Set(['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime']);
 
-/** The chain a mode gets when its entry names none: forced tries PGP, then S/MIME (the portal will follow). */
+/** The chain a mode gets when its entry names none: forced tries PGP, then S/MIME, then the portal. */
 function defaultFallback(mode: Decision['mode']): FallbackStep[] {
-  return mode === 'forced' ? ['pgp', 'smime'] : [];
+  return mode === 'forced' ? ['pgp', 'smime', 'portal'] : [];
 }
 
-export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp'>): Policy {
+type PortalSettings = NonNullable<RuleConfig['portal']>;
+
+export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | 'portal'>): Policy {
   const floor: Floor = { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits };
   const p = config.policies;
-  const make = (mode: Decision['mode'], rule: string, why: string, extra: { verification?: Decision['verification'] | undefined; floor?: Floor; fallback?: readonly FallbackStep[] | undefined } = {}) =>
-    makeDecision({ mode, verification: extra.verification ?? 'none', floor: extra.floor ?? floor, fallbackChain: extra.fallback ?? defaultFallback(mode), tlsExpected: false, rule, reasons: [why] });
+  const terms = (s: PortalSettings | undefined): PortalTerms => ({
+    expiryDays: s?.expiry_days ?? config.portal.expiry_days,
+    keyInLink: s?.key_in_link ?? false,
+    showSubject: s?.show_subject ?? config.portal.show_subject,
+    passphrase: s?.passphrase ?? null,
+  });
+  const make = (
+    mode: Decision['mode'],
+    rule: string,
+    why: string,
+    extra: { verification?: Decision['verification'] | undefined; floor?: Floor; fallback?: readonly FallbackStep[] | undefined; portal?: PortalSettings | undefined } = {},
+  ) =>
+    makeDecision({ mode, verification: extra.verification ?? 'none', floor: extra.floor ?? floor, fallbackChain: extra.fallback ?? defaultFallback(mode), portal: terms(extra.portal), tlsExpected: false, rule, reasons: [why] });
+  const portalMail = make('opportunistic', 'portal:notice', 'mail from the portal (a notification or a code) carries no content: opportunistic TLS', { fallback: [] });
+  const portalReply = make('forced', 'portal:reply', 'a secure reply from the portal: forced TLS, else the portal', { fallback: ['portal'] });
 
   const base = make(p.default.mode, 'default', `policies.default: mode ${p.default.mode}`, p.default);
   const byDomain = new Map(
@@ -59,12 +80,16 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp'>): 
     make(r.mode, `rule:${r.name}`, `rule ${r.name}: ${why.join('; ')} → mode ${r.mode}`, {
       verification: r.verification,
       fallback: r.fallback,
+      portal: r.portal,
       floor: { minVersion: r.floor?.min_version ?? floor.minVersion, minCipherBits: r.floor?.min_cipher_bits ?? floor.minCipherBits },
     });
   const tag = p.escalation.subject_tag;
   const header = p.escalation.header;
 
   function explain(recipient: string, ctx: MessageContext): Explanation {
+    if (ctx.origin === 'portal-notice' || ctx.origin === 'portal-code') {
+      return { decision: portalMail, trace: [{ source: 'portal', name: portalMail.rule, mode: portalMail.mode, raised: false, why: portalMail.reasons[0]! }] };
+    }
     const domain = domainOf(recipient);
     const domainEntry = byDomain.get(domain);
     let decision = domainEntry ?? base;
@@ -80,6 +105,7 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp'>): 
       decision = joined;
     };
 
+    if (ctx.origin === 'portal-reply') raise('portal', portalReply.rule, portalReply, 'a recipient\'s secure reply from the portal');
     for (const rule of rules) {
       const why = rule.match(recipient, ctx);
       if (why) raise('rule', rule.config.name, ruleDecision(rule.config, why), why.join('; '));

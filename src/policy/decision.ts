@@ -1,6 +1,6 @@
 // The policy's verdict for one recipient. A Decision is made once, before
 // delivery, and travels unchanged with the attempt; the DeliveryRecord quotes it.
-import type { Mode, TlsVersion, Verification } from '../config/schema.ts';
+import type { FALLBACK_STEPS, Mode, TlsVersion, Verification } from '../config/schema.ts';
 
 export interface Floor {
   /** Lowest protocol accepted; SSLv2/v3, TLSv1.0 and TLSv1.1 are never accepted. */
@@ -9,14 +9,31 @@ export interface Floor {
   readonly minCipherBits: number;
 }
 
-/** A step of the fallback chain: what may be tried when the recipient's MX offers no acceptable TLS, or a pgp/smime recipient has no usable key. */
-export type FallbackStep = 'pgp' | 'smime' | 'portal';
+/**
+ * A step of the fallback chain: what may be tried when the recipient's MX offers no
+ * acceptable TLS, or a pgp/smime recipient has no usable key — an encryption, TLS at
+ * the floor (`forced`, a step after pgp/smime), or the portal.
+ */
+export type FallbackStep = (typeof FALLBACK_STEPS)[number];
+
+/** How a portal item made under this decision is kept (config: portal.* and a rule's `portal:`). */
+export interface PortalTerms {
+  readonly expiryDays: number;
+  /** Part of the item's key lives only in the link's #fragment. */
+  readonly keyInLink: boolean;
+  /** The notification may name the subject. */
+  readonly showSubject: boolean;
+  /** Asked of the recipient after the code; null: none. */
+  readonly passphrase: string | null;
+}
 
 export interface Decision {
   readonly mode: Mode;
   readonly floor: Floor;
   readonly verification: Verification;
   readonly fallbackChain: readonly FallbackStep[];
+  /** How a portal item is kept, should this recipient's message go to the portal. */
+  readonly portal: PortalTerms;
   /**
    * Domain knowledge says this domain has TLS (it delivered over TLS before): a
    * missing STARTTLS or a failed handshake is a possible downgrade, never plaintext.
@@ -33,7 +50,8 @@ export function makeDecision(d: Decision): Decision {
   if (!d.reasons.length) throw new TypeError('Decision needs at least one reason');
   if (d.floor.minCipherBits < 128) throw new RangeError('the floor never accepts ciphers under 128 bits');
   if (d.mode === 'tls-exclusive' && d.fallbackChain.length) throw new TypeError('tls-exclusive has no fallback: it drops');
-  return Object.freeze({ ...d, fallbackChain: Object.freeze([...d.fallbackChain]), reasons: Object.freeze([...d.reasons]) });
+  if (!(d.portal.expiryDays >= 1)) throw new RangeError('a portal item lives at least a day');
+  return Object.freeze({ ...d, fallbackChain: Object.freeze([...d.fallbackChain]), reasons: Object.freeze([...d.reasons]), portal: Object.freeze({ ...d.portal }) });
 }
 
 /** The decision raised by what we know of the domain; reasons say why. Never lowers anything. */

@@ -9,11 +9,13 @@
 //                  (mta-sts is ca plus the policy's MX match; dane pins the key)
 //   floor:         the higher min_version and the higher min_cipher_bits
 //   tlsExpected:   or
+//   portal terms:  the shorter expiry; key in link if either asks; the subject
+//                  shown only if both allow; the stronger decision's passphrase, else the other's
 //   fallback:      the stronger mode's chain; for equal modes both chains, the
 //                  stronger decision's steps first, no repeats (a pgp rule without a
 //                  fallback stays without one, whatever a forced rule would allow)
 import type { Mode, TlsVersion, Verification } from '../config/schema.ts';
-import { makeDecision, type Decision, type Floor } from './decision.ts';
+import { makeDecision, type Decision, type Floor, type PortalTerms } from './decision.ts';
 
 export const MODE_RANK: Readonly<Record<Mode, number>> = {
   none: 0,
@@ -59,9 +61,19 @@ export function joinDecisions(a: Decision, b: Decision): Decision {
     // tls-exclusive drops instead of falling back.
     fallbackChain:
       mode === 'tls-exclusive' ? [] : MODE_RANK[a.mode] === MODE_RANK[b.mode] ? [...new Set([...stronger.fallbackChain, ...weaker.fallbackChain])] : stronger.fallbackChain,
+    portal: joinPortalTerms(stronger.portal, weaker.portal),
     rule: stronger.rule,
     reasons: [...a.reasons, ...b.reasons],
   });
+}
+
+export function joinPortalTerms(a: PortalTerms, b: PortalTerms): PortalTerms {
+  return {
+    expiryDays: Math.min(a.expiryDays, b.expiryDays),
+    keyInLink: a.keyInLink || b.keyInLink,
+    showSubject: a.showSubject && b.showSubject,
+    passphrase: a.passphrase ?? b.passphrase,
+  };
 }
 
 /** Is `a` at least as strong as `b` in every dimension? */

@@ -3,6 +3,7 @@
 // message, never holding the body.
 import { decodeEncodedWords } from '../mime/encoded-words.ts';
 import { parseHeaders } from '../mime/header-block.ts';
+import type { MessageOrigin } from '../store/store.ts';
 
 export interface MessageContext {
   readonly sender: string;
@@ -13,6 +14,8 @@ export interface MessageContext {
   readonly headers: ReadonlyMap<string, readonly string[]>;
   /** Ids of the DLP detectors that fired (never the matched text). */
   readonly dlpHits: readonly string[];
+  /** Mail the relay made itself (a portal notification, code or reply); null: submitted. */
+  readonly origin: MessageOrigin | null;
 }
 
 function decodeSubject(raw: string | undefined): string | null {
@@ -25,6 +28,7 @@ export function messageContext(input: {
   headerBlock: string;
   subject?: string | null;
   dlpHits?: readonly string[];
+  origin?: MessageOrigin | null;
 }): MessageContext {
   const headers = parseHeaders(input.headerBlock);
   return {
@@ -34,5 +38,6 @@ export function messageContext(input: {
     subject: input.subject ?? decodeSubject(headers.get('subject')?.[0]),
     headers,
     dlpHits: input.dlpHits ?? [],
+    origin: input.origin ?? null,
   };
 }

@@ -28,7 +28,16 @@ export interface NewMessage {
   readonly envid?: string | null;
   /** RFC 3461 NOTIFY and ORCPT per recipient, in `recipients` order; absent: none given. */
   readonly recipientDsn?: readonly RecipientDsn[];
+  /** Mail the relay made itself for the portal; absent or null: submitted (SMTP, and bounces). */
+  readonly origin?: MessageOrigin | null;
 }
+
+/**
+ * Mail the portal makes, which policy decides apart (policy/decide.ts): the
+ * notification of an item, a proof-of-address code, a recipient's secure reply.
+ */
+export const MESSAGE_ORIGINS = ['portal-notice', 'portal-code', 'portal-reply'] as const;
+export type MessageOrigin = (typeof MESSAGE_ORIGINS)[number];
 
 /** What the submitter asked of delivery status notifications for one recipient (RFC 3461 §4). */
 export interface RecipientDsn {
@@ -53,6 +62,8 @@ export interface QueueItem {
   readonly messageId: string | null;
   readonly subject: string | null;
   readonly authUser: string | null;
+  /** Mail the relay made for the portal; null: submitted. */
+  readonly origin: MessageOrigin | null;
   readonly size: number;
   readonly receivedAt: number;
   /** This attempt's number, starting at 1. */
@@ -304,6 +315,8 @@ export interface NewPortalItem extends PortalItemFacts {
   /** SHA-256 of the link's lookup token; the token itself is never stored. */
   readonly tokenHash: Buffer;
   readonly sealed: SealedContent;
+  /** The sender's passphrase for this item, hashed (portal/passphrase.ts); absent or null: none asked. */
+  readonly passphraseHash?: Buffer | null;
 }
 
 /** readable: may be opened; expired / recalled: the ciphertext is gone or (past expiry, before the sweep) must be treated as gone. */
@@ -334,6 +347,8 @@ export interface PortalCode {
 /** A portal item whole, for the web side: what it needs to check a visitor and open the content. */
 export interface PortalItem extends PortalItemInfo {
   readonly tokenHash: Buffer;
+  /** The passphrase asked after the code, hashed (portal/passphrase.ts); null: none. */
+  readonly passphraseHash: Buffer | null;
   /** null once erased (expiry, recall). */
   readonly sealed: SealedContent | null;
   /** The code last sent and not yet used up; null when none is pending. */

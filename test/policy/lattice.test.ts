@@ -4,8 +4,9 @@ import { MODES, VERIFICATIONS, type Mode, type Verification } from '../../src/co
 import { makeDecision, type Decision } from '../../src/policy/decision.ts';
 import { atLeast, joinDecisions, joinMode, MODE_RANK } from '../../src/policy/lattice.ts';
 
+const TERMS = { expiryDays: 30, keyInLink: false, showSubject: false, passphrase: null };
 const d = (mode: Mode, verification: Verification = 'none', minVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.2', minCipherBits = 128, tlsExpected = false): Decision =>
-  makeDecision({ mode, verification, floor: { minVersion, minCipherBits }, fallbackChain: mode === 'forced' ? ['pgp'] : [], tlsExpected, rule: `r-${mode}`, reasons: [mode] });
+  makeDecision({ mode, verification, floor: { minVersion, minCipherBits }, fallbackChain: mode === 'forced' ? ['pgp'] : [], portal: TERMS, tlsExpected, rule: `r-${mode}`, reasons: [mode] });
 
 const all: Decision[] = [];
 for (const mode of MODES) for (const v of VERIFICATIONS) for (const version of ['TLSv1.2', 'TLSv1.3'] as const) for (const bits of [128, 256]) for (const te of [false, true]) all.push(d(mode, v, version, bits, te));

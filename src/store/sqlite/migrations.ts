@@ -180,6 +180,10 @@ const MIGRATIONS: readonly string[] = [
      nonce   BLOB NOT NULL,
      content BLOB NOT NULL
    );`,
+  // Mail the relay makes for the portal (notification, code, reply), which policy decides
+  // apart (store.ts MessageOrigin); and an item's passphrase, hashed (scrypt, salt first).
+  `ALTER TABLE messages ADD COLUMN origin TEXT;
+   ALTER TABLE portal_items ADD COLUMN passphrase_hash BLOB;`,
 ];
 
 export function migrate(db: Database.Database): void {

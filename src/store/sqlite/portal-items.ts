@@ -37,8 +37,8 @@ export class PortalItemTable {
   constructor(db: Database.Database) {
     this.stmt = {
       insert: db.prepare(
-        `INSERT INTO portal_items (id, queue_id, seq, message_id, sender, recipient, domain, created_at, expires_at, size, key_in_link, key_id, wrap_nonce, wrapped_key, token_hash)
-         VALUES (@id, @queueId, @seq, @messageId, @sender, @recipient, @domain, @createdAt, @expiresAt, @size, @keyInLink, @keyId, @wrapNonce, @wrappedKey, @tokenHash)`,
+        `INSERT INTO portal_items (id, queue_id, seq, message_id, sender, recipient, domain, created_at, expires_at, size, key_in_link, key_id, wrap_nonce, wrapped_key, token_hash, passphrase_hash)
+         VALUES (@id, @queueId, @seq, @messageId, @sender, @recipient, @domain, @createdAt, @expiresAt, @size, @keyInLink, @keyId, @wrapNonce, @wrappedKey, @tokenHash, @passphraseHash)`,
       ),
       insertContent: db.prepare(`INSERT INTO portal_content (item_id, nonce, content) VALUES (?, ?, ?)`),
       get: db.prepare(`SELECT i.*, c.nonce AS content_nonce, c.content FROM portal_items i LEFT JOIN portal_content c ON c.item_id = i.id WHERE i.id = ?`),
@@ -97,6 +97,7 @@ export class PortalItemTable {
       wrapNonce: s.wrapNonce,
       wrappedKey: s.wrappedKey,
       tokenHash: item.tokenHash,
+      passphraseHash: item.passphraseHash ?? null,
     });
     this.stmt.insertContent.run(item.id, s.contentNonce, s.content);
   }
@@ -281,6 +282,7 @@ interface ItemRow extends InfoRow {
   wrap_nonce: Buffer | null;
   wrapped_key: Buffer | null;
   token_hash: Buffer;
+  passphrase_hash: Buffer | null;
   code_hash: Buffer | null;
   code_expires_at: number | null;
   code_tries_left: number | null;
@@ -327,6 +329,7 @@ function toItem(r: FullRow): PortalItem {
   return {
     ...toInfo(r),
     tokenHash: r.token_hash,
+    passphraseHash: r.passphrase_hash,
     sealed: readable
       ? { keyId: r.key_id!, wrapNonce: r.wrap_nonce!, wrappedKey: r.wrapped_key!, contentNonce: r.content_nonce!, content: r.content!, keyInLink: r.key_in_link === 1 }
       : null,

@@ -31,6 +31,7 @@ import {
   type KeyKind,
   type KeyLookup,
   type LogRecord,
+  type MessageOrigin,
   type NewMessage,
   type OperatorAction,
   type OperatorRecord,
@@ -100,8 +101,8 @@ export class SqliteStore implements Store {
     this.portal = new PortalItemTable(this.db);
     this.stmt = {
       insertMessage: this.db.prepare(
-        `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid)
-         VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @envid)`,
+        `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid, origin)
+         VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @envid, @origin)`,
       ),
       insertPart: this.db.prepare(`INSERT INTO body_parts (queue_id, part, data) VALUES (?, ?, ?)`),
       // length() of a blob reads its size from the record header, not the blob.
@@ -123,7 +124,7 @@ export class SqliteStore implements Store {
          RETURNING queue_id, seq, recipient, domain, attempts, dsn_notify, dsn_orcpt`,
       ),
       messageMeta: this.db.prepare(
-        `SELECT queue_id, sender, message_id, subject, auth_user, size, received_at, dsn_envid FROM messages WHERE queue_id = ?`,
+        `SELECT queue_id, sender, message_id, subject, auth_user, origin, size, received_at, dsn_envid FROM messages WHERE queue_id = ?`,
       ),
       bodySize: this.db.prepare(`SELECT count(*) AS parts, coalesce(sum(length(data)), 0) AS bytes FROM body_parts WHERE queue_id = ?`),
       bodyParts: this.db.prepare(`SELECT data FROM body_parts WHERE queue_id = ? ORDER BY part`).pluck(),
@@ -319,6 +320,7 @@ export class SqliteStore implements Store {
       clientIp: m.clientIp,
       authUser: m.authUser,
       envid: m.envid ?? null,
+      origin: m.origin ?? null,
     });
     this.stmt.insertPart.run(m.queueId, 0, m.body);
     m.recipients.forEach((rcpt, seq) => {
@@ -346,6 +348,7 @@ export class SqliteStore implements Store {
           messageId: meta.message_id,
           subject: meta.subject,
           authUser: meta.auth_user,
+          origin: meta.origin,
           size: meta.size,
           receivedAt: meta.received_at,
           attempt: row.attempts,
@@ -853,6 +856,7 @@ interface MessageRow {
   message_id: string | null;
   subject: string | null;
   auth_user: string | null;
+  origin: MessageOrigin | null;
   size: number;
   received_at: number;
   dsn_envid: string | null;
