@@ -3,6 +3,7 @@
 // `sealrelay start` does, on port 0, and stop it in `finally`.
 import { lookAt, watchForEdits, type FileLook } from './config/file-watch.ts';
 import type { Config } from './config/schema.ts';
+import type { Env } from './config/load.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
 import { certificateExpiry, serverCertificate, type Certificate } from './ingress/dev-cert.ts';
 import { startIngress } from './ingress/index.ts';
@@ -11,6 +12,8 @@ import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
 import { startExpirySweep } from './portal/expiry.ts';
+import { loadKeyring } from './portal/master-keys.ts';
+import type { NewMessage } from './store/store.ts';
 import { openRelayStore } from './store/open-store.ts';
 
 /** How often the users file is checked for changes, in ms. */
@@ -37,9 +40,14 @@ export async function startRelay(opts: {
   certificateCheckMs?: number;
   /** `start --dev-cert`: a missing pair is generated whatever its file names (by default only sealrelay-dev.crt/.key are). */
   devCert?: boolean;
+  /** The environment main.ts captured: portal master keys may be read from it. */
+  env?: Env;
 }): Promise<Relay> {
   let config = opts.config;
   const { logger } = opts;
+  const env = opts.env ?? {};
+  // The portal's master keys (delivery's thread reads its own); a key that cannot be read stops the start.
+  let keyring = loadKeyring(config.portal, env);
   const credentials = (cfg: Config) =>
     noteCertificate(serverCertificate(cfg.ingress.cert_file, cfg.ingress.key_file, cfg.server.hostname, { anyPath: opts.devCert === true }), cfg.ingress.cert_file, logger);
   const initialCert = credentials(config);
@@ -59,12 +67,23 @@ export async function startRelay(opts: {
     if (interrupted) {
       logger.warn({ event: 'store.recovered', interrupted }, `${interrupted} recipient(s) were mid-attempt when the last run stopped: retrying them now (each may arrive twice)`);
     }
-    delivery = await startDeliveryThread({ config, store, logger });
+    delivery = await startDeliveryThread({ config, store, logger, env });
     usersLook = lookAt(config.ingress.users_file);
     started.push(() => delivery.stop(0));
     // Before ingress, so that a web listener that cannot bind is undone with the rest.
-    web = await startWebListeners({ config, logger, tls: initialCert });
+    // The portal's pages open items with the keyring, and queue codes and replies like any mail.
+    const portal = {
+      store,
+      keyring: () => keyring,
+      queueMail: async (message: NewMessage) => {
+        await store.enqueue(message);
+        delivery.kick();
+      },
+    };
+    web = await startWebListeners({ config, logger, tls: initialCert, portal });
     started.push(() => web.close());
+    // Notifications link to portal.public_url, else to where the portal listener is bound.
+    delivery.setPortalUrl(web.listeners.find((l) => l.name === 'portal')?.url ?? null);
     ingress = await startIngress({
       config,
       store,
@@ -151,10 +170,12 @@ export async function startRelay(opts: {
       }
       ingress.checkReload(next, nextCert, users);
       web.checkReload(next);
+      const nextKeyring = loadKeyring(next.portal, env);
       // First the part that may still refuse (the thread builds the policy and loads the key files), then the rest.
       await delivery.reload(next);
       ingress.reload(next, nextCert, users);
       web.reload(next, nextCert);
+      keyring = nextKeyring;
       await prober.stop();
       prober = watchDomains(next);
       await expirySweep.stop();

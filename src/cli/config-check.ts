@@ -21,7 +21,7 @@ export function registerConfigCommands(program: Command, context: () => CliConte
       try {
         const loaded = loadConfigFile(path, ctx.env);
         const { tryConfig } = await import('./try-config.ts');
-        problems = await tryConfig(loaded, { devCert: opts.devCert === true });
+        problems = await tryConfig(loaded, { devCert: opts.devCert === true, env: ctx.env });
       } catch (err) {
         if (!(err instanceof ConfigError)) throw err;
         problems = err.problems;

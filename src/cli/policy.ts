@@ -4,7 +4,7 @@
 // runs (createPolicy + domain knowledge), so the answer is the relay's answer.
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { createPolicy, type Explanation } from '../policy/decide.ts';
+import { createPolicy, portalConfigured, type Explanation } from '../policy/decide.ts';
 import { informedBy } from '../policy/domain-knowledge.ts';
 import { messageContext } from '../policy/message-context.ts';
 import { dlpScannerFor } from '../policy/dlp/for-config.ts';
@@ -70,12 +70,12 @@ export function registerPolicyCommands(program: Command, context: () => CliConte
       );
       for (const r of rows) {
         console.log(`\n${r.recipient}:`);
-        for (const line of traceLines(r)) console.log(`  ${line}`);
+        for (const line of traceLines(r, portalConfigured(config))) console.log(`  ${line}`);
       }
     });
 }
 
-function traceLines(r: Explanation & { recipient: string; keys: HeldKeys | null }): string[] {
+function traceLines(r: Explanation & { recipient: string; keys: HeldKeys | null }, portalReady: boolean): string[] {
   const lines = r.trace.map((t) => `${t.raised ? '↑' : '·'} ${t.source} ${t.name}: ${t.why}${t.source === 'default' || t.source === 'domain' ? ` → ${t.mode}` : t.raised ? ` → raised to ${t.mode}` : ` (${t.mode}, no change)`}`);
   const known = r.decision.reasons.find((reason) => reason.includes('TLS-known'));
   if (known) lines.push(`↑ domain knowledge: ${known}`);
@@ -84,6 +84,14 @@ function traceLines(r: Explanation & { recipient: string; keys: HeldKeys | null 
   for (const kind of steps) {
     const key = r.keys?.[kind] ?? null;
     lines.push(`· key ${kind}: ${key ? `${key.fingerprint} (${key.source}${key.expiresAt ? `, expires ${new Date(key.expiresAt).toISOString().slice(0, 10)}` : ''})` : kind === 'pgp' ? 'none held (WKD may find one at delivery)' : 'none held'}`);
+  }
+  if (r.decision.mode === 'portal' || r.decision.fallbackChain.includes('portal')) {
+    const t = r.decision.portal;
+    lines.push(
+      portalReady
+        ? `· portal: kept ${t.expiryDays} day(s); key in link: ${t.keyInLink ? 'yes' : 'no'}; passphrase: ${t.passphrase === null ? 'no' : 'yes'}; subject in the notification: ${t.showSubject ? 'yes' : 'no'}`
+        : '· portal: not configured (portal.master_keys, portal.listen): the step is skipped',
+    );
   }
   return lines;
 }

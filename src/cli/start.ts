@@ -63,7 +63,7 @@ export function registerStart(program: Command, context: () => CliContext): void
       const notYet = () => (reloadAsked = true);
       process.on('SIGTERM', keep).on('SIGINT', keep).on('SIGHUP', notYet);
       try {
-        relay = await startRelay({ config, configFile: ctx.configFile, logger, devCert });
+        relay = await startRelay({ config, configFile: ctx.configFile, logger, devCert, env: ctx.env });
       } catch (err) {
         if (err instanceof ConfigError) throw err;
         throw new CliError(EXIT.FAILURE, `cannot start: ${(err as Error).message}`);
@@ -135,7 +135,7 @@ export function registerStart(program: Command, context: () => CliContext): void
 /** The config, loaded and tried; a ConfigError with every problem otherwise. */
 async function readAndTry(ctx: CliContext, devCert: boolean): Promise<Config> {
   const loaded = loadConfigFile(ctx.configFile, ctx.env);
-  const problems = await tryConfig(loaded, { devCert });
+  const problems = await tryConfig(loaded, { devCert, env: ctx.env });
   if (problems.length) throw new ConfigError(problems);
   return loaded.config;
 }

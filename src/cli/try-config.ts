@@ -11,13 +11,15 @@
 import { X509Certificate } from 'node:crypto';
 import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { ConfigError, type ConfigProblem, type LoadedConfig, type SettingPath } from '../config/load.ts';
+import { ConfigError, type ConfigProblem, type Env, type LoadedConfig, type SettingPath } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { domainsFileEntries } from '../policy/domains-file.ts';
 
 export interface TryOptions {
   /** As `start --dev-cert`: a missing certificate pair would be generated whatever its names. */
   readonly devCert?: boolean;
+  /** The environment the portal's master keys may be read from (as start reads them). */
+  readonly env?: Env;
 }
 
 export async function tryConfig(loaded: LoadedConfig, opts: TryOptions = {}): Promise<ConfigProblem[]> {
@@ -53,6 +55,14 @@ export async function tryConfig(loaded: LoadedConfig, opts: TryOptions = {}): Pr
   // Each key on its own, so that every bad one is reported rather than the first.
   const { loadProtectionKeys } = await import('../crypto/protection.ts');
   for (const one of protectionSettingsOneByOne(config)) await attempt(['crypto'], () => loadProtectionKeys(one));
+  // The portal's master keys, read and checked as the delivery thread and the portal read them.
+  const { loadKeyring, MasterKeyError } = await import('../portal/master-keys.ts');
+  try {
+    loadKeyring(config.portal, opts.env ?? {});
+  } catch (err) {
+    if (!(err instanceof MasterKeyError)) throw err;
+    problems.push(loaded.problem(err.path, err.reason));
+  }
   await attempt(['store', 'path'], () => checkStorePath(config.store.path));
   return problems.sort((a, b) => (a.file === b.file ? (a.line ?? 0) - (b.line ?? 0) : a.file === loaded.file ? -1 : 1));
 }

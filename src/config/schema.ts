@@ -574,7 +574,34 @@ export const configSchema = z
         if (!known.has(id)) ctx.addIssue({ code: 'custom', path: ['policies', 'rules', i, 'match', 'dlp', j], message: `unknown DLP detector "${id}" (configured: ${[...known].join(', ')})` });
       }),
     );
+  })
+  // Naming the portal (a mode or an explicit step) needs the portal itself: keys to seal
+  // items with, and an address for the links. (forced's default chain ends with the
+  // portal only when it is configured; its record says "portal: not configured" otherwise.)
+  .superRefine((c, ctx) => {
+    for (const path of portalUses(c)) {
+      if (!c.portal.master_keys.length) ctx.addIssue({ code: 'custom', path, message: 'the portal needs portal.master_keys (sealrelay portal keygen) and portal.current_key' });
+      else if (c.portal.listen === null && c.portal.public_url === null) ctx.addIssue({ code: 'custom', path, message: 'the portal needs portal.listen (and portal.public_url behind a proxy)' });
+    }
   });
+
+type PortalUser = { mode: string; fallback?: readonly string[] | undefined };
+
+/** Where the config names the portal as a mode or a fallback step: the settings' paths. */
+function portalUses(c: { policies: { default: PortalUser; domains: Record<string, PortalUser>; rules: readonly PortalUser[]; escalation: { subject_tag: { mode: string } | null } }; dlp: { escalate_to: string | null } }): (string | number)[][] {
+  const out: (string | number)[][] = [];
+  const check = (e: PortalUser, path: (string | number)[]) => {
+    if (e.mode === 'portal') out.push([...path, 'mode']);
+    const i = e.fallback?.indexOf('portal') ?? -1;
+    if (i >= 0) out.push([...path, 'fallback', i]);
+  };
+  check(c.policies.default, ['policies', 'default']);
+  for (const [d, e] of Object.entries(c.policies.domains)) check(e, ['policies', 'domains', d]);
+  c.policies.rules.forEach((r, i) => check(r, ['policies', 'rules', i]));
+  if (c.policies.escalation.subject_tag?.mode === 'portal') out.push(['policies', 'escalation', 'subject_tag', 'mode']);
+  if (c.dlp.escalate_to === 'portal') out.push(['dlp', 'escalate_to']);
+  return out;
+}
 
 export type Config = z.infer<typeof configSchema>;
 export type RuleConfig = Config['policies']['rules'][number];

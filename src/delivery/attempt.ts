@@ -13,6 +13,7 @@ import type { SessionPool } from './pool.ts';
 import type { MxTarget } from './resolve-mx.ts';
 import type { DeliveryRecord, Method, MtaStsVerdict, MxFacts, Outcome } from './record.ts';
 import type { MtaStsState } from '../domains/mta-sts-cache.ts';
+import type { PortalHandoff } from '../portal/handoff.ts';
 import { checkMx } from '../domains/mta-sts.ts';
 import { afterHostFailure, type HostFailure } from './trouble.ts';
 import { loopReason, withoutSelf, type Self } from './loops.ts';
@@ -30,7 +31,9 @@ export interface Job {
 /** What one attempt found for one recipient: the DeliveryRecord's evidence, before record.ts adds who/when. */
 export interface RecipientResult extends Pick<DeliveryRecord, 'method' | 'mx' | 'starttlsOffered' | 'tls' | 'smtp' | 'mtaSts' | 'encryption' | 'fallback'> {
   readonly item: QueueItem;
-  readonly outcome: Exclude<Outcome, 'portal-notified'>;
+  readonly outcome: Outcome;
+  /** The portal step took it: the item and notification to commit with its settlement. */
+  readonly portal?: PortalHandoff;
   /** Set by attemptJob when no host gave acceptable TLS and the decision has a chain: the reason. */
   readonly needsFallback?: string;
 }

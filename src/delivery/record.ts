@@ -2,6 +2,7 @@
 // Its `tls` block is copied from the live socket of that attempt (tls-facts.ts),
 // never from configuration.
 import type { Decision } from '../policy/decision.ts';
+import type { PortalFacts } from '../portal/handoff.ts';
 
 export type Method = 'tls' | 'plaintext' | 'pgp+tls' | 'pgp' | 'smime+tls' | 'smime' | 'portal' | 'none';
 export type Outcome = 'delivered' | 'deferred' | 'bounced' | 'dropped' | 'portal-notified';
@@ -56,6 +57,8 @@ export interface DeliveryRecord {
   readonly encryption?: EncryptionFacts | null;
   /** When TLS was not enough or a key was missing: why, and every step of the chain tried. */
   readonly fallback?: FallbackFacts | null;
+  /** Method portal: the item kept for the recipient and the notification queued to them. */
+  readonly portal?: PortalFacts | null;
   readonly durationMs: number;
 }
 
@@ -91,6 +94,9 @@ export function makeRecord(r: DeliveryRecord): DeliveryRecord {
   if (typeof r.domain !== 'string') throw new TypeError('DeliveryRecord needs domain');
   if (!OUTCOMES.includes(r.outcome)) throw new TypeError(`unknown outcome ${r.outcome}`);
   if (r.outcome === 'delivered' && r.method === 'none') throw new TypeError('a delivered record must name its method');
+  if ((r.outcome === 'portal-notified') !== (r.method === 'portal') || (r.outcome === 'portal-notified' && !r.portal)) {
+    throw new TypeError('method portal goes with outcome portal-notified and the item it made');
+  }
   if (r.method === 'tls' && !r.tls) throw new TypeError('method tls without the negotiated TLS facts');
   if (!r.smtp.response) throw new TypeError('DeliveryRecord needs a response or reason');
   return Object.freeze(r);

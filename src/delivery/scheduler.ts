@@ -18,10 +18,12 @@ import { makeDecision, type Decision } from '../policy/decision.ts';
 import { dlpScannerFor } from '../policy/dlp/for-config.ts';
 import { informedBy, informedByMtaSts } from '../policy/domain-knowledge.ts';
 import { messageContext } from '../policy/message-context.ts';
-import type { NewMessage, QueueItem, Settlement, Store } from '../store/store.ts';
+import type { NewMessage, NewPortalItem, QueueItem, Settlement, Store } from '../store/store.ts';
 import type { Protection } from '../crypto/protection.ts';
 import type { Job, RecipientResult } from './attempt.ts';
-import { deliverJob, outgoing, type Outgoing } from './deliver.ts';
+import { deliverJob, outgoing, type DeliverDeps, type Outgoing } from './deliver.ts';
+import { portalDesk, portalUnavailable } from '../portal/handoff.ts';
+import type { Keyring } from '../portal/master-keys.ts';
 import { expired, nextAttemptAt } from './backoff.ts';
 import { headerBlock } from '../mime/header-block.ts';
 import { bounceFor } from './bounce.ts';
@@ -37,9 +39,11 @@ export interface DeliveryWorker {
   kick(): void;
   /** Stops claiming, waits up to `graceMs` for jobs in flight, gives back what never started. */
   stop(graceMs: number): Promise<void>;
-  reload(config: Config, policy: Policy, protection: Protection): void;
+  reload(config: Config, policy: Policy, protection: Protection, keyring: Keyring | null): void;
   /** The addresses and ports ingress is actually bound to: a next hop among them is a loop. */
   setListeners(listeners: readonly OwnListener[]): void;
+  /** Where recipients reach the portal (portal.public_url, else its bound listener): the links in notifications. */
+  setPortalUrl(url: string | null): void;
   /** Jobs in flight (for tests and shutdown). */
   readonly busy: number;
 }
@@ -58,10 +62,22 @@ export function startDelivery(deps: {
   logger: Logger;
   policy: Policy;
   protection: Protection;
+  /** The portal's master keys (portal.master_keys); null or absent: none configured. */
+  keyring?: Keyring | null;
+  /** Where recipients reach the portal, when known (setPortalUrl). */
+  portalUrl?: string | null;
   /** Ingress's bound listeners when known; until then the configured ones with a fixed port. */
   listeners?: readonly OwnListener[];
 }): DeliveryWorker {
   let { config, policy, protection } = deps;
+  let keyring = deps.keyring ?? null;
+  let portalUrl = deps.portalUrl ?? null;
+  const portalFor = (): DeliverDeps['portal'] => {
+    const base = config.portal.public_url ?? portalUrl;
+    const why = portalUnavailable(keyring, base);
+    return why === null ? portalDesk(config, keyring!, base!) : { unavailable: why };
+  };
+  let portal = portalFor();
   let listeners = deps.listeners ?? configuredListeners(config);
   const { store, logger } = deps;
   const owner = `worker-${randomUUID()}`;
@@ -192,7 +208,7 @@ export function startDelivery(deps: {
     try {
       const first = group.items[0]!;
       const dlpHits = await dlp.hits(group.queueId, body);
-      const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject, dlpHits });
+      const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject, dlpHits, origin: first.origin });
       // Prepared and (when DKIM applies) signed once for every job of this message and domain.
       prepared = outgoing(prepareForDelivery(body, policy), protection);
       const decide = (rcpt: string) => informedByMtaSts(informedBy(policy.decide(rcpt, ctx), group.domain, knowledge), group.domain, sts);
@@ -208,7 +224,7 @@ export function startDelivery(deps: {
       const maxHops = config.ingress.max_hops;
       let outcome: Settled;
       try {
-        const results = hops > maxHops ? tooManyHops(job, hops, maxHops) : await deliverJob(job, prepared, { config, pool, destinations, logger, protection, self: { hostname: config.server.hostname, listeners } });
+        const results = hops > maxHops ? tooManyHops(job, hops, maxHops) : await deliverJob(job, prepared, { config, pool, destinations, logger, protection, portal, self: { hostname: config.server.hostname, listeners } });
         outcome = settled(job, results, body, started);
       } catch (err) {
         outcome = failed(job, err, body, started);
@@ -227,6 +243,8 @@ export function startDelivery(deps: {
     const records: DeliveryRecord[] = [];
     const settlements: Settlement[] = [];
     const bounced: RecipientResult[] = [];
+    const portalItems: NewPortalItem[] = [];
+    const notices: NewMessage[] = [];
     for (let r of results) {
       const { item } = r;
       if (r.outcome === 'deferred' && expired(item.receivedAt, now, config.delivery.retry)) {
@@ -240,9 +258,13 @@ export function startDelivery(deps: {
         settlements.push({ queueId: item.queueId, seq: item.seq, outcome: r.outcome, error });
       }
       if (r.outcome === 'bounced') bounced.push(r);
+      if (r.portal) {
+        portalItems.push(r.portal.item);
+        notices.push(r.portal.notification);
+      }
     }
     const bounce = bounced.length ? bounceFor(job, bounced, body, config.server.hostname) : null;
-    return { records, settlements, bounce: bounce?.message ?? null, bounced: bounce?.reported ?? 0 };
+    return { records, settlements, bounce: bounce?.message ?? null, bounced: bounce?.reported ?? 0, portalItems, notices };
   }
 
   /**
@@ -267,7 +289,7 @@ export function startDelivery(deps: {
         if (expired(item.receivedAt, now, config.delivery.retry)) return { queueId: item.queueId, seq: item.seq, outcome: 'bounced', error: `${response} (delivery time expired)` };
         return { queueId: item.queueId, seq: item.seq, outcome: 'deferred', error: response, nextAttemptAt: nextAttemptAt(item.attempt, item.receivedAt, now, config.delivery.retry) };
       });
-      return { records: [], settlements, bounce: null, bounced: 0 };
+      return { records: [], settlements, bounce: null, bounced: 0, portalItems: [], notices: [] };
     }
   }
 
@@ -294,15 +316,18 @@ export function startDelivery(deps: {
 
   /** One store transaction for the job's records, queue state and bounce; then the log lines. */
   async function commit(outcome: Settled, queueId: string): Promise<void> {
-    const { records, settlements, bounce } = outcome;
-    await store.finish(records, settlements, bounce ? [bounce] : []);
+    const { records, settlements, bounce, portalItems, notices } = outcome;
+    await store.finish(records, settlements, bounce ? [bounce, ...notices] : notices, portalItems);
     for (const record of records) {
       logger.info({ event: 'delivery.record', queueId: record.queueId, seq: record.seq, domain: record.domain, record }, `${record.recipient} ${record.outcome} via ${record.method}`);
     }
     if (bounce) {
       logger.info({ event: 'delivery.bounce_queued', queueId: bounce.queueId, original: queueId, recipients: outcome.bounced }, 'bounce queued to the sender');
-      deliveryWorker.kick();
     }
+    for (const notice of notices) {
+      logger.info({ event: 'portal.notification_queued', queueId: notice.queueId, original: queueId }, 'portal notification queued to the recipient');
+    }
+    if (bounce || notices.length) deliveryWorker.kick();
   }
 
   // A job may outlast its lease (a large message to a slow host, a queue of sealed copies):
@@ -337,7 +362,7 @@ export function startDelivery(deps: {
       // Anything still running keeps its lease: after a restart it is tried again.
       pool.close();
     },
-    reload(newConfig, newPolicy, newProtection) {
+    reload(newConfig, newPolicy, newProtection, newKeyring) {
       pool.configure(poolLimits(newConfig));
       const leaseChanged = newConfig.delivery.lease_seconds !== config.delivery.lease_seconds;
       // Jobs already waiting keep the old budget; new ones take the new size.
@@ -349,12 +374,18 @@ export function startDelivery(deps: {
       }
       policy = newPolicy;
       protection = newProtection;
+      keyring = newKeyring;
+      portal = portalFor();
       destinations.clear();
       mtaSts = mtaStsCacheFor(newConfig, store, logger);
       dlp = dlpScannerFor(newConfig);
     },
     setListeners(bound) {
       listeners = bound;
+    },
+    setPortalUrl(url) {
+      portalUrl = url;
+      portal = portalFor();
     },
     get busy() {
       return inFlight.size;
@@ -383,6 +414,9 @@ interface Settled {
   readonly bounce: NewMessage | null;
   /** How many recipients the bounce reports. */
   readonly bounced: number;
+  /** Items for recipients the portal took, and their notifications: committed with the rest. */
+  readonly portalItems: readonly NewPortalItem[];
+  readonly notices: readonly NewMessage[];
 }
 
 /** Claimed recipients of one message for one domain: what can share a destination. */
@@ -420,7 +454,8 @@ function decisionKey(d: Decision): string {
   return [d.rule, d.mode, d.verification, d.floor.minVersion, d.floor.minCipherBits, d.tlsExpected, d.fallbackChain.join(',')].join('|');
 }
 
-function toRecord(decision: Decision, r: RecipientResult, started: number, now: number): DeliveryRecord {
+/** The DeliveryRecord of one recipient's result in one attempt. */
+export function toRecord(decision: Decision, r: RecipientResult, started: number, now: number): DeliveryRecord {
   const { item } = r;
   return makeRecord({
     queueId: item.queueId,
@@ -438,6 +473,7 @@ function toRecord(decision: Decision, r: RecipientResult, started: number, now: 
     mtaSts: r.mtaSts ?? null,
     encryption: r.encryption ?? null,
     fallback: r.fallback ?? null,
+    portal: r.portal?.facts ?? null,
     starttlsOffered: r.starttlsOffered,
     tls: r.tls,
     smtp: r.smtp,

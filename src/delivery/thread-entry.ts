@@ -3,6 +3,8 @@
 // the config, and the delivery worker of scheduler.ts driven by the relay's messages.
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
+import type { Env } from '../config/load.ts';
+import { loadKeyring } from '../portal/master-keys.ts';
 import { loadProtection } from '../crypto/protection.ts';
 import { createLogger } from '../log.ts';
 import { createPolicy } from '../policy/decide.ts';
@@ -13,7 +15,14 @@ import type { OwnListener } from './loops.ts';
 
 const relay = parentPort!;
 const post = (m: FromDeliveryThread) => relay.postMessage(m);
-const { config, storePort, listeners } = workerData as { config: Config; storePort: MessagePort; listeners?: readonly OwnListener[] };
+const { config, storePort, listeners, env, portalUrl } = workerData as {
+  config: Config;
+  storePort: MessagePort;
+  listeners?: readonly OwnListener[];
+  /** The variables the config's portal master keys name (thread.ts keyEnv), nothing else. */
+  env: Env;
+  portalUrl: string | null;
+};
 
 const store = ThreadedSqliteStore.attach(storePort);
 // Lines go to the relay, which writes them with its own: one writer, whole lines.
@@ -21,7 +30,16 @@ const logger = createLogger(config.logging.level, { write: (line: string) => pos
 
 let delivery: ReturnType<typeof startDelivery>;
 try {
-  delivery = startDelivery({ config, store, logger, policy: createPolicy(config), protection: await loadProtection(config, store), listeners });
+  delivery = startDelivery({
+    config,
+    store,
+    logger,
+    policy: createPolicy(config),
+    protection: await loadProtection(config, store),
+    keyring: loadKeyring(config.portal, env),
+    portalUrl,
+    listeners,
+  });
   post({ type: 'ready' });
 } catch (err) {
   // The relay reports the reason and ends the thread; nothing here may outlive it.
@@ -36,12 +54,15 @@ relay.on('message', (m: ToDeliveryThread) => {
       return delivery.kick();
     case 'listeners':
       return delivery.setListeners(m.listeners);
+    case 'portal-url':
+      return delivery.setPortalUrl(m.url);
     case 'reload':
       // Whatever refuses the new config — its policy, a key file — is answered, never thrown.
       return void (async () => {
         const policy = createPolicy(m.config);
+        const keyring = loadKeyring(m.config.portal, m.env);
         const protection = await loadProtection(m.config, store);
-        delivery.reload(m.config, policy, protection);
+        delivery.reload(m.config, policy, protection, keyring);
         logger.level = m.config.logging.level;
       })().then(
         () => post({ type: 'reloaded' }),

@@ -8,6 +8,7 @@
 import { pino } from 'pino';
 import type { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
+import type { Env } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import type { ThreadedSqliteStore } from '../store/sqlite/threaded-store.ts';
 import { siblingModule, tsxWorker } from '../tsx-worker.ts';
@@ -15,8 +16,9 @@ import type { OwnListener } from './loops.ts';
 
 export type ToDeliveryThread =
   | { type: 'kick' }
-  | { type: 'reload'; config: Config }
+  | { type: 'reload'; config: Config; env: Env }
   | { type: 'listeners'; listeners: readonly OwnListener[] }
+  | { type: 'portal-url'; url: string | null }
   | { type: 'stop'; graceMs: number };
 export type FromDeliveryThread =
   | { type: 'ready' }
@@ -33,6 +35,8 @@ export interface DeliveryThread {
   reload(config: Config): Promise<void>;
   /** Where ingress is bound (its actual ports): delivery never hands mail to one of them. */
   setListeners(listeners: readonly OwnListener[]): void;
+  /** Where recipients reach the portal (its bound listener), for the links in notifications. */
+  setPortalUrl(url: string | null): void;
   /** Stops claiming, waits up to `graceMs` for attempts in flight, and ends the thread. */
   stop(graceMs: number): Promise<void>;
 }
@@ -47,6 +51,8 @@ export interface DeliveryThreadDeps {
   readonly config: Config;
   readonly store: ThreadedSqliteStore;
   readonly logger: Logger;
+  /** The environment main.ts captured: the portal's master keys may be in it. */
+  readonly env?: Env;
   /** The thread's module; thread-entry.ts unless a test supervises another. */
   readonly entry?: URL;
 }
@@ -61,6 +67,7 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
   let config = deps.config;
   /** Ingress's bound listeners once known; a thread started again gets them from the start. */
   let listeners: readonly OwnListener[] | undefined;
+  let portalUrl: string | null = null;
   // Lines from the thread are already JSON: they go to the relay's own destination as they are.
   const destination = (logger as unknown as Record<symbol, { write(line: string): void }>)[pino.symbols.streamSym]!;
   let stopping = false;
@@ -79,7 +86,7 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
 
   async function launch(): Promise<Worker> {
     const storePort = store.connect();
-    const w = tsxWorker(deps.entry ?? ENTRY, { workerData: { config, storePort, listeners }, transferList: [storePort] });
+    const w = tsxWorker(deps.entry ?? ENTRY, { workerData: { config, storePort, listeners, env: keyEnv(config, deps.env), portalUrl }, transferList: [storePort] });
     w.on('message', (m: FromDeliveryThread) => {
       if (m.type === 'log') return destination.write(m.line);
       answer(m.type === 'reload-failed' ? 'reloaded' : m.type === 'failed' ? 'ready' : m.type, m);
@@ -139,11 +146,15 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
       listeners = plain;
       if (!stopping) void live().then((w) => w?.postMessage({ type: 'listeners', listeners: plain } satisfies ToDeliveryThread));
     },
+    setPortalUrl(url) {
+      portalUrl = url;
+      if (!stopping) void live().then((w) => w?.postMessage({ type: 'portal-url', url } satisfies ToDeliveryThread));
+    },
     async reload(next) {
       const w = await live();
       if (!w) throw new Error('no delivery thread is running');
       const reply = expect('reloaded');
-      w.postMessage({ type: 'reload', config: next } satisfies ToDeliveryThread);
+      w.postMessage({ type: 'reload', config: next, env: keyEnv(next, deps.env) } satisfies ToDeliveryThread);
       const m = await reply;
       if (m.type === 'reload-failed') throw new Error(m.message);
       config = next;
@@ -164,4 +175,11 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
       clearTimeout(timer);
     },
   };
+}
+
+/** Of the environment, only the variables that hold the config's portal master keys go to the thread. */
+function keyEnv(config: Config, env: Env = {}): Env {
+  const out: Record<string, string | undefined> = {};
+  for (const k of config.portal.master_keys) if (k.env !== undefined) out[k.env] = env[k.env];
+  return out;
 }

@@ -6,6 +6,8 @@
 import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { BASE_CSS } from './assets/base-css.ts';
+import { LINK_KEY_JS } from './portal/assets/link-key-js.ts';
+import { PORTAL_CSS } from './portal/assets/portal-css.ts';
 
 interface Asset {
   readonly url: string;
@@ -20,6 +22,8 @@ const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><p
 const SOURCES: Record<string, { text: string; type: string }> = {
   'base.css': { text: BASE_CSS, type: 'text/css; charset=utf-8' },
   'icon.svg': { text: ICON_SVG, type: 'image/svg+xml' },
+  'portal.css': { text: PORTAL_CSS, type: 'text/css; charset=utf-8' },
+  'portal-link.js': { text: LINK_KEY_JS, type: 'text/javascript; charset=utf-8' },
 };
 
 const ASSETS = new Map<string, Asset>();

@@ -20,6 +20,8 @@ export interface PageContent {
   readonly main: SafeHtml;
   /** Scripts (asset names) to run, each with this response's CSP nonce; none by default. */
   readonly scripts?: readonly string[];
+  /** Stylesheets (asset names) after base.css; none by default. */
+  readonly stylesheets?: readonly string[];
 }
 
 export function renderPage(request: FastifyRequest, content: PageContent): string {
@@ -33,7 +35,8 @@ export function renderPage(request: FastifyRequest, content: PageContent): strin
 <meta name="robots" content="noindex, nofollow">
 <title>${content.title} – ${site}</title>
 <link rel="stylesheet" href="${assetUrl('base.css')}">
-<link rel="icon" href="${assetUrl('icon.svg')}" type="image/svg+xml">
+${(content.stylesheets ?? []).map((name) => html`<link rel="stylesheet" href="${assetUrl(name)}">
+`)}<link rel="icon" href="${assetUrl('icon.svg')}" type="image/svg+xml">
 ${scripts}
 </head>
 <body>

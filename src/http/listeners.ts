@@ -7,6 +7,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { registerHealth } from './health.ts';
 import { registerHome } from './home.ts';
+import { registerPortal, type PortalWebDeps } from './portal/index.ts';
 import { createHttpServer, type HttpServer, type TlsPair } from './server.ts';
 
 export type WebListenerName = 'portal' | 'api';
@@ -40,7 +41,20 @@ function wanted(config: Config): Wanted[] {
 }
 
 /** A listener's server with its routes, not yet listening (tests enumerate its routes). */
-export async function buildWebServer(name: WebListenerName, opts: { config: Config; logger: Logger; tls: TlsPair; listen?: { host: string; port: number }; now?: () => number }): Promise<HttpServer> {
+export async function buildWebServer(
+  name: WebListenerName,
+  opts: {
+    config: Config;
+    logger: Logger;
+    tls: TlsPair;
+    listen?: { host: string; port: number };
+    now?: () => number;
+    /** The portal's store, keys and mail queue: with them the portal listener serves items (src/http/portal/). */
+    portal?: PortalWebDeps;
+    /** The config as it is now (reloads change it); `config` when absent. */
+    currentConfig?: () => Config;
+  },
+): Promise<HttpServer> {
   const { config } = opts;
   const listen = opts.listen ?? (name === 'portal' ? config.portal.listen : config.api.listen) ?? { host: '127.0.0.1', port: 0 };
   const server = await createHttpServer({
@@ -51,22 +65,27 @@ export async function buildWebServer(name: WebListenerName, opts: { config: Conf
     publicUrl: name === 'portal' ? config.portal.public_url : null,
     siteName: name === 'portal' ? 'Secure messages' : 'SealRelay',
     now: opts.now,
+    // Fixed for the process: Sessions takes its idle timeout when it is made.
+    sessionIdleMs: name === 'portal' && opts.portal ? config.portal.session_idle_seconds * 1000 : undefined,
   });
   registerHealth(server.app, name);
   if (name === 'portal') {
     registerHome(server.app, { title: 'Secure messages', lead: 'Messages sent to you securely are read here. Open the link in the email that told you about your message.' });
+    if (opts.portal) registerPortal(server, opts.portal, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
   } else {
     registerHome(server.app, { title: 'SealRelay', lead: 'This is the SealRelay API and dashboard listener.' });
   }
   return server;
 }
 
-export async function startWebListeners(opts: { config: Config; logger: Logger; tls: TlsPair }): Promise<WebListeners> {
+export async function startWebListeners(opts: { config: Config; logger: Logger; tls: TlsPair; portal?: PortalWebDeps }): Promise<WebListeners> {
+  // Portal pages read their settings from here at each request, so a reload reaches them.
+  let current = opts.config;
   const servers: HttpServer[] = [];
   const listeners: WebListenerInfo[] = [];
   try {
     for (const w of wanted(opts.config)) {
-      const server = await buildWebServer(w.name, { ...opts, listen: w.listen });
+      const server = await buildWebServer(w.name, { ...opts, listen: w.listen, currentConfig: () => current });
       servers.push(server);
       const bound = await server.listen();
       listeners.push({ name: w.name, ...bound });
@@ -98,6 +117,7 @@ export async function startWebListeners(opts: { config: Config; logger: Logger; 
       setTls(tls);
       for (const s of servers) if (s.name === 'portal') s.setPublicUrl(config.portal.public_url);
       configured = wanted(config);
+      current = config;
     },
     setTls,
     async close() {

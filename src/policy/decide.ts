@@ -43,7 +43,7 @@ export interface Policy {
   readonly modeHeader: string | null;
 }
 
-const MODE_VALUES: ReadonlySet<string> = new Set(['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime']);
+const MODE_VALUES: readonly string[] = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime'];
 
 /** The chain a mode gets when its entry names none: forced tries PGP, then S/MIME, then the portal. */
 function defaultFallback(mode: Decision['mode']): FallbackStep[] {
@@ -51,6 +51,11 @@ function defaultFallback(mode: Decision['mode']): FallbackStep[] {
 }
 
 type PortalSettings = NonNullable<RuleConfig['portal']>;
+
+/** Whether the portal can take items: master keys to seal with and an address for the links. */
+export function portalConfigured(config: Pick<Config, 'portal'>): boolean {
+  return config.portal.master_keys.length > 0 && (config.portal.listen !== null || config.portal.public_url !== null);
+}
 
 export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | 'portal'>): Policy {
   const floor: Floor = { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits };
@@ -85,6 +90,8 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | '
     });
   const tag = p.escalation.subject_tag;
   const header = p.escalation.header;
+  // A submitter may ask for the portal only where there is one to take the message.
+  const askable: ReadonlySet<string> = new Set(portalConfigured(config) ? [...MODE_VALUES, 'portal'] : MODE_VALUES);
 
   function explain(recipient: string, ctx: MessageContext): Explanation {
     if (ctx.origin === 'portal-notice' || ctx.origin === 'portal-code') {
@@ -123,7 +130,7 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | '
       if (asked !== undefined) {
         if (ctx.authUser === null) {
           trace.push({ source: 'header', name: header.name, mode: decision.mode, raised: false, why: `${header.name} ignored: only authenticated submitters may escalate` });
-        } else if (!MODE_VALUES.has(asked)) {
+        } else if (!askable.has(asked)) {
           trace.push({ source: 'header', name: header.name, mode: decision.mode, raised: false, why: `${header.name}: ${asked} ignored: not a mode this relay delivers` });
         } else {
           const mode = asked as Decision['mode'];

@@ -2,10 +2,11 @@
 // reported as file:line:col: key: message; `start` exits 78 (EX_CONFIG). The check
 // tries every file the config names, as start does.
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { formatMasterKey, generateMasterKey } from '../../src/portal/master-keys.ts';
 import { makeSandbox, runCli, type Sandbox } from './harness.ts';
 
 let box: Sandbox;
@@ -144,6 +145,20 @@ describe('config check tries every file start would read', () => {
     expect(bad.problems).toEqual([`${box.dir}/partners.txt:4:1: policies.rules[partners].match.recipient_domains_file: not a domain or *.domain: "someone@partner.example"`]);
     writeFileSync(join(box.dir, 'partners.txt'), '# partners\nbank.example\n*.bank.example\n');
     expect(await checkWith([...listeners, ...rule, ...dkim])).toMatchObject({ code: 0, problems: [] });
+  });
+
+  it('portal master keys are read as start reads them: a key file others may read, an unset variable; a good key passes', async () => {
+    const key = formatMasterKey(generateMasterKey());
+    writeFileSync(join(box.dir, 'portal.key'), `${key}\n`, { mode: 0o644 });
+    const portal = ['portal:', '  master_keys:', '    - { id: k1, file: portal.key }', '    - { id: k2, env: SEALRELAY_TEST_PORTAL_K2 }', '  current_key: k1'];
+    const bad = await checkWith([...listeners, ...portal]);
+    expect(bad.code).toBe(1);
+    expect(bad.problems).toEqual([expect.stringMatching(/check\.yaml:\d+:\d+: portal\.master_keys(\.0|\[k1\])\.file: .*portal\.key: mode 0644 lets group or others read it; chmod 600/)]);
+    chmodSync(join(box.dir, 'portal.key'), 0o600);
+    const unset = await checkWith([...listeners, ...portal]);
+    expect(unset.problems).toEqual([expect.stringMatching(/portal\.master_keys(\.1|\[k2\])\.env: environment variable SEALRELAY_TEST_PORTAL_K2 is not set/)]);
+    expect(unset.problems.join('\n')).not.toContain(key);
+    expect(await checkWith([...listeners, 'portal:', '  master_keys: [{ id: k1, file: portal.key }]', '  current_key: k1'])).toMatchObject({ code: 0, problems: [] });
   });
 
   it('a CA bundle that is not one, and a DKIM key that is not a key', async () => {

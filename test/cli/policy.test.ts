@@ -36,11 +36,13 @@ describe('sealrelay policy explain', () => {
   it('a table per recipient with the rule, then every step and why', async () => {
     const res = await explain('--to', 'pat@east.bank.example', '--to', 'x@example.org', '--subject', '[SECURE] results');
     expect(res.code, res.stderr).toBe(0);
-    expect(res.stdout).toMatch(/^pat@east\.bank\.example\s+forced\s+ca\s+TLSv1\.2, 128 bits\s+no\s+pgp → smime\s+rule:bank$/m);
+    expect(res.stdout).toMatch(/^pat@east\.bank\.example\s+forced\s+ca\s+TLSv1\.2, 128 bits\s+no\s+pgp → smime → portal\s+rule:bank$/m);
     expect(res.stdout).toMatch(/^x@example\.org\s+forced\s+none\s.*escalation:subject-tag$/m);
     // The fallback steps and whether the store holds a key for each.
     expect(res.stdout).toMatch(/^ {2}· key pgp: none held \(WKD may find one at delivery\)$/m);
     expect(res.stdout).toMatch(/^ {2}· key smime: none held$/m);
+    // forced's default chain ends at the portal, which this config does not have: explain says the step is skipped.
+    expect(res.stdout).toMatch(/^ {2}· portal: not configured \(portal\.master_keys, portal\.listen\): the step is skipped$/m);
     expect(res.stdout).toMatch(/↑ rule bank: recipient domain east\.bank\.example matches \*\.bank\.example → raised to forced/);
     expect(res.stdout).toMatch(/↑ subject-tag \[secure\]: subject carries \[secure\] → raised to forced/);
   });

@@ -76,7 +76,6 @@ describe('config loading', () => {
 
   it('rejects duplicate keys, unimplemented modes and non-CIDR networks', () => {
     expect(problemsOf(`${base}tls:\n  min_version: TLSv1.2\n  min_version: TLSv1.3\n`)[0]?.line).toBe(7);
-    expect(problemsOf(`${base}policies:\n  default:\n    mode: portal\n`)[0]).toMatchObject({ key: 'policies.default.mode', line: 7 });
     // dane would defer every message it governs: refused where it is written, domain entry or rule.
     expect(problemsOf(`${base}policies:\n  domains:\n    bank.example: { mode: forced, verification: dane }\n`)[0]).toMatchObject({ key: 'policies.domains.bank.example.verification', line: 7, message: expect.stringMatching(/dane is not available yet/) });
     expect(problemsOf(`${base}policies:\n  rules:\n    - { name: r, match: { sender: a@b }, mode: forced, verification: dane }\n`)[0]).toMatchObject({ key: 'policies.rules[r].verification', line: 7 });
@@ -84,8 +83,22 @@ describe('config loading', () => {
     expect(problemsOf(`${base}delivery:\n  routes:\n    x.test: "no-port"\n`)[0]).toMatchObject({ key: 'delivery.routes.x.test', line: 7 });
   });
 
-  it('fallback chains: portal is not available yet, tls-exclusive takes none, no step twice', () => {
-    expect(problemsOf(`${base}policies:\n  default:\n    mode: forced\n    fallback: [pgp, portal]\n`)[0]).toMatchObject({ key: 'policies.default.fallback[1]', line: 8, message: expect.stringMatching(/portal is not available yet/) });
+  it('the portal, named as a mode or a step, needs master keys and a listener; forced is a step', () => {
+    expect(problemsOf(`${base}policies:\n  default:\n    mode: portal\n`)[0]).toMatchObject({ key: 'policies.default.mode', line: 7, message: expect.stringMatching(/needs portal\.master_keys/) });
+    expect(problemsOf(`${base}policies:\n  default:\n    mode: forced\n    fallback: [pgp, portal]\n`)[0]).toMatchObject({ key: 'policies.default.fallback[1]', line: 8, message: expect.stringMatching(/needs portal\.master_keys/) });
+    const keys = `portal:\n  master_keys: [{ id: k1, file: k1.key }]\n  current_key: k1\n`;
+    expect(problemsOf(`${base}${keys}policies:\n  rules:\n    - { name: r, match: { sender: a@b }, mode: portal }\n`)[0]).toMatchObject({ key: 'policies.rules[r].mode', message: expect.stringMatching(/needs portal\.listen/) });
+    expect(problemsOf(`${base}${keys}dlp:\n  escalate_to: portal\n`)[0]).toMatchObject({ key: 'dlp.escalate_to', message: expect.stringMatching(/needs portal\.listen/) });
+    const ok = parseConfig(
+      `${base}${keys}  listen: 8443\npolicies:\n  rules:\n    - { name: lab, match: { sender: a@b }, mode: pgp, fallback: [smime, forced, portal], portal: { expiry_days: 7, key_in_link: true, passphrase: correct-horse } }\n`,
+      'test.yaml',
+      {},
+    );
+    expect(ok.policies.rules[0]).toMatchObject({ fallback: ['smime', 'forced', 'portal'], portal: { expiry_days: 7, key_in_link: true, passphrase: 'correct-horse' } });
+    expect(problemsOf(`${base}policies:\n  rules:\n    - { name: r, match: { sender: a@b }, mode: forced, portal: { passphrase: short } }\n`)[0]).toMatchObject({ message: expect.stringMatching(/at least 8 characters/) });
+  });
+
+  it('fallback chains: tls-exclusive takes none, no step twice', () => {
     expect(problemsOf(`${base}policies:\n  domains:\n    news.example: { mode: tls-exclusive, fallback: [pgp] }\n`)[0]).toMatchObject({ key: 'policies.domains.news.example.fallback', message: expect.stringMatching(/tls-exclusive drops/) });
     expect(problemsOf(`${base}policies:\n  rules:\n    - { name: r, match: { sender: a@b }, mode: pgp, fallback: [smime, smime] }\n`)[0]).toMatchObject({ key: 'policies.rules[r].fallback', message: expect.stringMatching(/twice/) });
     expect(problemsOf(`${base}crypto:\n  smime:\n    signing_cert_file: a.pem\n`)[0]).toMatchObject({ key: 'crypto.smime', message: expect.stringMatching(/go together/) });

@@ -133,7 +133,7 @@ function decryptCms(raw: Buffer, cert: SmimeCert): string {
 describe('forced toward an MX without STARTTLS: the fallback chain', () => {
   it('recipient with a PGP key → PGP/MIME over plaintext; gpg decrypts the original entity', async () => {
     const { record } = await deliver('pat@plain.test');
-    expect(record).toMatchObject({ outcome: 'delivered', method: 'pgp', decision: { mode: 'forced', fallbackChain: ['pgp', 'smime'] }, starttlsOffered: false, tls: null });
+    expect(record).toMatchObject({ outcome: 'delivered', method: 'pgp', decision: { mode: 'forced', fallbackChain: ['pgp', 'smime', 'portal'] }, starttlsOffered: false, tls: null });
     expect(record.encryption).toMatchObject({ method: 'pgp', keyFingerprint: pgpKey.fingerprint, keySource: 'import' });
     expect(record.fallback?.reason).toMatch(/^forced: no acceptable TLS on any MX host/);
     expect(record.fallback?.tried).toEqual([`pgp: key ${pgpKey.fingerprint} (import)`]);
@@ -164,8 +164,8 @@ describe('forced toward an MX without STARTTLS: the fallback chain', () => {
   it('neither key nor certificate → deferred, the record says what was tried, nothing sent', async () => {
     const { record } = await deliver('nobody@plain.test');
     expect(record).toMatchObject({ outcome: 'deferred', method: 'none', decision: { mode: 'forced' } });
-    expect(record.fallback?.tried.map((t) => t.split(':')[0])).toEqual(['pgp', 'smime']);
-    expect(record.smtp.response).toMatch(/fallback: pgp: no OpenPGP key for nobody@plain\.test; smime: no S\/MIME certificate/);
+    expect(record.fallback?.tried.map((t) => t.split(':')[0])).toEqual(['pgp', 'smime', 'portal']);
+    expect(record.smtp.response).toMatch(/fallback: pgp: no OpenPGP key for nobody@plain\.test; smime: no S\/MIME certificate[^;]*; portal: not configured \(portal\.master_keys\)$/);
     expect(receivedBy(plainMx(), 'nobody@plain.test')).toHaveLength(0);
   });
 });
@@ -219,7 +219,7 @@ describe('pgp and smime modes: encrypted, then TLS on top', () => {
   it('a pgp rule with fallback smime uses S/MIME when no PGP key is held; openssl cms decrypts the original entity', async () => {
     const { record } = await deliver('fallback@tls.test');
     expect(record).toMatchObject({ outcome: 'delivered', method: 'smime+tls', encryption: { method: 'smime' } });
-    expect(record.fallback?.reason).toMatch(/^pgp: pgp: no OpenPGP key/);
+    expect(record.fallback?.reason).toMatch(/^pgp: no OpenPGP key/);
     const [got] = receivedBy(tlsMx(), 'fallback@tls.test');
     expect(record.tls).toMatchObject({ protocol: got!.tls!.protocol, cipher: got!.tls!.cipher });
     expect(got!.raw.toString('latin1')).not.toContain('Glucose');

@@ -118,7 +118,7 @@ describe('fallback chains in decisions', () => {
     }),
   );
   it.each([
-    ['forced without a chain named: pgp then smime', 'a@example.org', ctx(), 'forced', ['pgp', 'smime']],
+    ['forced without a chain named: pgp, smime, then the portal', 'a@example.org', ctx(), 'forced', ['pgp', 'smime', 'portal']],
     ['a domain entry names its own chain', 'a@smime-only.example', ctx(), 'forced', ['smime']],
     ['an empty chain means none: defer, then bounce', 'a@no-chain.example', ctx(), 'forced', []],
     ['a pgp rule without fallback has none, whatever forced allows', 'a@example.org', ctx({ sender: 'lab@clinic.example' }), 'pgp', []],
@@ -128,5 +128,41 @@ describe('fallback chains in decisions', () => {
     const decision = chainPolicy.decide(rcpt, c);
     expect(decision.mode).toBe(mode);
     expect(decision.fallbackChain).toEqual(chain);
+  });
+});
+
+describe('mail the portal makes', () => {
+  const portalPolicy = createPolicy(
+    configSchema.parse({
+      ingress: { listeners: {} },
+      portal: { master_keys: [{ id: 'k1', env: 'K1' }], current_key: 'k1', listen: 8443 },
+      policies: {
+        default: { mode: 'opportunistic' },
+        rules: [
+          { name: 'patients', match: { recipient_domain: 'patient.example' }, mode: 'portal', portal: { expiry_days: 7, key_in_link: true } },
+          { name: 'tls-only', match: { recipient_domain: 'strict.example' }, mode: 'tls-exclusive' },
+        ],
+        escalation: { header: { name: 'X-SealRelay-Mode' } },
+      },
+    }),
+  );
+  const made = (origin: 'portal-notice' | 'portal-code' | 'portal-reply') => messageContext({ sender: 'lab@clinic.example', authUser: null, headerBlock: 'Subject: x', origin });
+
+  it.each(['portal-notice', 'portal-code'] as const)('a %s goes with opportunistic TLS, whatever the rules say of its recipient (never to the portal again)', (origin) => {
+    for (const rcpt of ['pat@patient.example', 'a@strict.example', 'a@example.org']) {
+      expect(portalPolicy.decide(rcpt, made(origin))).toMatchObject({ mode: 'opportunistic', rule: 'portal:notice', fallbackChain: [] });
+    }
+  });
+
+  it('a secure reply goes with at least forced, falling back to the portal; stronger rules still apply', () => {
+    expect(portalPolicy.decide('lab@clinic.example', made('portal-reply'))).toMatchObject({ mode: 'forced', rule: 'portal:reply', fallbackChain: ['portal'] });
+    expect(portalPolicy.decide('pat@patient.example', made('portal-reply'))).toMatchObject({ mode: 'portal', rule: 'rule:patients' });
+  });
+
+  it('the rule\'s portal terms travel in the decision; the mode header may ask for the portal only where one is configured', () => {
+    expect(portalPolicy.decide('pat@patient.example', ctx()).portal).toEqual({ expiryDays: 7, keyInLink: true, showSubject: false, passphrase: null });
+    const asks = messageContext({ sender: 'app@clinic.example', authUser: 'billing', headerBlock: 'Subject: x\r\nX-SealRelay-Mode: portal' });
+    expect(portalPolicy.decide('a@example.org', asks).mode).toBe('portal');
+    expect(policy.decide('a@example.org', asks).mode).toBe('opportunistic');
   });
 });

@@ -1,10 +1,10 @@
 // The escalation lattice: no combination of rules and escalations lowers protection.
 import { describe, expect, it } from 'vitest';
 import { MODES, VERIFICATIONS, type Mode, type Verification } from '../../src/config/schema.ts';
-import { makeDecision, type Decision } from '../../src/policy/decision.ts';
+import { makeDecision, type Decision, type PortalTerms } from '../../src/policy/decision.ts';
 import { atLeast, joinDecisions, joinMode, MODE_RANK } from '../../src/policy/lattice.ts';
 
-const TERMS = { expiryDays: 30, keyInLink: false, showSubject: false, passphrase: null };
+const TERMS: PortalTerms = { expiryDays: 30, keyInLink: false, showSubject: false, passphrase: null };
 const d = (mode: Mode, verification: Verification = 'none', minVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.2', minCipherBits = 128, tlsExpected = false): Decision =>
   makeDecision({ mode, verification, floor: { minVersion, minCipherBits }, fallbackChain: mode === 'forced' ? ['pgp'] : [], portal: TERMS, tlsExpected, rule: `r-${mode}`, reasons: [mode] });
 
@@ -51,5 +51,15 @@ describe('escalation lattice', () => {
     expect(joinDecisions(chain('pgp', ['smime']), chain('forced', ['pgp'])).fallbackChain).toEqual(['smime']);
     expect(joinDecisions(chain('forced', ['smime']), chain('forced', ['pgp', 'smime'])).fallbackChain).toEqual(['smime', 'pgp']);
     expect(joinDecisions(chain('tls-exclusive', []), chain('forced', ['pgp'])).fallbackChain).toEqual(['pgp']);
+  });
+
+  it('portal terms join to the stricter: shorter expiry, key in link if either asks, the subject shown only if both allow, a passphrase kept', () => {
+    const with_ = (portal: Partial<PortalTerms>) => makeDecision({ ...d('portal'), portal: { ...TERMS, ...portal } });
+    const a = with_({ expiryDays: 7, keyInLink: false, showSubject: true, passphrase: null });
+    const b = with_({ expiryDays: 30, keyInLink: true, showSubject: false, passphrase: 'horse-battery' });
+    for (const j of [joinDecisions(a, b), joinDecisions(b, a)]) {
+      expect(j.portal).toEqual({ expiryDays: 7, keyInLink: true, showSubject: false, passphrase: 'horse-battery' });
+    }
+    expect(joinDecisions(with_({ showSubject: true }), with_({ showSubject: true })).portal.showSubject).toBe(true);
   });
 });

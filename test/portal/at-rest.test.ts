@@ -12,7 +12,7 @@ import { afterEach, beforeEach, expect, it } from 'vitest';
 import { Keyring } from '../../src/portal/master-keys.ts';
 import { openPortalItem, sealPortalItem, type PortalItemFacts } from '../../src/portal/vault.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
-import { message as queued, record } from '../store/contract.ts';
+import { message as queued, portalFacts, record } from '../store/contract.ts';
 
 const MARKERS = { subject: 'SUBJECTMARKER7f3a', body: 'BODYMARKER91c2', attachment: 'ATTACHMARKER55e0' };
 /** A multipart message as an application would send lab results. */
@@ -83,7 +83,7 @@ it('the database and its WAL hold no subject, body or attachment-name marker, on
   await store.enqueue(m);
   const [claimed] = await store.claim({ owner: 'w', limit: 1, leaseMs: 60_000 });
   const inFinish = sealPortalItem(keyring, facts({ queueId: m.queueId, recipient: 'lee@patient.example' }), MESSAGE);
-  await store.finish([record(claimed!, { outcome: 'portal-notified', method: 'portal' })], [{ queueId: m.queueId, seq: 0, outcome: 'portal-notified', error: null }], [], [inFinish.item]);
+  await store.finish([record(claimed!, { outcome: 'portal-notified', method: 'portal', portal: portalFacts(inFinish.item.id, 'QNOTICE') })], [{ queueId: m.queueId, seq: 0, outcome: 'portal-notified', error: null }], [], [inFinish.item]);
 
   // Everything so far sits in the WAL (SQLite has not checkpointed it yet).
   expect(statSync(`${path}-wal`).size).toBeGreaterThan(3 * MESSAGE.length);

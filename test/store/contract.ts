@@ -32,6 +32,11 @@ export function message(over: Partial<NewMessage> = {}): NewMessage {
   };
 }
 
+/** What the record of a recipient sent to the portal says of its item (delivery's PortalFacts). */
+export function portalFacts(itemId: string, notification: string): NonNullable<DeliveryRecord['portal']> {
+  return { itemId, expiresAt: new Date(Date.now() + 86_400_000).toISOString(), keyInLink: false, passphrase: false, keyId: 'k1', notification };
+}
+
 export function record(item: QueueItem, over: Partial<DeliveryRecord> = {}): DeliveryRecord {
   return makeRecord({
     queueId: item.queueId,
@@ -645,7 +650,7 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
           const [item] = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
           const notification = message({ recipients: ['pat@patient.test'], sender: 'portal@relay.test' });
           const made = portalItem({ queueId: m.queueId, seq: 0, messageId: m.messageId });
-          const notified = record(item!, { outcome: 'portal-notified', method: 'portal' });
+          const notified = record(item!, { outcome: 'portal-notified', method: 'portal', portal: portalFacts(made.id, notification.queueId) });
           const settle = [{ queueId: m.queueId, seq: 0, outcome: 'portal-notified' as const, error: null }];
 
           // One bad item (a token hash already taken) and nothing of the attempt is written.

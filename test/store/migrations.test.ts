@@ -15,14 +15,25 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-const LATEST = 10;
+const LATEST = 11;
 
-/** A store file as SealRelay with schema version 9 left it: version 10's portal items taken off again. */
-async function version9Store(): Promise<string> {
+/** A store file as SealRelay with schema version 10 left it: version 11's message origin and item passphrase taken off again. */
+async function version10Store(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-migrate-'));
   dirs.push(dir);
   const path = join(dir, 'queue.db');
   await new SqliteStore(path).close();
+  const raw = new Database(path);
+  raw.exec(`ALTER TABLE messages DROP COLUMN origin;
+            ALTER TABLE portal_items DROP COLUMN passphrase_hash;`);
+  raw.pragma('user_version = 10');
+  raw.close();
+  return path;
+}
+
+/** A store file as SealRelay with schema version 9 left it: version 10's portal items taken off again. */
+async function version9Store(): Promise<string> {
+  const path = await version10Store();
   const raw = new Database(path);
   raw.exec(`DROP TABLE portal_content;
             DROP TABLE portal_items;`);
@@ -169,6 +180,30 @@ it('a version 9 store gains the portal tables, empty, and keeps its queue and re
     expect(await s.listPortalItems()).toEqual([]);
     expect(await s.expirePortalItems(Date.now(), 10)).toBe(0);
     expect((await s.readBody(m.queueId))?.equals(m.body)).toBe(true);
+  } finally {
+    await s.close();
+  }
+  const after = new Database(path, { readonly: true });
+  expect(after.pragma('user_version', { simple: true })).toBe(LATEST);
+  after.close();
+});
+
+it('a version 10 store gains the message origin and the item passphrase; what it queued reads as submitted mail', async () => {
+  const path = await version10Store();
+  const old = message({ recipients: ['x@old.test'] });
+  const v10 = new Database(path);
+  v10.prepare(`INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    old.queueId, old.sender, old.messageId, old.subject, old.body.length, old.receivedAt, old.clientIp, old.authUser,
+  );
+  v10.prepare(`INSERT INTO body_parts (queue_id, part, data) VALUES (?, 0, ?)`).run(old.queueId, old.body);
+  v10.prepare(`INSERT INTO recipients (queue_id, seq, recipient, domain, next_attempt_at) VALUES (?, 0, ?, ?, ?)`).run(old.queueId, 'x@old.test', 'old.test', old.receivedAt);
+  v10.close();
+  const s = new SqliteStore(path);
+  try {
+    const reply = message({ recipients: ['lab@clinic.test'], origin: 'portal-reply' });
+    await s.enqueue(reply);
+    const claimed = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+    expect(Object.fromEntries(claimed.map((i) => [i.queueId, i.origin]))).toEqual({ [old.queueId]: null, [reply.queueId]: 'portal-reply' });
   } finally {
     await s.close();
   }
