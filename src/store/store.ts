@@ -355,6 +355,9 @@ export interface PortalItem extends PortalItemInfo {
   readonly code: PortalCode | null;
 }
 
+/** A portal item without its ciphertext: what the pages need until one opens the message. */
+export type PortalItemHead = Omit<PortalItem, 'sealed'>;
+
 /** Whether an item may still be opened at `now`: expiry counts from expiresAt, before the sweep erases it. */
 export function portalItemState(item: Pick<PortalItemInfo, 'recalledAt' | 'expiresAt' | 'erasedAt'>, now = Date.now()): PortalItemState {
   if (item.recalledAt !== null) return 'recalled';
@@ -501,6 +504,8 @@ export interface Store {
   getPortalItemInfo(id: string): Promise<PortalItemInfo | null>;
   /** An item by the SHA-256 of its link's token; null when no item has it. */
   findPortalItem(tokenHash: Buffer): Promise<PortalItem | null>;
+  /** The same without the ciphertext (a page that only needs the item's state reads no megabytes). */
+  findPortalItemHead(tokenHash: Buffer): Promise<PortalItemHead | null>;
   /**
    * Items for operators, newest first, without content: all, or one message's
    * (`message`: queue id or Message-ID, with or without <>).

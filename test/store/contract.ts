@@ -609,6 +609,13 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
           expect((await s.findPortalItem(item.tokenHash))?.id).toBe(item.id);
           expect(await s.findPortalItem(randomBytes(32))).toBeNull();
           expect(await s.findPortalItem(Buffer.alloc(0))).toBeNull();
+          // The head: everything but the ciphertext, Buffers as Buffers (also across the store thread).
+          const { sealed: _sealed, ...head } = got!;
+          const foundHead = await s.findPortalItemHead(item.tokenHash);
+          expect(foundHead).toEqual(head);
+          expect(foundHead).not.toHaveProperty('sealed');
+          expect(Buffer.isBuffer(foundHead!.tokenHash)).toBe(true);
+          expect(await s.findPortalItemHead(randomBytes(32))).toBeNull();
           expect(await s.getPortalItem('nope')).toBeNull();
           const [listed] = await s.listPortalItems();
           expect(Object.keys(listed!).sort()).toEqual(['createdAt', 'erasedAt', 'expiresAt', 'id', 'keyId', 'keyInLink', 'lockedUntil', 'messageId', 'queueId', 'recalledAt', 'recipient', 'sender', 'seq', 'size']);

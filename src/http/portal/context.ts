@@ -9,7 +9,7 @@ import { ByteBudget } from '../../crypto/byte-budget.ts';
 import type { Keyring } from '../../portal/master-keys.ts';
 import { readMessage, type MessageView } from '../../portal/message-view.ts';
 import { isLinkKey, isPortalToken, openPortalItem, PortalVaultError, portalTokenHash } from '../../portal/vault.ts';
-import { portalItemState, type NewMessage, type PortalEventInput, type PortalItem, type Store } from '../../store/store.ts';
+import { portalItemState, type NewMessage, type PortalEventInput, type PortalItem, type PortalItemHead, type Store } from '../../store/store.ts';
 import { HttpError } from '../errors.ts';
 import type { HttpServer } from '../server.ts';
 import { dateText } from './pages.ts';
@@ -76,16 +76,17 @@ export class PortalContext {
    * The item a link's token names, readable now. Refuses (a clear page, nothing
    * more) a malformed or unknown token (404), an expired or recalled item (410).
    */
-  async item(token: string): Promise<PortalItem> {
+  async item(token: string): Promise<PortalItemHead> {
     if (!isPortalToken(token)) throw LINK_UNKNOWN;
-    const item = await this.store.findPortalItem(portalTokenHash(token));
+    // Without its ciphertext: only open() needs that, and the landing page (mail scanners) never does.
+    const item = await this.store.findPortalItemHead(portalTokenHash(token));
     if (!item) throw LINK_UNKNOWN;
     this.assertReadable(item);
     return item;
   }
 
   /** Throws the clear page for an item that can no longer be read. */
-  assertReadable(item: PortalItem): void {
+  assertReadable(item: PortalItemHead): void {
     const state = portalItemState(item, this.now());
     if (state === 'recalled') {
       throw new HttpError(410, 'This message was withdrawn', 'The sender withdrew this message and its content has been deleted. If you still need it, contact the sender.');
@@ -96,7 +97,7 @@ export class PortalContext {
   }
 
   /** The request's portal session when it is for `item` (its id and its recipient) at `stage`; null otherwise. */
-  session(request: FastifyRequest, item: PortalItem, stage: PortalStage = 'verified'): PortalSessionData | null {
+  session(request: FastifyRequest, item: PortalItemHead, stage: PortalStage = 'verified'): PortalSessionData | null {
     const data = request.session?.data;
     if (!data || data.portalItem !== item.id || data.recipient !== item.recipient || data.stage !== stage) return null;
     return { portalItem: item.id, recipient: item.recipient, stage };
@@ -112,8 +113,13 @@ export class PortalContext {
    * The item's message, decrypted and parsed for this request only: the content and
    * the link's key part (keyInLink) live in this call's memory and nowhere else.
    */
-  async open(item: PortalItem, linkKey: unknown): Promise<MessageView> {
-    return this.opening.run(item.size, () => this.decrypt(item, linkKey));
+  async open(head: PortalItemHead, linkKey: unknown): Promise<MessageView> {
+    return this.opening.run(head.size, async () => {
+      const item = await this.store.getPortalItem(head.id);
+      if (!item) throw LINK_UNKNOWN;
+      this.assertReadable(item);
+      return this.decrypt(item, linkKey);
+    });
   }
 
   private async decrypt(item: PortalItem, linkKey: unknown): Promise<MessageView> {

@@ -14,7 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { hashCode, MIN_CODE_DIGITS, newCode, readCode } from '../../portal/codes.ts';
 import { buildCodeEmail, portalFromAddress } from '../../portal/code-email.ts';
 import { checkPassphrase } from '../../portal/passphrase.ts';
-import type { PortalItem } from '../../store/store.ts';
+import type { PortalItemHead } from '../../store/store.ts';
 import { TooManyRequests } from '../errors.ts';
 import { sendPage } from '../layout.ts';
 import type { AttemptRules } from '../limits.ts';
@@ -39,7 +39,7 @@ export const CODE_CHECK_RULES: AttemptRules = {
 
 type TokenRequest = FastifyRequest<{ Params: { token: string }; Body: Record<string, unknown> | undefined }>;
 
-export function itemFacts(item: PortalItem, token: string): ItemFacts {
+export function itemFacts(item: PortalItemHead, token: string): ItemFacts {
   return { token, sender: item.sender, recipient: item.recipient, expiresAt: item.expiresAt, keyInLink: item.keyInLink };
 }
 
@@ -171,7 +171,7 @@ function sendLocked(request: FastifyRequest, reply: FastifyReply, facts: ItemFac
 }
 
 /** The item stopped being readable between the lookup and the change: say why, as the lookup would have. */
-async function refuseGone(ctx: PortalContext, item: PortalItem): Promise<never> {
+async function refuseGone(ctx: PortalContext, item: PortalItemHead): Promise<never> {
   const now = await ctx.store.getPortalItem(item.id);
   if (now) ctx.assertReadable(now);
   // Readable again is impossible; a vanished row reads as an unknown link.

@@ -16,7 +16,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { AttachmentView } from '../../portal/message-view.ts';
 import { portalFromAddress } from '../../portal/code-email.ts';
 import { buildReply, othersOnReplyAll, replyRecipients, type ReplyFile } from '../../portal/reply.ts';
-import type { PortalItem } from '../../store/store.ts';
+import type { PortalItemHead } from '../../store/store.ts';
 import { HttpError } from '../errors.ts';
 import { sendPage } from '../layout.ts';
 import type { PortalContext } from './context.ts';
@@ -47,14 +47,14 @@ export async function registerReading(app: FastifyInstance, ctx: PortalContext):
   await app.register(multipart, { limits: { files: REPLY_MAX_FILES, fields: REPLY_MAX_FIELDS } });
 
   /** The item, when the request's session is verified for it; otherwise the page that says to start again. */
-  const verified = async (request: TokenRequest, reply: FastifyReply): Promise<PortalItem | null> => {
+  const verified = async (request: TokenRequest, reply: FastifyReply): Promise<PortalItemHead | null> => {
     const item = await ctx.item(request.params.token);
     if (ctx.session(request, item)) return item;
     await sendPage(request, reply, notVerifiedPage(itemFacts(item, request.params.token)), 401);
     return null;
   };
 
-  const showMessage = async (request: TokenRequest, reply: FastifyReply, item: PortalItem, linkKey: unknown) => {
+  const showMessage = async (request: TokenRequest, reply: FastifyReply, item: PortalItemHead, linkKey: unknown) => {
     const view = await ctx.open(item, linkKey);
     await ctx.store.recordPortalEvent(item.id, 'portal-opened', ctx.event(request));
     return sendPage(request, reply, messagePage(itemFacts(item, request.params.token), view, server.csrf.token(request, reply)));

@@ -17,6 +17,7 @@ import {
   type PortalCode,
   type PortalEventInput,
   type PortalItem,
+  type PortalItemHead,
   type PortalItemInfo,
   type PortalOutcome,
   type PortalRecord,
@@ -43,6 +44,7 @@ export class PortalItemTable {
       insertContent: db.prepare(`INSERT INTO portal_content (item_id, nonce, content) VALUES (?, ?, ?)`),
       get: db.prepare(`SELECT i.*, c.nonce AS content_nonce, c.content FROM portal_items i LEFT JOIN portal_content c ON c.item_id = i.id WHERE i.id = ?`),
       find: db.prepare(`SELECT i.*, c.nonce AS content_nonce, c.content FROM portal_items i LEFT JOIN portal_content c ON c.item_id = i.id WHERE i.token_hash = ?`),
+      findHead: db.prepare(`SELECT * FROM portal_items WHERE token_hash = ?`),
       row: db.prepare(`SELECT * FROM portal_items WHERE id = ?`),
       info: db.prepare(`SELECT ${INFO_COLUMNS} FROM portal_items WHERE id = ?`),
       list: db.prepare(`SELECT ${INFO_COLUMNS} FROM portal_items ORDER BY created_at DESC, id LIMIT ?`),
@@ -116,6 +118,12 @@ export class PortalItemTable {
     if (tokenHash.length !== TOKEN_HASH_BYTES) return null;
     const row = this.stmt.find.get(tokenHash) as FullRow | undefined;
     return row ? toItem(row) : null;
+  }
+
+  findHead(tokenHash: Buffer): PortalItemHead | null {
+    if (tokenHash.length !== TOKEN_HASH_BYTES) return null;
+    const row = this.stmt.findHead.get(tokenHash) as ItemRow | undefined;
+    return row ? toHead(row) : null;
   }
 
   list(opts: { message?: string; limit?: number }): PortalItemInfo[] {
@@ -324,18 +332,24 @@ function toInfo(r: InfoRow): PortalItemInfo {
   };
 }
 
-function toItem(r: FullRow): PortalItem {
-  const readable = r.erased_at === null && r.key_id !== null && r.wrap_nonce && r.wrapped_key && r.content_nonce && r.content;
+function toHead(r: ItemRow): PortalItemHead {
   return {
     ...toInfo(r),
     tokenHash: r.token_hash,
     passphraseHash: r.passphrase_hash,
-    sealed: readable
-      ? { keyId: r.key_id!, wrapNonce: r.wrap_nonce!, wrappedKey: r.wrapped_key!, contentNonce: r.content_nonce!, content: r.content!, keyInLink: r.key_in_link === 1 }
-      : null,
     code:
       r.code_hash !== null && r.code_expires_at !== null && r.code_tries_left !== null
         ? { hash: r.code_hash, expiresAt: r.code_expires_at, triesLeft: r.code_tries_left }
         : null,
+  };
+}
+
+function toItem(r: FullRow): PortalItem {
+  const readable = r.erased_at === null && r.key_id !== null && r.wrap_nonce && r.wrapped_key && r.content_nonce && r.content;
+  return {
+    ...toHead(r),
+    sealed: readable
+      ? { keyId: r.key_id!, wrapNonce: r.wrap_nonce!, wrappedKey: r.wrapped_key!, contentNonce: r.content_nonce!, content: r.content!, keyInLink: r.key_in_link === 1 }
+      : null,
   };
 }

@@ -48,6 +48,7 @@ import {
   type PortalCode,
   type PortalEventInput,
   type PortalItem,
+  type PortalItemHead,
   type PortalItemInfo,
   type SetCodeResult,
   type WrappedItemKey,
@@ -696,6 +697,10 @@ export class SqliteStore implements Store {
 
   async findPortalItem(tokenHash: Buffer): Promise<PortalItem | null> {
     return this.portal.find(tokenHash);
+  }
+
+  async findPortalItemHead(tokenHash: Buffer): Promise<PortalItemHead | null> {
+    return this.portal.findHead(tokenHash);
   }
 
   async listPortalItems(opts: { message?: string; limit?: number } = {}): Promise<PortalItemInfo[]> {

@@ -13,7 +13,7 @@ import type { DeliveryRecord } from '../../delivery/record.ts';
 import { siblingModule, tsxWorker } from '../../tsx-worker.ts';
 import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
 import type { DomainKnowledge, KeyKind, KeyLookup, LogRecord, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
-import type { CodeCheck, NewPortalItem, PortalCode, PortalEventInput, PortalItem, PortalItemInfo, SetCodeResult, WrappedItemKey } from '../store.ts';
+import type { CodeCheck, NewPortalItem, PortalCode, PortalEventInput, PortalItem, PortalItemHead, PortalItemInfo, SetCodeResult, WrappedItemKey } from '../store.ts';
 
 type Op = Exclude<keyof Store, never>;
 export interface StoreRequest {
@@ -242,6 +242,9 @@ export class ThreadedSqliteStore implements Store {
   async findPortalItem(tokenHash: Buffer): Promise<PortalItem | null> {
     return portalItemBuffers(await this.call<PortalItem | null>('findPortalItem', tokenHash));
   }
+  async findPortalItemHead(tokenHash: Buffer): Promise<PortalItemHead | null> {
+    return portalHeadBuffers(await this.call<PortalItemHead | null>('findPortalItemHead', tokenHash));
+  }
   getPortalItemInfo(id: string): Promise<PortalItemInfo | null> {
     return this.call('getPortalItemInfo', id);
   }
@@ -301,15 +304,21 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-function portalItemBuffers(item: PortalItem | null): PortalItem | null {
+function portalHeadBuffers<T extends PortalItemHead>(item: T | null): T | null {
   if (!item) return null;
-  const s = item.sealed;
   return {
     ...item,
     tokenHash: asBuffer(item.tokenHash),
-    sealed: s && { ...s, wrapNonce: asBuffer(s.wrapNonce), wrappedKey: asBuffer(s.wrappedKey), contentNonce: asBuffer(s.contentNonce), content: asBuffer(s.content) },
+    passphraseHash: item.passphraseHash && asBuffer(item.passphraseHash),
     code: item.code && { ...item.code, hash: asBuffer(item.code.hash) },
   };
+}
+
+function portalItemBuffers(item: PortalItem | null): PortalItem | null {
+  const head = portalHeadBuffers(item);
+  if (!head) return null;
+  const s = head.sealed;
+  return { ...head, sealed: s && { ...s, wrapNonce: asBuffer(s.wrapNonce), wrappedKey: asBuffer(s.wrappedKey), contentNonce: asBuffer(s.contentNonce), content: asBuffer(s.content) } };
 }
 
 /** Bodies this large move between threads instead of being copied (a copy of each would be held twice at once). */
