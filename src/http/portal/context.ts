@@ -35,9 +35,9 @@ export interface PortalSessionData {
 
 /**
  * Message bytes being decrypted and parsed at once for views and downloads: each takes
- * several times its size while it is read (measured: 50 recipients opening 1 MB
- * messages together took the portal to ~520 MB). More waits its turn; one larger
- * message is read alone.
+ * several times its size while it is read, so many recipients opening large messages
+ * together would grow the heap without bound. More waits its turn; one larger message
+ * is read alone.
  */
 const OPENING_BUDGET_BYTES = 16 * 1024 * 1024;
 
