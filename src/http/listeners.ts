@@ -63,7 +63,8 @@ export async function buildWebServer(
     tls: opts.tls,
     logger: opts.logger,
     publicUrl: name === 'portal' ? config.portal.public_url : null,
-    siteName: name === 'portal' ? 'Secure messages' : 'SealRelay',
+    // Recipients see who sent them the message (fixed for the process, like the listener).
+    siteName: name === 'portal' ? config.portal.organisation.name : 'SealRelay',
     now: opts.now,
     // Fixed for the process: Sessions takes its idle timeout when it is made.
     sessionIdleMs: name === 'portal' && opts.portal ? config.portal.session_idle_seconds * 1000 : undefined,

@@ -35,7 +35,9 @@ export function gcmOpen(key: Buffer, nonce: Buffer, sealed: Buffer, aad: Buffer)
   const body = decipher.update(sealed.subarray(0, sealed.length - TAG_BYTES));
   try {
     // final() is where the tag is checked: nothing decrypted is returned before it passes.
-    return Buffer.concat([body, decipher.final()]);
+    // GCM is a stream mode: final() adds no bytes, so the body is returned without a copy.
+    const rest = decipher.final();
+    return rest.length ? Buffer.concat([body, rest]) : body;
   } catch {
     body.fill(0);
     throw new GcmAuthError();

@@ -59,6 +59,8 @@ describe('a GET of the link (what a mail scanner does)', () => {
     const page = await c.get(`${item.path}/message`);
     expect(page.statusCode).toBe(200);
     expect(page.body).toContain('Your results');
+    // The pages carry the sending organisation's name (portal.organisation.name), escaped like any text.
+    expect(page.body).toMatch(/<title>[^<]* – Clinic Example<\/title>/);
     expect((await fx.events(item.id)).at(-1)).toBe('portal-opened');
   });
 });
