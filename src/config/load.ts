@@ -79,6 +79,7 @@ export const PATH_SETTINGS: readonly (readonly string[])[] = [
   ['crypto', 'smime', 'signing_key_file'],
   ['crypto', 'wkd', 'ca_file'],
   ['dkim', 'domains', '*', 'key_file'],
+  ['evidence', 'signing_key_file'],
   ['portal', 'master_keys', '*', 'file'],
 ];
 

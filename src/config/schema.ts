@@ -551,6 +551,13 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    evidence: z
+      .object({
+        /** The relay's Ed25519 private key (PKCS#8 PEM, mode 0600) that signs evidence files (`sealrelay evidence keygen`); null: evidence cannot be signed. */
+        signing_key_file: z.string().nullable().default(null),
+      })
+      .strict()
+      .prefault({}),
     logging: z
       .object({
         level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),

@@ -4,6 +4,7 @@
 // SQL and locking never leave the implementations.
 import { domainToASCII } from 'node:url';
 import type { DeliveryRecord, Outcome } from '../delivery/record.ts';
+import type { EventQuery, RelayEvent } from '../events/event.ts';
 
 export interface NewMessage {
   readonly queueId: string;
@@ -553,6 +554,15 @@ export interface Store {
    * (a recall or another rewrap in between wins). Returns how many were replaced.
    */
   rewrapPortalKeys(rewrapped: readonly (WrappedItemKey & { fromKeyId: string })[]): Promise<number>;
+
+  /**
+   * The events (events/event.ts), each written in the transaction of its fact: enqueue
+   * (`queued` per recipient, bounces and portal mail queued by finish too), finish
+   * (the outcome of each record, and `secured` when delivered by a secure method),
+   * and the portal (opened, replied, recalled, expired). In id order, which is the
+   * order they were written: pass the last id read as `afterId` to read on.
+   */
+  listEvents(query: EventQuery): Promise<RelayEvent[]>;
   close(): Promise<void>;
 }
 

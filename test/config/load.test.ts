@@ -183,6 +183,7 @@ describe('paths', () => {
         '  wkd: { ca_file: ca/wkd.pem }',
         'dkim:',
         '  domains: { clinic.example: { selector: s1, key_file: ../outside/dkim.key } }',
+        'evidence: { signing_key_file: keys/evidence.pem }',
       ].join('\n'),
     );
     const config = loadConfig(file);

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { makeRecord, type DeliveryRecord } from '../../src/delivery/record.ts';
+import type { EventType, RelayEvent } from '../../src/events/event.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import {
   isOperatorRecord,
@@ -843,6 +844,225 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
           expect(got?.sealed).toEqual({ ...items[0]!.sealed, keyId: 'k3', wrapNonce: next.wrapNonce, wrappedKey: next.wrappedKey });
           expect(got?.keyId).toBe('k3');
           expect((await s.portalKeysToRewrap('k3', 10)).map((k) => k.id)).toEqual(old.filter((id) => id !== first.id));
+        }));
+    });
+
+    describe('events (the outbox)', () => {
+      const all = (s: Store) => s.listEvents({ limit: 10_000 });
+      /** type, recipient and method of each event, in order: what most checks compare. */
+      const brief = (events: readonly RelayEvent[]) => events.map((e) => [e.type, e.recipient, e.method]);
+      const tlsFacts = { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384', bits: 256, authorized: true, authorizationError: null, peerCertSubject: 'CN=mx', peerCertFingerprint256: 'AA' };
+      /** Subject and body words that must never reach an event. */
+      const SECRET_SUBJECT = 'Lab result Zebrafinch';
+      const SECRET_BODY = 'Diagnosis Quetzalcoatl';
+      const secretMessage = (over: Partial<NewMessage> = {}) =>
+        message({ subject: SECRET_SUBJECT, body: Buffer.from(`Subject: ${SECRET_SUBJECT}\r\n\r\n${SECRET_BODY}\r\n`), ...over });
+      const claimAll = async (s: Store) => (await s.claim({ owner: 'w', limit: 100, leaseMs: 60_000 })).sort((x, y) => x.seq - y.seq);
+
+      it('enqueue writes one `queued` per recipient with the envelope facts, and nothing of subject or body', () =>
+        withStore(async (s) => {
+          const m = secretMessage({ sender: 'app@sender.test', recipients: ['a@one.test', 'B@Two.Test'] });
+          await s.enqueue(m);
+          const events = await all(s);
+          expect(events.map(({ id: _id, ...e }) => e)).toEqual([
+            { queueId: m.queueId, seq: 0, at: m.receivedAt, type: 'queued', sender: 'app@sender.test', recipient: 'a@one.test', domain: 'one.test', method: null, campaign: null },
+            { queueId: m.queueId, seq: 1, at: m.receivedAt, type: 'queued', sender: 'app@sender.test', recipient: 'B@Two.Test', domain: 'two.test', method: null, campaign: null },
+          ]);
+          expect(events.every((e) => /^[0-9a-f]{32}$/.test(e.id))).toBe(true);
+          const text = JSON.stringify(events);
+          expect(text).not.toContain('Zebrafinch');
+          expect(text).not.toContain('Quetzalcoatl');
+        }));
+
+      it('finish writes each record\'s outcome; `secured` (with the method) only for a secure method, never for plaintext', () =>
+        withStore(async (s) => {
+          const m = secretMessage({ recipients: ['plain@one.test', 'tls@one.test', 'pgp@one.test', 'soft@two.test', 'hard@two.test', 'drop@two.test'] });
+          await s.enqueue(m);
+          const [plain, tls, pgp, soft, hard, drop] = (await claimAll(s)) as [QueueItem, QueueItem, QueueItem, QueueItem, QueueItem, QueueItem];
+          const before = await all(s);
+          const end = Date.parse('2026-06-01T10:00:00.000Z');
+          const at = new Date(end - 40).toISOString();
+          await s.finish(
+            [
+              record(plain, { at, durationMs: 40 }),
+              record(tls, { at, durationMs: 40, method: 'tls', tls: tlsFacts, starttlsOffered: true }),
+              record(pgp, { at, durationMs: 40, method: 'pgp+tls', tls: tlsFacts, starttlsOffered: true }),
+              record(soft, { at, durationMs: 40, outcome: 'deferred', method: 'none', smtp: { code: 451, enhanced: '4.4.1', response: '451 later' } }),
+              record(hard, { at, durationMs: 40, outcome: 'bounced', method: 'none', smtp: { code: 550, enhanced: '5.1.1', response: '550 no' } }),
+              record(drop, { at, durationMs: 40, outcome: 'dropped', method: 'none', smtp: { code: null, enhanced: null, response: 'no acceptable TLS' } }),
+            ],
+            [
+              { queueId: m.queueId, seq: 0, outcome: 'delivered', error: null },
+              { queueId: m.queueId, seq: 1, outcome: 'delivered', error: null },
+              { queueId: m.queueId, seq: 2, outcome: 'delivered', error: null },
+              { queueId: m.queueId, seq: 3, outcome: 'deferred', error: '451 later', nextAttemptAt: Date.now() + 60_000 },
+              { queueId: m.queueId, seq: 4, outcome: 'bounced', error: '550 no' },
+              { queueId: m.queueId, seq: 5, outcome: 'dropped', error: 'no acceptable TLS' },
+            ],
+          );
+          const events = (await all(s)).slice(before.length);
+          expect(brief(events)).toEqual([
+            ['delivered', 'plain@one.test', 'plaintext'],
+            ['delivered', 'tls@one.test', 'tls'],
+            ['secured', 'tls@one.test', 'tls'],
+            ['delivered', 'pgp@one.test', 'pgp+tls'],
+            ['secured', 'pgp@one.test', 'pgp+tls'],
+            ['deferred', 'soft@two.test', null],
+            ['bounced', 'hard@two.test', null],
+            ['dropped', 'drop@two.test', null],
+          ]);
+          // The attempt's end; its message and recipient; nothing of subject or body.
+          expect(events.every((e) => e.at === end && e.queueId === m.queueId && e.sender === m.sender && e.campaign === null)).toBe(true);
+          expect(events.map((e) => [e.seq, e.domain])).toEqual([[0, 'one.test'], [1, 'one.test'], [1, 'one.test'], [2, 'one.test'], [2, 'one.test'], [3, 'two.test'], [4, 'two.test'], [5, 'two.test']]);
+          expect(JSON.stringify(events)).not.toMatch(/Zebrafinch|Quetzalcoatl/);
+        }));
+
+      it('a bounce queued by finish gets its own `queued` events, after the attempt\'s', () =>
+        withStore(async (s) => {
+          await s.enqueue(message({ recipients: ['x@one.test'] }));
+          const [item] = await claimAll(s);
+          const bounce = message({ sender: '', recipients: ['app@sender.test'] });
+          await s.finish([record(item!, { outcome: 'bounced', method: 'none' })], [{ queueId: item!.queueId, seq: 0, outcome: 'bounced', error: 'x' }], [bounce]);
+          const events = await all(s);
+          expect(brief(events)).toEqual([['queued', 'x@one.test', null], ['bounced', 'x@one.test', null], ['queued', 'app@sender.test', null]]);
+          expect(events[2]).toMatchObject({ queueId: bounce.queueId, seq: 0, sender: '', domain: 'sender.test', at: bounce.receivedAt });
+        }));
+
+      it('the portal: notified (and secured, method portal) in finish; opened, replied, recalled and expired where they happen; other portal steps write none', () =>
+        withStore(async (s) => {
+          const m = secretMessage({ recipients: ['pat@patient.test'] });
+          await s.enqueue(m);
+          const [item] = await claimAll(s);
+          const notification = message({ recipients: ['pat@patient.test'], sender: 'portal@relay.test' });
+          const made = portalItem({ queueId: m.queueId, seq: 0, messageId: m.messageId, sender: m.sender });
+          await s.finish(
+            [record(item!, { outcome: 'portal-notified', method: 'portal', portal: portalFacts(made.id, notification.queueId) })],
+            [{ queueId: m.queueId, seq: 0, outcome: 'portal-notified', error: null }],
+            [notification],
+            [made],
+          );
+          expect(brief(await all(s))).toEqual([
+            ['queued', 'pat@patient.test', null],
+            ['portal-notified', 'pat@patient.test', 'portal'],
+            ['secured', 'pat@patient.test', 'portal'],
+            ['queued', 'pat@patient.test', null],
+          ]);
+          const mark = (await all(s)).at(-1)!.id;
+          const t0 = 1_700_000_000_000;
+          expect(await s.recordPortalEvent(made.id, 'portal-viewed', { at: t0 })).toBe(true);
+          expect(await s.setPortalCode(made.id, { hash: randomBytes(32), expiresAt: Date.now() + 60_000, triesLeft: 3 }, { at: Date.now() })).toEqual({ result: 'set' });
+          expect(await s.checkPortalCode(made.id, randomBytes(32), { lockMs: 1000, event: { at: Date.now() } })).toEqual({ result: 'wrong', triesLeft: 2 });
+          expect(await s.recordPortalEvent(made.id, 'portal-downloaded', { at: t0 + 1 })).toBe(true);
+          expect(await s.recordPortalEvent(made.id, 'portal-opened', { at: t0 + 2, ip: '192.0.2.1' })).toBe(true);
+          expect(await s.recordPortalEvent(made.id, 'portal-replied', { at: t0 + 3 })).toBe(true);
+          expect(await s.recordPortalEvent('no-such-item', 'portal-opened', { at: t0 + 4 })).toBe(false);
+          const recalledAt = t0 + 5;
+          expect(await s.recallPortalItems(m.queueId, 'alice', recalledAt)).toHaveLength(1);
+          const expiring = portalItem({ createdAt: t0 - 10, expiresAt: t0 - 1, recipient: 'kim@patient.test' });
+          await s.putPortalItem(expiring);
+          expect(await s.expirePortalItems(Date.now(), 10)).toBe(1);
+
+          const events = await s.listEvents({ afterId: mark, limit: 100 });
+          expect(events.map(({ id: _id, ...e }) => e)).toEqual([
+            { queueId: m.queueId, seq: 0, at: t0 + 2, type: 'portal-opened', sender: m.sender, recipient: 'pat@patient.test', domain: 'patient.test', method: null, campaign: null },
+            { queueId: m.queueId, seq: 0, at: t0 + 3, type: 'replied', sender: m.sender, recipient: 'pat@patient.test', domain: 'patient.test', method: null, campaign: null },
+            { queueId: m.queueId, seq: 0, at: recalledAt, type: 'recalled', sender: m.sender, recipient: 'pat@patient.test', domain: 'patient.test', method: null, campaign: null },
+            { queueId: expiring.queueId, seq: 0, at: expect.any(Number) as number, type: 'expired', sender: expiring.sender, recipient: 'kim@patient.test', domain: 'patient.test', method: null, campaign: null },
+          ]);
+          expect(JSON.stringify(await all(s))).not.toMatch(/Zebrafinch|Quetzalcoatl|192\.0\.2\.1|alice/);
+        }));
+
+      it('a finish or enqueue that fails writes no event: events commit in the transaction of their fact', () =>
+        withStore(async (s) => {
+          const m = message({ recipients: ['pat@patient.test', 'x@one.test'] });
+          await s.enqueue(m);
+          const [pat, x] = await claimAll(s);
+          const before = await all(s);
+          const notification = message({ recipients: ['pat@patient.test'] });
+          const made = portalItem({ queueId: m.queueId, seq: 0, messageId: m.messageId });
+          const taken = portalItem();
+          await s.putPortalItem(taken);
+          const records = [
+            record(pat!, { outcome: 'portal-notified', method: 'portal', portal: portalFacts(made.id, notification.queueId) }),
+            record(x!, { method: 'tls', tls: tlsFacts, starttlsOffered: true }),
+          ];
+          const settle = [
+            { queueId: m.queueId, seq: 0, outcome: 'portal-notified' as const, error: null },
+            { queueId: m.queueId, seq: 1, outcome: 'delivered' as const, error: null },
+          ];
+          // A second item with a token hash already taken: the whole finish fails. Other writes of the
+          // same group commit (an enqueue made at the same moment) still commit, with their events.
+          const other = message({ recipients: ['o@three.test'] });
+          const [failed, enqueued] = await Promise.allSettled([
+            s.finish(records, settle, [notification], [made, portalItem({ tokenHash: taken.tokenHash })]),
+            s.enqueue(other),
+          ]);
+          expect(failed.status).toBe('rejected');
+          expect(enqueued.status).toBe('fulfilled');
+          expect(brief((await all(s)).slice(before.length))).toEqual([['queued', 'o@three.test', null]]);
+          expect(await s.queryRecords({ message: m.queueId })).toEqual([]);
+
+          // An enqueue that fails (its staged parts are not all there) writes no `queued`.
+          const staged = message({ staged: { parts: 2, bytes: 20 } });
+          await s.stageBodyPart(staged.queueId, 1, Buffer.alloc(10, 'x'));
+          await expect(s.enqueue(staged)).rejects.toThrow(/staged part/);
+          expect((await all(s)).filter((e) => e.queueId === staged.queueId)).toEqual([]);
+
+          // The same finish without the bad item writes every event of it.
+          await s.finish(records, settle, [notification], [made]);
+          expect(brief((await all(s)).filter((e) => e.queueId === m.queueId && e.type !== 'queued'))).toEqual([
+            ['portal-notified', 'pat@patient.test', 'portal'],
+            ['secured', 'pat@patient.test', 'portal'],
+            ['delivered', 'x@one.test', 'tls'],
+            ['secured', 'x@one.test', 'tls'],
+          ]);
+        }));
+
+      it('events are read in write order with unique ids; paging with afterId sees each once; filtered by type and time', () =>
+        withStore(async (s) => {
+          // Many events in the same millisecond and a fact dated in the past: id order is still write order.
+          await s.enqueue(message({ recipients: Array.from({ length: 30 }, (_, i) => `r${i}@one.test`) }));
+          await s.enqueue(message({ recipients: ['old@two.test'], receivedAt: 1_000 }));
+          const items = await claimAll(s);
+          await s.finish(items.map((i) => record(i, { method: 'tls', tls: tlsFacts, starttlsOffered: true })), items.map((i) => ({ queueId: i.queueId, seq: i.seq, outcome: 'delivered' as const, error: null })));
+          const events = await all(s);
+          expect(events).toHaveLength(31 + 31 * 2);
+          const ids = events.map((e) => e.id);
+          expect(new Set(ids).size).toBe(ids.length);
+          expect([...ids].sort()).toEqual(ids);
+          expect(events.slice(0, 31).every((e) => e.type === 'queued')).toBe(true);
+          expect(events[30]).toMatchObject({ recipient: 'old@two.test', at: 1_000 });
+
+          const paged: RelayEvent[] = [];
+          let afterId: string | undefined;
+          for (;;) {
+            const page = await s.listEvents({ afterId, limit: 7 });
+            if (!page.length) break;
+            expect(page.length).toBeLessThanOrEqual(7);
+            paged.push(...page);
+            afterId = page.at(-1)!.id;
+          }
+          expect(paged).toEqual(events);
+          // A reader at the end sees only what is written after.
+          await s.enqueue(message({ recipients: ['late@three.test'] }));
+          expect(brief(await s.listEvents({ afterId, limit: 100 }))).toEqual([['queued', 'late@three.test', null]]);
+
+          const secured = await s.listEvents({ types: ['secured'], limit: 100 });
+          expect(secured).toHaveLength(31);
+          expect(secured.every((e) => e.type === 'secured' && e.method === 'tls')).toBe(true);
+          const types: EventType[] = ['queued', 'delivered'];
+          expect((await s.listEvents({ types, limit: 1000 })).map((e) => e.id)).toEqual((await all(s)).filter((e) => types.includes(e.type)).map((e) => e.id));
+          expect((await s.listEvents({ since: 2_000, types: ['queued'], limit: 100 })).map((e) => e.recipient)).not.toContain('old@two.test');
+          expect(await s.listEvents({ types: ['clicked', 'opened', 'unsubscribed', 'suppressed'], limit: 100 })).toEqual([]);
+        }));
+
+      it('a bad query is refused with a clear error', () =>
+        withStore(async (s) => {
+          await expect(s.listEvents({ limit: 0 })).rejects.toThrow(/limit must be a whole number/);
+          await expect(s.listEvents({ limit: 1e9 })).rejects.toThrow(/limit must be a whole number/);
+          await expect(s.listEvents({ afterId: "' OR 1=1 --", limit: 10 })).rejects.toThrow(/afterId must be an event id/);
+          await expect(s.listEvents({ types: ['delivered', 'sent' as EventType], limit: 10 })).rejects.toThrow(/unknown type "sent"/);
+          await expect(s.listEvents({ since: Number.NaN, limit: 10 })).rejects.toThrow(/since must be a time/);
         }));
     });
   });

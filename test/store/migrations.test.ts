@@ -8,21 +8,31 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
-import { message } from './contract.ts';
+import { message, record } from './contract.ts';
 
 const dirs: string[] = [];
 afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-const LATEST = 11;
+const LATEST = 12;
 
-/** A store file as SealRelay with schema version 10 left it: version 11's message origin and item passphrase taken off again. */
-async function version10Store(): Promise<string> {
+/** A store file as SealRelay with schema version 11 left it: version 12's events taken off again. */
+async function version11Store(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-migrate-'));
   dirs.push(dir);
   const path = join(dir, 'queue.db');
   await new SqliteStore(path).close();
+  const raw = new Database(path);
+  raw.exec(`DROP TABLE events;`);
+  raw.pragma('user_version = 11');
+  raw.close();
+  return path;
+}
+
+/** A store file as SealRelay with schema version 10 left it: version 11's message origin and item passphrase taken off again. */
+async function version10Store(): Promise<string> {
+  const path = await version11Store();
   const raw = new Database(path);
   raw.exec(`ALTER TABLE messages DROP COLUMN origin;
             ALTER TABLE portal_items DROP COLUMN passphrase_hash;`);
@@ -209,5 +219,36 @@ it('a version 10 store gains the message origin and the item passphrase; what it
   }
   const after = new Database(path, { readonly: true });
   expect(after.pragma('user_version', { simple: true })).toBe(LATEST);
+  after.close();
+});
+
+it('a version 11 store gains the events table, empty (what it did before has no events), and writes events from then on', async () => {
+  const path = await version11Store();
+  const old = message({ recipients: ['x@old.test'] });
+  const v11 = new Database(path);
+  expect(v11.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'events'`).pluck().get()).toBe(0);
+  v11.prepare(`INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(
+    old.queueId, old.sender, old.messageId, old.subject, old.body.length, old.receivedAt, old.clientIp, old.authUser,
+  );
+  v11.prepare(`INSERT INTO body_parts (queue_id, part, data) VALUES (?, 0, ?)`).run(old.queueId, old.body);
+  v11.prepare(`INSERT INTO recipients (queue_id, seq, recipient, domain, next_attempt_at) VALUES (?, 0, ?, ?, ?)`).run(old.queueId, 'x@old.test', 'old.test', old.receivedAt);
+  v11.close();
+  const s = new SqliteStore(path);
+  try {
+    expect(await s.listEvents({ limit: 100 })).toEqual([]);
+    const fresh = message({ recipients: ['y@new.test'] });
+    await s.enqueue(fresh);
+    // The message queued before the upgrade is still there to deliver; its settling writes its outcome.
+    const claimed = await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 });
+    expect(claimed.map((i) => i.queueId).sort()).toEqual([old.queueId, fresh.queueId].sort());
+    const item = claimed.find((i) => i.queueId === old.queueId)!;
+    await s.finish([record(item)], [{ queueId: old.queueId, seq: 0, outcome: 'delivered', error: null }]);
+    expect((await s.listEvents({ limit: 100 })).map((e) => [e.type, e.recipient])).toEqual([['queued', 'y@new.test'], ['delivered', 'x@old.test']]);
+  } finally {
+    await s.close();
+  }
+  const after = new Database(path, { readonly: true });
+  expect(after.pragma('user_version', { simple: true })).toBe(LATEST);
+  expect(after.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name`).pluck().all()).toEqual(['events_at', 'events_queue_id', 'events_type_at']);
   after.close();
 });

@@ -184,6 +184,25 @@ const MIGRATIONS: readonly string[] = [
   // apart (store.ts MessageOrigin); and an item's passphrase, hashed (scrypt, salt first).
   `ALTER TABLE messages ADD COLUMN origin TEXT;
    ALTER TABLE portal_items ADD COLUMN passphrase_hash BLOB;`,
+  // Events (events/event.ts): the outbox, written in the transaction of each fact.
+  // The id is time-ordered and is the reading order (the table is clustered on it);
+  // the indexes serve reports by type and time, by time, and a message's timeline.
+  // Facts from before this version have no events: their records still tell them.
+  `CREATE TABLE events (
+     id        TEXT PRIMARY KEY,
+     queue_id  TEXT NOT NULL,
+     seq       INTEGER NOT NULL,
+     at        INTEGER NOT NULL,
+     type      TEXT NOT NULL,
+     sender    TEXT NOT NULL,
+     recipient TEXT NOT NULL,
+     domain    TEXT NOT NULL,
+     method    TEXT,
+     campaign  TEXT
+   ) WITHOUT ROWID;
+   CREATE INDEX events_type_at ON events (type, at);
+   CREATE INDEX events_at ON events (at);
+   CREATE INDEX events_queue_id ON events (queue_id, seq);`,
 ];
 
 export function migrate(db: Database.Database): void {

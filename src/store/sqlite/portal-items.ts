@@ -1,5 +1,6 @@
 // The SQLite store's portal items (schema 10): the rows, and every change to them
-// with the PortalRecord it leaves in the delivery log. Each method runs inside a
+// with the PortalRecord it leaves in the delivery log (and, for opened, replied,
+// recalled and expired, the event: event-table.ts). Each method runs inside a
 // transaction SqliteStore opens (sqlite-store.ts), so a change and its record
 // commit together. Nothing here decrypts: the sealed content is opaque bytes
 // (portal/vault.ts seals and opens it).
@@ -9,6 +10,8 @@
 // zeroed rather than left for whoever later reads the file with a master key.
 import { timingSafeEqual } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import { PORTAL_EVENT_TYPES } from '../../events/event.ts';
+import type { EventTable } from './event-table.ts';
 import {
   domainOf,
   portalItemState,
@@ -35,7 +38,7 @@ const ERASED = `wrap_nonce = NULL, wrapped_key = NULL, key_id = NULL, code_hash 
 export class PortalItemTable {
   private readonly stmt;
 
-  constructor(db: Database.Database) {
+  constructor(db: Database.Database, private readonly events: EventTable) {
     this.stmt = {
       insert: db.prepare(
         `INSERT INTO portal_items (id, queue_id, seq, message_id, sender, recipient, domain, created_at, expires_at, size, key_in_link, key_id, wrap_nonce, wrapped_key, token_hash, passphrase_hash)
@@ -248,6 +251,10 @@ export class PortalItemTable {
       outcome,
       json: JSON.stringify(record),
     });
+    const type = PORTAL_EVENT_TYPES[outcome];
+    if (type) {
+      this.events.write([{ queueId: row.queue_id, seq: row.seq, at: atMs, type, sender: row.sender, recipient: row.recipient, domain: row.domain, method: null, campaign: null }]);
+    }
   }
 }
 

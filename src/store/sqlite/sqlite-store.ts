@@ -53,7 +53,9 @@ import {
   type SetCodeResult,
   type WrappedItemKey,
 } from '../store.ts';
+import { attemptEvents, queuedEvents, type EventQuery, type RelayEvent } from '../../events/event.ts';
 import { Checkpointer } from './checkpointer.ts';
+import { EventTable } from './event-table.ts';
 import { migrate } from './migrations.ts';
 import { PortalItemTable } from './portal-items.ts';
 
@@ -81,6 +83,7 @@ export class SqliteStore implements Store {
   private checkpointer: Checkpointer | null = null;
   private readonly stmt;
   private readonly portal: PortalItemTable;
+  private readonly events: EventTable;
 
   /**
    * `checkpointsApart`: for the long-running relay, WAL checkpoints run on a thread
@@ -99,7 +102,8 @@ export class SqliteStore implements Store {
       this.db.pragma('wal_autocheckpoint = 0');
       this.checkpointer = new Checkpointer(path, opts.onError ?? (() => undefined));
     }
-    this.portal = new PortalItemTable(this.db);
+    this.events = new EventTable(this.db);
+    this.portal = new PortalItemTable(this.db, this.events);
     this.stmt = {
       insertMessage: this.db.prepare(
         `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid, origin)
@@ -328,6 +332,7 @@ export class SqliteStore implements Store {
       const dsn = m.recipientDsn?.[seq];
       this.stmt.insertRecipient.run(m.queueId, seq, rcpt, domainOf(rcpt), m.receivedAt, dsn?.notify ?? null, dsn?.orcpt ?? null);
     });
+    this.events.write(queuedEvents(m, domainOf));
   }
 
   async claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]> {
@@ -390,6 +395,7 @@ export class SqliteStore implements Store {
           json: JSON.stringify(r),
           kind: 'attempt',
         });
+        this.events.write(attemptEvents(r));
       }
       this.learn(records);
       const touched = new Set<string>();
@@ -734,6 +740,10 @@ export class SqliteStore implements Store {
 
   async rewrapPortalKeys(rewrapped: readonly (WrappedItemKey & { fromKeyId: string })[]): Promise<number> {
     return this.commitInOrder(() => this.portal.rewrap(rewrapped));
+  }
+
+  async listEvents(query: EventQuery): Promise<RelayEvent[]> {
+    return this.events.list(query);
   }
 
   /**

@@ -11,6 +11,7 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
 import { siblingModule, tsxWorker } from '../../tsx-worker.ts';
+import type { EventQuery, RelayEvent } from '../../events/event.ts';
 import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
 import type { DomainKnowledge, KeyKind, KeyLookup, LogRecord, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
 import type { CodeCheck, NewPortalItem, PortalCode, PortalEventInput, PortalItem, PortalItemHead, PortalItemInfo, SetCodeResult, WrappedItemKey } from '../store.ts';
@@ -272,6 +273,9 @@ export class ThreadedSqliteStore implements Store {
   }
   rewrapPortalKeys(rewrapped: readonly (WrappedItemKey & { fromKeyId: string })[]): Promise<number> {
     return this.call('rewrapPortalKeys', rewrapped);
+  }
+  listEvents(query: EventQuery): Promise<RelayEvent[]> {
+    return this.call('listEvents', query);
   }
   async close(): Promise<void> {
     try {

@@ -1,0 +1,74 @@
+// The SQLite store's events (schema 12): the outbox that reports, webhooks and
+// metrics read. `write` runs only inside a transaction SqliteStore (or the portal
+// table) opened for the fact itself, so an event commits with its fact or not at
+// all. Ids come from events/event.ts `nextEventId`, made greater than the greatest
+// id in the table: SQLite has one writer at a time, so id order is commit order and
+// a reader paging `after` an id never skips an event committed later.
+import type Database from 'better-sqlite3';
+import { checkEventQuery, nextEventId, type EventQuery, type EventType, type NewEvent, type RelayEvent } from '../../events/event.ts';
+
+export class EventTable {
+  private readonly stmt;
+
+  constructor(private readonly db: Database.Database) {
+    this.stmt = {
+      lastId: db.prepare(`SELECT max(id) FROM events`).pluck(),
+      insert: db.prepare(
+        `INSERT INTO events (id, queue_id, seq, at, type, sender, recipient, domain, method, campaign)
+         VALUES (@id, @queueId, @seq, @at, @type, @sender, @recipient, @domain, @method, @campaign)`,
+      ),
+    };
+  }
+
+  /** Writes events in the transaction already open; their ids keep the order they are given in. */
+  write(events: readonly NewEvent[]): void {
+    if (!events.length) return;
+    if (!this.db.inTransaction) throw new Error('events are written only in the transaction of their fact');
+    let last = (this.stmt.lastId.get() as string | null) ?? null;
+    const now = Date.now();
+    for (const e of events) {
+      last = nextEventId(last, now);
+      this.stmt.insert.run({ ...e, id: last });
+    }
+  }
+
+  list(query: EventQuery): RelayEvent[] {
+    const q = checkEventQuery(query);
+    const where: string[] = [];
+    const params: Record<string, unknown> = { limit: q.limit };
+    if (q.afterId !== undefined) {
+      where.push('id > @afterId');
+      params.afterId = q.afterId;
+    }
+    if (q.since !== undefined) {
+      where.push('at >= @since');
+      params.since = q.since;
+    }
+    if (q.types?.length) {
+      const names = q.types.map((t, i) => {
+        params[`type${i}`] = t;
+        return `@type${i}`;
+      });
+      where.push(`type IN (${names.join(', ')})`);
+    }
+    const sql = `SELECT * FROM events ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT @limit`;
+    return (this.db.prepare(sql).all(params) as EventRow[]).map(toEvent);
+  }
+}
+
+interface EventRow {
+  id: string;
+  queue_id: string;
+  seq: number;
+  at: number;
+  type: EventType;
+  sender: string;
+  recipient: string;
+  domain: string;
+  method: RelayEvent['method'];
+  campaign: string | null;
+}
+
+function toEvent(r: EventRow): RelayEvent {
+  return { id: r.id, queueId: r.queue_id, seq: r.seq, at: r.at, type: r.type, sender: r.sender, recipient: r.recipient, domain: r.domain, method: r.method, campaign: r.campaign };
+}
