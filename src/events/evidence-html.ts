@@ -9,12 +9,12 @@
 // (A page made by a version of sealrelay with another layout fails that second check
 // too; its JSON is still authentic and can be taken out with `--format json`.)
 //
-// Every value is escaped (the `markup` template below, like portal/notification.ts;
-// events/ may not import http/'s). Inside the <script type="application/json"> block
-// — data the browser never runs — "<", ">" and "&" are written as JSON \u escapes,
-// so no value can end the block.
+// Every value is escaped (the shared `html` template, src/html.ts). Inside the
+// <script type="application/json"> block — data the browser never runs — "<", ">"
+// and "&" are written as JSON \u escapes, so no value can end the block.
 import { createHash, type KeyObject } from 'node:crypto';
 import { canonicalBytes, verifyEvidence, type EvidenceAttempt, type EvidenceRecipient, type SignedEvidence, type Verification } from './evidence.ts';
+import { html, trustedHtml, type SafeHtml } from '../html.ts';
 
 const EMBED_OPEN = '<script type="application/json" id="sealrelay-signed-evidence">';
 const EMBED_CLOSE = '</script>';
@@ -43,7 +43,7 @@ export function renderEvidenceHtml(signed: SignedEvidence): string {
   const styleHash = createHash('sha256').update(STYLE).digest('base64');
   const csp = `default-src 'none'; style-src 'sha256-${styleHash}'; img-src 'none'; script-src 'none'; base-uri 'none'; form-action 'none'`;
   const messages = payload.messages.map(
-    (m) => markup`<h2>Message ${m.queueId}</h2>
+    (m) => html`<h2>Message ${m.queueId}</h2>
 <table class="meta">
 <tr><th>Queue id</th><td class="mono">${m.queueId}</td></tr>
 <tr><th>Message-ID</th><td class="mono">${m.messageId ?? '(none)'}</td></tr>
@@ -52,14 +52,14 @@ export function renderEvidenceHtml(signed: SignedEvidence): string {
 </table>
 ${m.recipients.map(recipientSection)}`,
   );
-  const page = markup`<!DOCTYPE html>
+  const page = html`<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="referrer" content="no-referrer">
 <title>Delivery evidence ${payload.reference}</title>
-<style>${raw(STYLE)}</style>
+<style>${trustedHtml(STYLE)}</style>
 </head>
 <body>
 <h1>Delivery evidence</h1>
@@ -69,9 +69,9 @@ ${m.recipients.map(recipientSection)}`,
 <tr><th>Generated</th><td>${payload.generatedAt}</td></tr>
 <tr><th>Signed by key</th><td class="mono">${signature.keyId} (${signature.alg})</td></tr>
 </table>
-${payload.messages.length ? messages : markup`<p>No delivery records match.</p>`}
+${payload.messages.length ? messages : html`<p>No delivery records match.</p>`}
 <p class="note">This page carries the signed record it shows. To check it: <code>sealrelay evidence verify THIS-FILE --key PUBLIC-KEY-FILE</code>, with the relay's published public key; its key id must be ${signature.keyId}. The check also confirms that the text of this page is exactly what the signed record says.</p>
-${raw(EMBED_OPEN)}${raw(embedJson(signed))}${raw(EMBED_CLOSE)}
+${trustedHtml(EMBED_OPEN)}${trustedHtml(embedJson(signed))}${trustedHtml(EMBED_CLOSE)}
 </body>
 </html>
 `;
@@ -116,15 +116,15 @@ function embedJson(signed: SignedEvidence): string {
     .replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-function recipientSection(r: EvidenceRecipient): Markup {
+function recipientSection(r: EvidenceRecipient): SafeHtml {
   const d = r.decision;
-  return markup`<section class="recipient">
+  return html`<section class="recipient">
 <h3>${r.recipient} <span class="outcome">— ${r.finalOutcome ?? 'no attempt yet'}</span></h3>
 <table>
 <tr><th>Recipient item</th><td class="mono">#${String(r.seq)} (domain ${r.domain || '(none)'})</td></tr>
 ${
   d
-    ? markup`<tr><th>Decision</th><td>rule <strong>${d.rule}</strong>: mode ${d.mode}, verification ${d.verification}${d.fallbackChain.length ? `, fallback ${d.fallbackChain.join(' → ')}` : ''}</td></tr>
+    ? html`<tr><th>Decision</th><td>rule <strong>${d.rule}</strong>: mode ${d.mode}, verification ${d.verification}${d.fallbackChain.length ? `, fallback ${d.fallbackChain.join(' → ')}` : ''}</td></tr>
 <tr><th>Why</th><td>${d.reasons.join('; ') || '-'}</td></tr>`
     : ''
 }
@@ -132,23 +132,23 @@ ${
 ${r.attempts.map(attemptTable)}
 ${
   r.portalEvents.length
-    ? markup`<h3>Portal events</h3>
+    ? html`<h3>Portal events</h3>
 <table><thead><tr><th>Time</th><th>Event</th><th>Item</th><th>Who</th><th>Note</th></tr></thead><tbody>
-${r.portalEvents.map((e) => markup`<tr><td>${e.at}</td><td>${e.outcome}</td><td class="mono">${e.itemId}</td><td>${e.operator ? `operator ${e.operator}` : [e.ip, e.userAgent].filter(Boolean).join(' ') || '-'}</td><td>${e.detail ?? ''}</td></tr>\n`)}</tbody></table>`
+${r.portalEvents.map((e) => html`<tr><td>${e.at}</td><td>${e.outcome}</td><td class="mono">${e.itemId}</td><td>${e.operator ? `operator ${e.operator}` : [e.ip, e.userAgent].filter(Boolean).join(' ') || '-'}</td><td>${e.detail ?? ''}</td></tr>\n`)}</tbody></table>`
     : ''
 }
 ${
   r.operatorActions.length
-    ? markup`<h3>Operator actions</h3>
+    ? html`<h3>Operator actions</h3>
 <table><thead><tr><th>Time</th><th>Action</th><th>Result</th><th>Operator</th><th>Attempts before</th></tr></thead><tbody>
-${r.operatorActions.map((a) => markup`<tr><td>${a.at}</td><td>${a.action}</td><td>${a.outcome}</td><td>${a.operator}</td><td>${String(a.attemptsBefore)}</td></tr>\n`)}</tbody></table>`
+${r.operatorActions.map((a) => html`<tr><td>${a.at}</td><td>${a.action}</td><td>${a.outcome}</td><td>${a.operator}</td><td>${String(a.attemptsBefore)}</td></tr>\n`)}</tbody></table>`
     : ''
 }
 </section>
 `;
 }
 
-function attemptTable(a: EvidenceAttempt): Markup {
+function attemptTable(a: EvidenceAttempt): SafeHtml {
   const rows: [string, string][] = [
     ['Time', `${a.at} (${a.durationMs} ms)`],
     ['Outcome', a.outcome],
@@ -171,10 +171,10 @@ function attemptTable(a: EvidenceAttempt): Markup {
   if (a.fallback) rows.push(['Fallback', `${a.fallback.reason}; tried: ${a.fallback.tried.join('; ') || '-'}`]);
   if (a.portal) rows.push(['Portal item', `${a.portal.itemId}, until ${a.portal.expiresAt}, master key ${a.portal.keyId}${a.portal.keyInLink ? ', key part in link' : ''}${a.portal.passphrase ? ', passphrase' : ''}; notification ${a.portal.notification}`]);
   rows.push(['SMTP reply', smtpReply(a.smtp)]);
-  return markup`<table class="attempt">
+  return html`<table class="attempt">
 <colgroup><col class="key"><col></colgroup>
 <thead><tr><th colspan="2">Attempt ${String(a.attempt)}</th></tr></thead><tbody>
-${rows.map(([k, v]) => markup`<tr><th>${k}</th><td>${v}</td></tr>\n`)}</tbody></table>
+${rows.map(([k, v]) => html`<tr><th>${k}</th><td>${v}</td></tr>\n`)}</tbody></table>
 `;
 }
 
@@ -186,34 +186,3 @@ function smtpReply(smtp: EvidenceAttempt['smtp']): string {
   return [...prefix, text].filter(Boolean).join(' ');
 }
 
-// ---- escaping ----
-
-/** Markup made by `markup` (or `raw` for the module's own constants) only: what a template may include without escaping. */
-class Markup {
-  constructor(private readonly text: string) {}
-  toString(): string {
-    return this.text;
-  }
-}
-
-type MarkupValue = string | Markup | readonly MarkupValue[];
-
-const ESCAPES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-/** The five characters that can end a text node or a double-quoted attribute, as entities. */
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
-}
-
-/** Text this module made itself and made safe (the stylesheet, the JSON block): taken as it is. */
-function raw(text: string): Markup {
-  return new Markup(text);
-}
-
-/** HTML whose every value is escaped unless it is itself Markup: data can never become markup by omission. */
-function markup(strings: TemplateStringsArray, ...values: readonly MarkupValue[]): Markup {
-  const render = (v: MarkupValue): string => (v instanceof Markup ? v.toString() : typeof v === 'string' ? escapeHtml(v) : v.map(render).join(''));
-  let out = strings[0]!;
-  for (let i = 0; i < values.length; i++) out += render(values[i]!) + strings[i + 1]!;
-  return new Markup(out);
-}

@@ -6,7 +6,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from '../log.ts';
 import { CsrfError } from './csrf.ts';
-import { html } from './html.ts';
+import { html } from '../html.ts';
 import { sendPage } from './layout.ts';
 import { StateChangeOnSafeRequest } from './safe-requests.ts';
 

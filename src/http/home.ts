@@ -2,7 +2,7 @@
 // arrives without a link (or a monitor that renders pages) finds an answer
 // rather than a 404.
 import type { FastifyInstance } from 'fastify';
-import { html } from './html.ts';
+import { html } from '../html.ts';
 import { sendPage } from './layout.ts';
 
 export function registerHome(app: FastifyInstance, text: { title: string; lead: string }): void {

@@ -4,7 +4,7 @@
 // inject into: the title is escaped like any value.
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { assetUrl } from './assets.ts';
-import { html, type SafeHtml } from './html.ts';
+import { html, type SafeHtml } from '../html.ts';
 
 declare module 'fastify' {
   interface FastifyInstance {

@@ -9,8 +9,8 @@
 //
 // Every value from outside — the organisation's settings, the sender's display
 // name, the notice line, the subject — is hostile: each becomes one plain line
-// (plainLine) before use, the HTML is escaped by default (the `markup` template
-// below; portal/ may not import http/'s), and the headers are written by
+// (plainLine) before use, the HTML is escaped by default (the shared `html`
+// template, src/html.ts), and the headers are written by
 // nodemailer's MailComposer, which encodes names and the Subject (RFC 2047) and
 // cannot be made to start a new header line. The HTML follows email clients'
 // rules: inline styles only, layout tables marked role="presentation", the
@@ -23,6 +23,7 @@
 import addressparser from 'nodemailer/lib/addressparser';
 import type { Config } from '../config/schema.ts';
 import { decodeEncodedWords } from '../mime/encoded-words.ts';
+import { html } from '../html.ts';
 import { composeMail, newMessageId } from './compose.ts';
 import { plainLine } from './notice.ts';
 
@@ -243,16 +244,16 @@ function textPart(view: View): string {
 function htmlPart(view: View): string {
   const p = `margin:0 0 16px 0;${FONT};font-size:16px;line-height:24px;color:${TEXT};`;
   const brand = view.logoUrl
-    ? markup`<img src="${view.logoUrl}" alt="${view.organisation}" height="48" style="display:block;height:48px;width:auto;max-width:240px;border:0;">`
-    : markup`<span style="${FONT};font-size:20px;line-height:28px;font-weight:bold;color:${view.onAccent};">${view.organisation}</span>`;
+    ? html`<img src="${view.logoUrl}" alt="${view.organisation}" height="48" style="display:block;height:48px;width:auto;max-width:240px;border:0;">`
+    : html`<span style="${FONT};font-size:20px;line-height:28px;font-weight:bold;color:${view.onAccent};">${view.organisation}</span>`;
   const notice = view.notice
-    ? markup`<p style="${p}padding:8px 0 8px 12px;border-left:4px solid ${view.accent};"><strong>Note from the sender:</strong> ${view.notice}</p>`
+    ? html`<p style="${p}padding:8px 0 8px 12px;border-left:4px solid ${view.accent};"><strong>Note from the sender:</strong> ${view.notice}</p>`
     : '';
-  const subject = view.subject ? markup`<p style="${p}"><strong>Subject:</strong> ${view.subject}</p>` : '';
+  const subject = view.subject ? html`<p style="${p}"><strong>Subject:</strong> ${view.subject}</p>` : '';
   const footer = view.footer.length
-    ? markup`<tr><td style="padding:16px 24px;background-color:${PAGE};${FONT};font-size:14px;line-height:20px;color:${MUTED};">${view.footer.map((line, i) => markup`${i ? markup`<br>` : ''}${line}`)}</td></tr>`
+    ? html`<tr><td style="padding:16px 24px;background-color:${PAGE};${FONT};font-size:14px;line-height:20px;color:${MUTED};">${view.footer.map((line, i) => html`${i ? html`<br>` : ''}${line}`)}</td></tr>`
     : '';
-  const page = markup`<!DOCTYPE html>
+  const page = html`<!DOCTYPE html>
 <html lang="en" dir="ltr">
 <head>
 <meta charset="utf-8">
@@ -289,30 +290,6 @@ ${footer}</table>
   return page.toString();
 }
 
-/** Markup made by `markup` only: what a template may include without escaping. */
-class Markup {
-  constructor(private readonly text: string) {}
-  toString(): string {
-    return this.text;
-  }
-}
-
-type MarkupValue = string | Markup | readonly MarkupValue[];
-
-const ESCAPES: Readonly<Record<string, string>> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
-
-/** The five characters that can end a text node or a double-quoted attribute, as entities. */
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
-}
-
-/** HTML whose every value is escaped unless it is itself Markup: data can never become markup by omission. */
-function markup(strings: TemplateStringsArray, ...values: readonly MarkupValue[]): Markup {
-  const render = (v: MarkupValue): string => (v instanceof Markup ? v.toString() : typeof v === 'string' ? escapeHtml(v) : v.map(render).join(''));
-  let out = strings[0]!;
-  for (let i = 0; i < values.length; i++) out += render(values[i]!) + strings[i + 1]!;
-  return new Markup(out);
-}
 
 /** WCAG 2 contrast ratio of two "#rrggbb" colours (1 to 21). */
 function contrastRatio(a: string, b: string): number {

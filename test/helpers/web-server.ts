@@ -10,7 +10,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { CSRF_FIELD } from '../../src/http/csrf.ts';
-import { html, trustedHtml } from '../../src/http/html.ts';
+import { html, trustedHtml } from '../../src/html.ts';
 import { sendPage } from '../../src/http/layout.ts';
 import type { AttemptRules } from '../../src/http/limits.ts';
 import type { LimitRule } from '../../src/http/rate-limit.ts';

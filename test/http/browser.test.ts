@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { assetUrl } from '../../src/http/assets.ts';
-import { html } from '../../src/http/html.ts';
+import { html } from '../../src/html.ts';
 import { registerHome } from '../../src/http/home.ts';
 import { useBrowser, type OpenedPage } from '../helpers/browser.ts';
 import { DEMO_PASSWORD, startTestWebServer, testWebCertificate, type TestWebServer } from '../helpers/web-server.ts';

@@ -1,8 +1,8 @@
-// Escaping on by default (src/http/html.ts): whatever a value holds, interpolated
+// Escaping on by default (src/html.ts): whatever a value holds, interpolated
 // into `html` it comes out as text. In Chromium, the same payloads are shown as
 // text and run nothing (browser.test.ts).
 import { describe, expect, it } from 'vitest';
-import { escapeHtml, html, trustedHtml, type HtmlValue } from '../../src/http/html.ts';
+import { escapeHtml, html, trustedHtml, type HtmlValue } from '../../src/html.ts';
 import { XSS_PAYLOADS } from '../helpers/xss-payloads.ts';
 
 

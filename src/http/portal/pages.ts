@@ -6,7 +6,7 @@
 // their forms the attributes it reads (assets/link-key-js.ts); other pages run no
 // script at all.
 import { CSRF_FIELD } from '../csrf.ts';
-import { html, trustedHtml, type SafeHtml } from '../html.ts';
+import { html, trustedHtml, type SafeHtml } from '../../html.ts';
 import type { PageContent } from '../layout.ts';
 import type { MessageView, Mailbox } from '../../portal/message-view.ts';
 

@@ -1,5 +1,6 @@
-// Server-rendered HTML, escaped by default. Pages are TypeScript functions that
-// build markup with the `html` tagged template: every interpolated value is
+// HTML escaped by default, shared by the web pages (http/), the portal's
+// notification email and the evidence document (it sits below all of them, as
+// log.ts does). Pages are TypeScript functions that build markup with the `html` tagged template: every interpolated value is
 // escaped unless it is itself the result of `html` (already safe markup), so
 // forgetting to escape is impossible and opting out is visible in review
 // (`trustedHtml`, for constants written in our own code, never for data).
