@@ -10,7 +10,7 @@
 //   image is replaced by a marked "[picture not shown]"; `remoteBlocked` says the page
 //   should say so. The page's CSP (security-headers.ts) is the second line.
 // - Everything else (names, subject, attachment names) is text, escaped where the
-//   page prints it (http/html.ts).
+//   page prints it (src/html.ts).
 // - Attachments keep their bytes for download; their names are cleaned for the
 //   Content-Disposition header (no path, no control characters).
 import { simpleParser, type AddressObject, type ParsedMail } from 'mailparser';
