@@ -22,6 +22,7 @@
 // Writes bench/results/crypto-<ISO>.json. Standalone, never a timed test:
 //
 //   node --import tsx bench/crypto.ts [--small-runs 20] [--large-runs 5] [--out DIR]
+import { fileStamp } from './run-files.ts';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -307,7 +308,7 @@ async function main(): Promise<void> {
       },
     };
     mkdirSync(args.out, { recursive: true });
-    const out = join(args.out, `crypto-${startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-')}.json`);
+    const out = join(args.out, `crypto-${fileStamp(startedAt)}.json`);
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
     console.log(summary(cases, results.targets.small));
     console.log(`results: ${out}`);

@@ -9,6 +9,7 @@
 // bench/results/dlp-<ISO>.json. Standalone, never a timed test:
 //
 //   node --import tsx bench/dlp.ts [--mb 20] [--runs 5] [--out DIR]
+import { fileStamp } from './run-files.ts';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -157,7 +158,7 @@ async function main(): Promise<void> {
       mbPerSec: raw.length / MB / (medianMs / 1000),
     };
     mkdirSync(args.out, { recursive: true });
-    const out = join(args.out, `dlp-${startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-')}.json`);
+    const out = join(args.out, `dlp-${fileStamp(startedAt)}.json`);
     writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
     console.log(`DLP scan of a ${results.message.mb.toFixed(1)} MB message: median ${medianMs.toFixed(1)} ms of ${runs} (runs ${child.runsMs.map((ms) => ms.toFixed(0)).join(', ')} ms), ${results.mbPerSec.toFixed(1)} MB/s`);
     console.log(`memory: peak RSS ${(child.peakRssBytes / MB).toFixed(0)} MB (after loading the message ${(child.rssAfterLoadBytes / MB).toFixed(0)} MB); longest event-loop stall ${child.maxEventLoopDelayMs.toFixed(1)} ms`);

@@ -29,8 +29,7 @@
 // Writes bench/results/memory-<ISO time>.json (rewritten after each case, so an
 // interrupted run keeps what it measured) and prints a summary. Every child
 // process is stopped on exit, error and Ctrl-C (cleanup.ts); every wait has a bound.
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -38,7 +37,8 @@ import { parseArgs } from 'node:util';
 import nodemailer from 'nodemailer';
 import { parse as parseYaml } from 'yaml';
 import { parseConfig } from '../src/config/load.ts';
-import { onCleanup, runCleanups } from './cleanup.ts';
+import { runCleanups } from './cleanup.ts';
+import { runFiles } from './run-files.ts';
 import { epochMs } from './clock.ts';
 import { freePort } from './free-port.ts';
 import { machineInfo } from './machine.ts';
@@ -268,13 +268,7 @@ const log = (line: string) => console.error(`[${new Date().toISOString().slice(1
 
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
-  const startedAt = new Date();
-  const stamp = startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
-  mkdirSync(opts.out, { recursive: true });
-  const resultFile = join(opts.out, `memory-${stamp}.json`);
-  const work = mkdtempSync(join(tmpdir(), 'sealrelay-memory-bench-'));
-  if (!opts.keep) onCleanup('temp directory', () => rmSync(work, { recursive: true, force: true }));
-  else log(`keeping ${work}`);
+  const { startedAt, resultFile, work } = runFiles({ out: opts.out, name: 'memory', tmpPrefix: 'sealrelay-memory-bench-', keep: opts.keep, log });
 
   const specs = [opts.clients, ...(opts.baselineClients > 0 ? [opts.baselineClients] : [])].flatMap((clients) =>
     opts.delivery.map((delivery) => ({ clients, delivery, label: `clients${clients}-delivery-${delivery}` })),

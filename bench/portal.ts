@@ -44,14 +44,14 @@
 // process is stopped on exit, error and Ctrl-C (cleanup.ts).
 import { spawn, fork, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { simpleParser } from 'mailparser';
 import { CODE_EMAIL_SUBJECT } from '../src/portal/code-email.ts';
 import { onCleanup, runCleanups } from './cleanup.ts';
+import { runFiles } from './run-files.ts';
 import { compileBenchChildren } from './compiled.ts';
 import { machineInfo } from './machine.ts';
 import { messageFactory } from './message.ts';
@@ -519,13 +519,7 @@ async function runPages(opts: Options, work: string, script: string, save: (page
 
 async function main(): Promise<number> {
   const opts = parseOptions(process.argv.slice(2));
-  const startedAt = new Date();
-  const stamp = startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
-  mkdirSync(opts.out, { recursive: true });
-  const resultFile = join(opts.out, `portal-${stamp}.json`);
-  const work = mkdtempSync(join(tmpdir(), 'sealrelay-portal-bench-'));
-  if (!opts.keep) onCleanup('temp directory', () => rmSync(work, { recursive: true, force: true }));
-  else log(`keeping ${work}`);
+  const { startedAt, resultFile, work } = runFiles({ out: opts.out, name: 'portal', tmpPrefix: 'sealrelay-portal-bench-', keep: opts.keep, log });
 
   const { out: _out, keep: _keep, ...recorded } = opts;
   const results = {

@@ -19,11 +19,11 @@
 // rewritten after every run so an interrupted benchmark keeps what it measured.
 // Everything it starts is stopped on exit, error or Ctrl-C (cleanup.ts); every
 // wait has a timeout.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { onCleanup, runCleanups } from './cleanup.ts';
+import { runCleanups } from './cleanup.ts';
+import { runFiles } from './run-files.ts';
 import { machineInfo } from './machine.ts';
 import { postfixUnavailable, TUNED_MAIN_CF, TUNED_MASTER_CF } from './postfix.ts';
 import { runQueueScale, type QueueScaleResult } from './queue-scale.ts';
@@ -228,14 +228,7 @@ async function main(): Promise<number> {
     ].filter((x) => x !== null);
     if (missing.length) usage(`${missing.join('; ')} (or use --receiver sink / --generator node)`);
   }
-  const startedAt = new Date();
-  const stamp = startedAt.toISOString().replace(/\.\d+Z$/, 'Z').replace(/:/g, '-');
-  mkdirSync(out, { recursive: true });
-  const resultFile = join(out, `${opts.scenario}-${stamp}.json`);
-
-  const work = mkdtempSync(join(tmpdir(), 'sealrelay-bench-'));
-  if (!opts.keep) onCleanup('temp directory', () => rmSync(work, { recursive: true, force: true }));
-  else log(`keeping ${work}`);
+  const { startedAt, resultFile, work } = runFiles({ out, name: opts.scenario, tmpPrefix: 'sealrelay-bench-', keep: opts.keep, log });
 
   const results: Results = {
     tool: 'sealrelay-bench',
