@@ -12,6 +12,7 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
+import { MARKERS, markedMessage } from '../helpers/marked-message.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dkimKeygen } from '../../src/crypto/dkim.ts';
 import type { DeliveryRecord } from '../../src/delivery/record.ts';
@@ -22,30 +23,8 @@ import { startDnsStub, type DnsStub } from '../helpers/dns-stub.ts';
 import { startMxSet, type MxSet, type StartedMx } from '../helpers/mx.ts';
 import { queueIdOf, startTestRelay, submit, testConfig, type TestRelay } from '../helpers/relay.ts';
 
-const MARKERS = { subject: 'SUBJECTMARK4d1e', body: 'BODYMARK82aa', attachment: 'ATTACHMARK19bc' };
 const message = (to: string, extra = '') =>
-  [
-    'From: "Lakeside Lab" <lab@clinic.test>',
-    `To: <${to}>`,
-    `Subject: Results ${MARKERS.subject}`,
-    'Message-ID: <results-1@clinic.test>',
-    ...(extra ? [extra] : []),
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    `Dear Pat, ${MARKERS.body}: HbA1c 6.1%.`,
-    '--b1',
-    `Content-Type: application/pdf; name="${MARKERS.attachment}.pdf"`,
-    `Content-Disposition: attachment; filename="${MARKERS.attachment}.pdf"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    Buffer.from('%PDF-1.4 results').toString('base64'),
-    '--b1--',
-    '',
-  ].join('\r\n');
+  markedMessage({ from: '"Lakeside Lab" <lab@clinic.test>', to: `<${to}>`, headers: ['Message-ID: <results-1@clinic.test>', ...(extra ? [extra] : [])], attachment: Buffer.from('%PDF-1.4 results') });
 
 let mxs: MxSet;
 let relay: TestRelay;

@@ -8,36 +8,15 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { MARKERS, markedMessage } from '../helpers/marked-message.ts';
 import { afterEach, beforeEach, expect, it } from 'vitest';
 import { Keyring } from '../../src/portal/master-keys.ts';
 import { openPortalItem, sealPortalItem, type PortalItemFacts } from '../../src/portal/vault.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { message as queued, portalFacts, record } from '../store/contract.ts';
 
-const MARKERS = { subject: 'SUBJECTMARKER7f3a', body: 'BODYMARKER91c2', attachment: 'ATTACHMARKER55e0' };
 /** A multipart message as an application would send lab results. */
-const MESSAGE = Buffer.from(
-  [
-    'From: Lab <lab@clinic.example>',
-    'To: Pat <pat@patient.example>',
-    `Subject: Results ${MARKERS.subject}`,
-    'MIME-Version: 1.0',
-    'Content-Type: multipart/mixed; boundary="b1"',
-    '',
-    '--b1',
-    'Content-Type: text/plain; charset=utf-8',
-    '',
-    `Dear Pat, ${MARKERS.body}: HbA1c 6.1%.`,
-    '--b1',
-    `Content-Type: application/pdf; name="${MARKERS.attachment}.pdf"`,
-    `Content-Disposition: attachment; filename="${MARKERS.attachment}.pdf"`,
-    'Content-Transfer-Encoding: base64',
-    '',
-    randomBytes(3000).toString('base64').replace(/.{76}/g, '$&\r\n'),
-    '--b1--',
-    '',
-  ].join('\r\n'),
-);
+const MESSAGE = Buffer.from(markedMessage({ from: 'Lab <lab@clinic.example>', to: 'Pat <pat@patient.example>', attachment: randomBytes(2250) }));
 
 const keyring = new Keyring([{ id: 'k1', key: randomBytes(32) }], 'k1');
 let dir: string;
