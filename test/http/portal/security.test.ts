@@ -149,6 +149,24 @@ describe('the one-time code', () => {
     expect((await other.get(`${item.path}/message`)).statusCode).toBe(401);
   });
 
+  it('a code that is not digits (markup, too long, missing) is refused plainly: no try used, nothing echoed', async () => {
+    fx = await startPortal({ portal: { code: { tries: 3 } } });
+    const item = await fx.seal(labMessage());
+    const c = fx.client();
+    await c.post(`${item.path}/code`, { _csrf: csrfTokenIn((await c.get(item.path)).body) });
+    for (const code of ['<script>alert(1)</script>', '9'.repeat(5000), '', '12345']) {
+      const res = await c.post(`${item.path}/verify`, { _csrf: csrfTokenIn((await c.get(`${item.path}/verify`)).body), code });
+      expect(res.statusCode, code.slice(0, 20)).toBe(400);
+      expect(res.body).toContain('Enter the 6-digit code from the email, in numbers only.');
+      expect(res.body).not.toContain('<script>alert(1)');
+    }
+    // None of them counted as a wrong try: all three are left for the real code.
+    expect((await fx.events(item.id)).filter((e) => e.startsWith('portal-code-failed'))).toEqual([]);
+    const wrong = (await fx.lastCode()) === '000000' ? '111111' : '000000';
+    const res = await c.post(`${item.path}/verify`, { _csrf: csrfTokenIn((await c.get(`${item.path}/verify`)).body), code: wrong });
+    expect(res.body).toContain('You have 2 tries left.');
+  });
+
   it('wrong codes say how many tries are left; the last locks the item (no code sent or accepted) and the page says until when', async () => {
     fx = await startPortal({ portal: { code: { tries: 3, lock_seconds: 900 } } });
     const item = await fx.seal(labMessage());
