@@ -20,6 +20,7 @@ import { stopWithParent } from './parent-watch.ts';
 import { registerQueueCommands } from './queue.ts';
 import { registerStart } from './start.ts';
 import { registerUserCommands } from './user.ts';
+// ── imports of report, token, webhooks, audit, suppression commands ──
 
 const DEFAULT_CONFIG_FILE = 'config/sealrelay.yaml';
 
@@ -51,6 +52,11 @@ registerDkimCommands(program, context);
 registerPortalCommands(program, context);
 registerPolicyCommands(program, context);
 registerCheckDomain(program, context);
+// ── reports (src/cli/report.ts) ──
+// ── API tokens (src/cli/token.ts) ──
+// ── webhooks (src/cli/webhooks.ts) ──
+// ── audit trail (src/cli/audit.ts) ──
+// ── suppressions (src/cli/suppression.ts) ──
 
 try {
   await program.parseAsync(process.argv);

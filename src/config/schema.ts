@@ -44,6 +44,8 @@ const publicUrl = z
   .nullable()
   .default(null);
 
+/** An RFC 5322 field name: printable US-ASCII without the colon. */
+const headerName = z.string().regex(/^[\x21-\x39\x3b-\x7e]{1,76}$/, 'expected a header field name, e.g. "X-Campaign-ID"');
 const cidr = z.string().refine(isCidr, 'expected an address or CIDR range, e.g. "127.0.0.1/32" or "::1/128"');
 
 const listener = z
@@ -551,6 +553,19 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
+    reports: z
+      .object({
+        /** The header that names a message's campaign: read at ingress, then stripped before delivery (the API's `campaign` field sets the same). */
+        campaign_header: headerName.default('X-Campaign-ID'),
+        /** A header whose value reports may split by (e.g. "X-Department"), kept in the message; null: none. */
+        custom_header: headerName.nullable().default(null),
+      })
+      .strict()
+      .prefault({}),
+    // ── api: tokens, idempotency (src/http/api/) — extend the api object above ──
+    // ── webhooks (src/webhooks/) ──
+    // ── audit (src/audit/) ──
+    // ── tracking (src/tracking/) ──
     evidence: z
       .object({
         /** The relay's Ed25519 private key (PKCS#8 PEM, mode 0600) that signs evidence files (`sealrelay evidence keygen`); null: evidence cannot be signed. */

@@ -52,12 +52,23 @@ export interface RelayEvent {
   readonly domain: string;
   /** How the message travelled: set for delivered, secured and portal-notified; null otherwise. */
   readonly method: Method | null;
-  /** The message's campaign; null until campaigns are read from messages. */
+  /** The TLS version an attempt negotiated with the MX ("TLSv1.3", "TLSv1.2"); null: none (plaintext, not an attempt, never connected). */
+  readonly tls: string | null;
+  /** The message's campaign (reports.campaign_header, or the API's field); null: none. */
   readonly campaign: string | null;
+  /** The value of the custom header named by reports.custom_header; null: none. */
+  readonly custom: string | null;
+  /** The message's subject, for reports split by subject; null: none. Never sent to webhooks. */
+  readonly subject: string | null;
+  /** An open or click made by a machine (an image proxy, a link scanner): left out of rates by default. */
+  readonly automated: boolean;
 }
 
-/** An event before the store gives it its id. */
-export type NewEvent = Omit<RelayEvent, 'id'>;
+/** The facts of the message an event belongs to: written with `queued`, copied by the store into every later event of it. */
+export type MessageFacts = Pick<RelayEvent, 'campaign' | 'custom' | 'subject'>;
+
+/** An event before the store gives it its id. Without the message facts, the store copies them from the message's `queued` event. */
+export type NewEvent = Omit<RelayEvent, 'id' | keyof MessageFacts | 'automated' | 'tls'> & Partial<MessageFacts> & { readonly automated?: boolean; readonly tls?: string | null };
 
 /** What `Store.listEvents` is asked: events after a cursor, in id order. */
 export interface EventQuery {
@@ -102,7 +113,10 @@ export function nextEventId(last: string | null, now = Date.now()): string {
 }
 
 /** The queue facts of a message's recipients, for its `queued` events. */
-export function queuedEvents(m: { queueId: string; sender: string; recipients: readonly string[]; receivedAt: number }, domainOf: (address: string) => string): NewEvent[] {
+export function queuedEvents(
+  m: { queueId: string; sender: string; recipients: readonly string[]; receivedAt: number; subject: string | null; campaign?: string | null; custom?: string | null },
+  domainOf: (address: string) => string,
+): NewEvent[] {
   return m.recipients.map((recipient, seq) => ({
     queueId: m.queueId,
     seq,
@@ -112,7 +126,9 @@ export function queuedEvents(m: { queueId: string; sender: string; recipients: r
     recipient,
     domain: domainOf(recipient),
     method: null,
-    campaign: null,
+    campaign: m.campaign ?? null,
+    custom: m.custom ?? null,
+    subject: m.subject,
   }));
 }
 
@@ -128,7 +144,7 @@ export function attemptEvents(r: DeliveryRecord): NewEvent[] {
     sender: r.sender,
     recipient: r.recipient,
     domain: r.domain,
-    campaign: null,
+    tls: r.tls?.protocol ?? null,
   };
   const reached = r.outcome === 'delivered' || r.outcome === 'portal-notified';
   const events: NewEvent[] = [{ ...base, type: r.outcome, method: reached ? r.method : null }];

@@ -21,6 +21,10 @@ export interface NewMessage {
   readonly messageId: string | null;
   /** Kept for reports; logged only when logging.log_subjects allows. */
   readonly subject: string | null;
+  /** The campaign reports split by (reports.campaign_header, or the API's field); absent or null: none. */
+  readonly campaign?: string | null;
+  /** The value of reports.custom_header; absent or null: none. */
+  readonly custom?: string | null;
   readonly clientIp: string | null;
   readonly authUser: string | null;
   /** ms since the epoch. */
@@ -563,6 +567,13 @@ export interface Store {
    * order they were written: pass the last id read as `afterId` to read on.
    */
   listEvents(query: EventQuery): Promise<RelayEvent[]>;
+
+  // ── reports (src/reports/) ──
+  // ── API tokens and idempotency (src/http/api/) ──
+  // ── webhooks (src/webhooks/) ──
+  // ── audit trail (src/audit/) ──
+  // ── tracking, unsubscribes and suppressions (src/tracking/) ──
+
   close(): Promise<void>;
 }
 

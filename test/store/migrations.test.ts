@@ -15,14 +15,34 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-const LATEST = 12;
+const LATEST = 18;
 
-/** A store file as SealRelay with schema version 11 left it: version 12's events taken off again. */
-async function version11Store(): Promise<string> {
+/** The tables of schema version 12; later versions' tables are dropped to make an older store. */
+const V12_TABLES = new Set(['messages', 'body_parts', 'recipients', 'records', 'domains', 'mta_sts_policies', 'counters', 'recipient_keys', 'recipient_key_addresses', 'key_lookups', 'portal_items', 'portal_content', 'events']);
+
+/** A store file as SealRelay with schema version 12 left it: version 13's columns and every later table taken off again. */
+async function version12Store(): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'sealrelay-migrate-'));
   dirs.push(dir);
   const path = join(dir, 'queue.db');
   await new SqliteStore(path).close();
+  const raw = new Database(path);
+  const tables = raw.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).pluck().all() as string[];
+  for (const t of tables) if (!V12_TABLES.has(t)) raw.exec(`DROP TABLE ${t}`);
+  raw.exec(`ALTER TABLE messages DROP COLUMN campaign;
+            ALTER TABLE messages DROP COLUMN custom;
+            ALTER TABLE events DROP COLUMN subject;
+            ALTER TABLE events DROP COLUMN custom;
+            ALTER TABLE events DROP COLUMN automated;
+            ALTER TABLE events DROP COLUMN tls;`);
+  raw.pragma('user_version = 12');
+  raw.close();
+  return path;
+}
+
+/** A store file as SealRelay with schema version 11 left it: version 12's events taken off again. */
+async function version11Store(): Promise<string> {
+  const path = await version12Store();
   const raw = new Database(path);
   raw.exec(`DROP TABLE events;`);
   raw.pragma('user_version = 11');

@@ -4,8 +4,15 @@
 // all. Ids come from events/event.ts `nextEventId`, made greater than the greatest
 // id in the table: SQLite has one writer at a time, so id order is commit order and
 // a reader paging `after` an id never skips an event committed later.
+//
+// The message facts reports split by (campaign, custom field, subject) arrive with
+// `queued`; a later event written without them copies them from its message's
+// `queued` event (an index look-up), so that it still has them once the message
+// itself is gone from the queue.
 import type Database from 'better-sqlite3';
-import { checkEventQuery, nextEventId, type EventQuery, type EventType, type NewEvent, type RelayEvent } from '../../events/event.ts';
+import { checkEventQuery, nextEventId, type EventQuery, type EventType, type MessageFacts, type NewEvent, type RelayEvent } from '../../events/event.ts';
+
+const NO_FACTS: MessageFacts = { campaign: null, custom: null, subject: null };
 
 export class EventTable {
   private readonly stmt;
@@ -14,10 +21,22 @@ export class EventTable {
     this.stmt = {
       lastId: db.prepare(`SELECT max(id) FROM events`).pluck(),
       insert: db.prepare(
-        `INSERT INTO events (id, queue_id, seq, at, type, sender, recipient, domain, method, campaign)
-         VALUES (@id, @queueId, @seq, @at, @type, @sender, @recipient, @domain, @method, @campaign)`,
+        `INSERT INTO events (id, queue_id, seq, at, type, sender, recipient, domain, method, tls, campaign, custom, subject, automated)
+         VALUES (@id, @queueId, @seq, @at, @type, @sender, @recipient, @domain, @method, @tls, @campaign, @custom, @subject, @automated)`,
       ),
+      facts: db.prepare(`SELECT campaign, custom, subject FROM events WHERE queue_id = ? AND type = 'queued' LIMIT 1`),
     };
+  }
+
+  /** The message facts of an event: its own when it has them, else those of its message's `queued` event. */
+  private factsOf(e: NewEvent, cache: Map<string, MessageFacts>): MessageFacts {
+    if (e.campaign !== undefined && e.custom !== undefined && e.subject !== undefined) return { campaign: e.campaign, custom: e.custom, subject: e.subject };
+    let facts = cache.get(e.queueId);
+    if (!facts) {
+      facts = (this.stmt.facts.get(e.queueId) as MessageFacts | undefined) ?? NO_FACTS;
+      cache.set(e.queueId, facts);
+    }
+    return facts;
   }
 
   /** Writes events in the transaction already open; their ids keep the order they are given in. */
@@ -26,9 +45,10 @@ export class EventTable {
     if (!this.db.inTransaction) throw new Error('events are written only in the transaction of their fact');
     let last = (this.stmt.lastId.get() as string | null) ?? null;
     const now = Date.now();
+    const cache = new Map<string, MessageFacts>();
     for (const e of events) {
       last = nextEventId(last, now);
-      this.stmt.insert.run({ ...e, id: last });
+      this.stmt.insert.run({ ...e, ...this.factsOf(e, cache), tls: e.tls ?? null, automated: e.automated ? 1 : 0, id: last });
     }
   }
 
@@ -66,9 +86,13 @@ interface EventRow {
   recipient: string;
   domain: string;
   method: RelayEvent['method'];
+  tls: string | null;
   campaign: string | null;
+  custom: string | null;
+  subject: string | null;
+  automated: number;
 }
 
 function toEvent(r: EventRow): RelayEvent {
-  return { id: r.id, queueId: r.queue_id, seq: r.seq, at: r.at, type: r.type, sender: r.sender, recipient: r.recipient, domain: r.domain, method: r.method, campaign: r.campaign };
+  return { id: r.id, queueId: r.queue_id, seq: r.seq, at: r.at, type: r.type, sender: r.sender, recipient: r.recipient, domain: r.domain, method: r.method, tls: r.tls, campaign: r.campaign, custom: r.custom, subject: r.subject, automated: r.automated === 1 };
 }

@@ -203,6 +203,28 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX events_type_at ON events (type, at);
    CREATE INDEX events_at ON events (at);
    CREATE INDEX events_queue_id ON events (queue_id, seq);`,
+  // What reports split by besides the envelope (events/event.ts): the campaign (a
+  // header, stripped before delivery, or the API's field), the custom field (a header
+  // named in config) and the subject; and, for opens and clicks, whether a machine
+  // (an image proxy, a link scanner) made them; for an attempt, the TLS version it
+  // negotiated. Every later event of a message copies
+  // the first three from its `queued` event, so reports need no join.
+  `ALTER TABLE messages ADD COLUMN campaign TEXT;
+   ALTER TABLE messages ADD COLUMN custom TEXT;
+   ALTER TABLE events ADD COLUMN subject TEXT;
+   ALTER TABLE events ADD COLUMN custom TEXT;
+   ALTER TABLE events ADD COLUMN automated INTEGER NOT NULL DEFAULT 0;
+   ALTER TABLE events ADD COLUMN tls TEXT;`,
+  // ── v14: reports (src/reports/): indexes or rollups the report queries need ──
+  `SELECT 1;`,
+  // ── v15: API tokens and idempotency keys (src/http/api/) ──
+  `SELECT 1;`,
+  // ── v16: webhooks (src/webhooks/) ──
+  `SELECT 1;`,
+  // ── v17: audit trail (src/audit/) ──
+  `SELECT 1;`,
+  // ── v18: tracking, unsubscribes and suppressions (src/tracking/) ──
+  `SELECT 1;`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -253,7 +253,7 @@ export class PortalItemTable {
     });
     const type = PORTAL_EVENT_TYPES[outcome];
     if (type) {
-      this.events.write([{ queueId: row.queue_id, seq: row.seq, at: atMs, type, sender: row.sender, recipient: row.recipient, domain: row.domain, method: null, campaign: null }]);
+      this.events.write([{ queueId: row.queue_id, seq: row.seq, at: atMs, type, sender: row.sender, recipient: row.recipient, domain: row.domain, method: null }]);
     }
   }
 }

@@ -106,8 +106,8 @@ export class SqliteStore implements Store {
     this.portal = new PortalItemTable(this.db, this.events);
     this.stmt = {
       insertMessage: this.db.prepare(
-        `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid, origin)
-         VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @envid, @origin)`,
+        `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid, origin, campaign, custom)
+         VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @envid, @origin, @campaign, @custom)`,
       ),
       insertPart: this.db.prepare(`INSERT INTO body_parts (queue_id, part, data) VALUES (?, ?, ?)`),
       // length() of a blob reads its size from the record header, not the blob.
@@ -326,6 +326,8 @@ export class SqliteStore implements Store {
       authUser: m.authUser,
       envid: m.envid ?? null,
       origin: m.origin ?? null,
+      campaign: m.campaign ?? null,
+      custom: m.custom ?? null,
     });
     this.stmt.insertPart.run(m.queueId, 0, m.body);
     m.recipients.forEach((rcpt, seq) => {
@@ -745,6 +747,13 @@ export class SqliteStore implements Store {
   async listEvents(query: EventQuery): Promise<RelayEvent[]> {
     return this.events.list(query);
   }
+
+  // ── reports (src/reports/) ──
+  // ── API tokens and idempotency (src/http/api/) ──
+  // ── webhooks (src/webhooks/) ──
+  // ── audit trail (src/audit/) ──
+  // ── tracking, unsubscribes and suppressions (src/tracking/) ──
+
 
   /**
    * Runs an erasure (recall, expiry) with secure_delete on: the pages that held the

@@ -277,6 +277,13 @@ export class ThreadedSqliteStore implements Store {
   listEvents(query: EventQuery): Promise<RelayEvent[]> {
     return this.call('listEvents', query);
   }
+
+  // ── reports (src/reports/) ──
+  // ── API tokens and idempotency (src/http/api/) ──
+  // ── webhooks (src/webhooks/) ──
+  // ── audit trail (src/audit/) ──
+  // ── tracking, unsubscribes and suppressions (src/tracking/) ──
+
   async close(): Promise<void> {
     try {
       await this.closeThread();
