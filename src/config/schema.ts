@@ -563,9 +563,9 @@ export const configSchema = z
       .strict()
       .prefault({}),
     // ── api: tokens, idempotency (src/http/api/) — extend the api object above ──
-    // ── webhooks (src/webhooks/) ──
-    // ── audit (src/audit/) ──
-    // ── tracking (src/tracking/) ──
+    // ── webhooks (src/events/webhooks/) ──
+    // ── audit (src/events/audit/) ──
+    // ── tracking (src/reporting/tracking/) ──
     evidence: z
       .object({
         /** The relay's Ed25519 private key (PKCS#8 PEM, mode 0600) that signs evidence files (`sealrelay evidence keygen`); null: evidence cannot be signed. */

@@ -568,11 +568,11 @@ export interface Store {
    */
   listEvents(query: EventQuery): Promise<RelayEvent[]>;
 
-  // ── reports (src/reports/) ──
+  // ── reports (src/reporting/) ──
   // ── API tokens and idempotency (src/http/api/) ──
-  // ── webhooks (src/webhooks/) ──
-  // ── audit trail (src/audit/) ──
-  // ── tracking, unsubscribes and suppressions (src/tracking/) ──
+  // ── webhooks (src/events/webhooks/) ──
+  // ── audit trail (src/events/audit/) ──
+  // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
 
   close(): Promise<void>;
 }

@@ -215,15 +215,15 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE events ADD COLUMN custom TEXT;
    ALTER TABLE events ADD COLUMN automated INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE events ADD COLUMN tls TEXT;`,
-  // ── v14: reports (src/reports/): indexes or rollups the report queries need ──
+  // ── v14: reports (src/reporting/): indexes or rollups the report queries need ──
   `SELECT 1;`,
   // ── v15: API tokens and idempotency keys (src/http/api/) ──
   `SELECT 1;`,
-  // ── v16: webhooks (src/webhooks/) ──
+  // ── v16: webhooks (src/events/webhooks/) ──
   `SELECT 1;`,
-  // ── v17: audit trail (src/audit/) ──
+  // ── v17: audit trail (src/events/audit/) ──
   `SELECT 1;`,
-  // ── v18: tracking, unsubscribes and suppressions (src/tracking/) ──
+  // ── v18: tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
   `SELECT 1;`,
 ];
 

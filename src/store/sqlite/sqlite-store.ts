@@ -748,11 +748,11 @@ export class SqliteStore implements Store {
     return this.events.list(query);
   }
 
-  // ── reports (src/reports/) ──
+  // ── reports (src/reporting/) ──
   // ── API tokens and idempotency (src/http/api/) ──
-  // ── webhooks (src/webhooks/) ──
-  // ── audit trail (src/audit/) ──
-  // ── tracking, unsubscribes and suppressions (src/tracking/) ──
+  // ── webhooks (src/events/webhooks/) ──
+  // ── audit trail (src/events/audit/) ──
+  // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
 
 
   /**

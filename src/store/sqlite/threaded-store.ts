@@ -278,11 +278,11 @@ export class ThreadedSqliteStore implements Store {
     return this.call('listEvents', query);
   }
 
-  // ── reports (src/reports/) ──
+  // ── reports (src/reporting/) ──
   // ── API tokens and idempotency (src/http/api/) ──
-  // ── webhooks (src/webhooks/) ──
-  // ── audit trail (src/audit/) ──
-  // ── tracking, unsubscribes and suppressions (src/tracking/) ──
+  // ── webhooks (src/events/webhooks/) ──
+  // ── audit trail (src/events/audit/) ──
+  // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
 
   async close(): Promise<void> {
     try {
