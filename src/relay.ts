@@ -108,6 +108,7 @@ export async function startRelay(opts: {
   // Portal items past their expiry lose their ciphertext (portal/expiry.ts); restarted on reload for a new interval.
   const sweepExpired = (cfg: Config) => startExpirySweep({ store, logger, intervalMs: cfg.portal.expiry_sweep_seconds * 1000 });
   let expirySweep = sweepExpired(config);
+  // ── webhooks dispatcher (src/events/webhooks/) ──
   const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
   // Delivery never hands mail to these (a route or MX pointing back here is a loop); ports are known only now.
   delivery.setListeners(listeners);
@@ -154,6 +155,7 @@ export async function startRelay(opts: {
         clearInterval(certificateCheck);
         await prober.stop();
         await expirySweep.stop();
+        // ── webhooks dispatcher stop ──
         await web.close();
         await ingress.stopAccepting();
         await delivery.stop(config.delivery.shutdown_grace_seconds * 1000);

@@ -53,6 +53,7 @@ export async function buildWebServer(
     portal?: PortalWebDeps;
     /** The config as it is now (reloads change it); `config` when absent. */
     currentConfig?: () => Config;
+    // ── deps of the API, metrics and tracking routes ──
   },
 ): Promise<HttpServer> {
   const { config } = opts;
@@ -73,8 +74,11 @@ export async function buildWebServer(
   if (name === 'portal') {
     registerHome(server.app, { title: 'Secure messages', lead: 'Messages sent to you securely are read here. Open the link in the email that told you about your message.' });
     if (opts.portal) registerPortal(server, opts.portal, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
+    // ── tracking and unsubscribe routes (src/reporting/tracking/) ──
   } else {
     registerHome(server.app, { title: 'SealRelay', lead: 'This is the SealRelay API and dashboard listener.' });
+    // ── API routes (src/http/api/) ──
+    // ── /metrics (src/http/metrics.ts) ──
   }
   return server;
 }
