@@ -117,7 +117,7 @@ export async function acceptMessage(opts: {
     recipients,
     date: new Date(receivedAt),
   };
-  const stamped = stampMessage(content, hop, { headroom, section });
+  const stamped = stampMessage(content, hop, { headroom, section, report: settings.reportHeaders });
   const size = stamped.body.length + staged.bytes;
   const message: NewMessage = {
     queueId,
@@ -127,6 +127,8 @@ export async function acceptMessage(opts: {
     ...(staged.count ? { staged: { parts: staged.count, bytes: staged.bytes } } : {}),
     messageId: stamped.messageId,
     subject: stamped.subject,
+    campaign: stamped.campaign,
+    custom: stamped.custom,
     clientIp: state.ip,
     authUser: state.user?.name ?? null,
     receivedAt,

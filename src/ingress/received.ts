@@ -98,13 +98,34 @@ export interface HeaderFacts {
   readonly messageId: string | null;
   /** Unfolded and RFC 2047-decoded, for reports; null when absent. */
   readonly subject: string | null;
+  /** The campaign header's value (reports.campaign_header), decoded and trimmed; null when absent, empty or not asked for. */
+  readonly campaign: string | null;
+  /** The custom header's value (reports.custom_header), likewise. */
+  readonly custom: string | null;
 }
 
-/** Message-ID and Subject from a header block (the first occurrence of each). */
-export function headerFacts(headerBlock: Buffer): HeaderFacts {
+/** The header fields reports read besides Subject: their names as configured (any case); null: not read. */
+export interface ReportHeaders {
+  readonly campaign: string | null;
+  readonly custom: string | null;
+}
+
+/** Control characters (a decoded value may carry them): a label shows them as spaces. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\x00-\x1f\x7f]/g;
+/** A report value is a label, not content: this many characters at most. */
+const MAX_REPORT_VALUE_CHARS = 200;
+
+/** Message-ID, Subject and the report headers from a header block (the first occurrence of each). */
+export function headerFacts(headerBlock: Buffer, report: ReportHeaders = { campaign: null, custom: null }): HeaderFacts {
   let messageId: string | null = null;
   let subject: string | null = null;
+  let campaign: string | null = null;
+  let custom: string | null = null;
   let sawMessageId = false;
+  const campaignName = report.campaign?.toLowerCase();
+  const customName = report.custom?.toLowerCase();
+  const label = (value: string) => decodeEncodedWords(value).replace(CONTROL, ' ').trim().slice(0, MAX_REPORT_VALUE_CHARS) || null;
   const unfolded = headerBlock.toString('utf8').replace(/\r\n(?=[ \t])/g, '');
   for (const line of unfolded.split('\r\n')) {
     const colon = line.indexOf(':');
@@ -116,9 +137,39 @@ export function headerFacts(headerBlock: Buffer): HeaderFacts {
       messageId = /<[^<>\s]+>/.exec(value)?.[0] ?? null;
     } else if (name === 'subject' && subject === null) {
       subject = decodeEncodedWords(value);
+    } else if (name === campaignName && campaign === null) {
+      campaign = label(value);
+    } else if (name === customName && custom === null) {
+      custom = label(value);
     }
   }
-  return { messageId, subject };
+  return { messageId, subject, campaign, custom };
+}
+
+/**
+ * The header section without every field named `name` (any case), continuation lines
+ * included; the same buffer when there is none. The campaign header is ours to read,
+ * not the recipient's to see: it goes before the message is queued.
+ */
+export function withoutField(header: Buffer, name: string): Buffer {
+  const lower = name.toLowerCase();
+  const kept: Buffer[] = [];
+  let start = 0;
+  let dropping = false;
+  let dropped = false;
+  while (start < header.length) {
+    const lf = header.indexOf(0x0a, start);
+    const next = lf < 0 ? header.length : lf + 1;
+    const first = header[start];
+    if (first !== 0x20 && first !== 0x09) {
+      const colon = header.indexOf(0x3a, start);
+      dropping = colon > start && colon < next && header.toString('latin1', start, colon).trim().toLowerCase() === lower;
+    }
+    if (dropping) dropped = true;
+    else kept.push(header.subarray(start, next));
+    start = next;
+  }
+  return dropped ? Buffer.concat(kept) : header;
 }
 
 /**
@@ -132,21 +183,26 @@ export function headerFacts(headerBlock: Buffer): HeaderFacts {
 export function stampMessage(
   message: Buffer,
   hop: InboundHop,
-  opts: { headroom?: number; /** headerSection(message), when the caller has it already. */ section?: HeaderSection } = {},
-): { body: Buffer; messageId: string; subject: string | null } {
+  opts: {
+    headroom?: number;
+    /** headerSection(message), when the caller has it already. */
+    section?: HeaderSection;
+    /** The report headers to read; the campaign header is also taken out of the message. */
+    report?: ReportHeaders;
+  } = {},
+): { body: Buffer; messageId: string; subject: string | null; campaign: string | null; custom: string | null } {
   const { end, separated } = opts.section ?? headerSection(message);
-  const facts = headerFacts(message.subarray(0, end));
+  const header = message.subarray(0, end);
+  const facts = headerFacts(header, opts.report);
+  const kept = opts.report?.campaign ? withoutField(header, opts.report.campaign) : header;
   const received = Buffer.from(receivedHeader(hop), 'utf8');
   // A Message-ID header that did not parse is left alone; we add one that does.
   const messageId = facts.messageId ?? `<${hop.queueId}.${hop.date.getTime()}@${hop.hostname}>`;
   const field = facts.messageId === null ? Buffer.from(`Message-ID: ${messageId}\r\n`, 'utf8') : EMPTY;
   const separator = separated || end === message.length ? EMPTY : CRLF;
-  if (field === EMPTY && separator === EMPTY) return { body: prepend(received, message, opts.headroom ?? 0), messageId, subject: facts.subject };
-  return {
-    body: Buffer.concat([received, message.subarray(0, end), field, separator, message.subarray(end)]),
-    messageId,
-    subject: facts.subject,
-  };
+  const stamped = { messageId, subject: facts.subject, campaign: facts.campaign, custom: facts.custom };
+  if (field === EMPTY && separator === EMPTY && kept === header) return { body: prepend(received, message, opts.headroom ?? 0), ...stamped };
+  return { body: Buffer.concat([received, kept, field, separator, message.subarray(end)]), ...stamped };
 }
 
 /**

@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import type { Config } from '../config/schema.ts';
 import { greetingSettingsFrom, type GreetingSettings } from './greeting.ts';
 import { NetworkList } from './networks.ts';
+import type { ReportHeaders } from './received.ts';
 import type { UserDirectory } from './users.ts';
 
 export interface IngressSettings {
@@ -32,6 +33,8 @@ export interface IngressSettings {
   readonly authFailureWindowMs: number;
   readonly socketTimeoutMs: number;
   readonly logSubjects: boolean;
+  /** The headers reports read (reports.campaign_header, reports.custom_header); the campaign header is stripped. */
+  readonly reportHeaders: ReportHeaders;
   readonly users: UserDirectory;
   /** The store file's directory: MAIL FROM checks the free space there (free-space.ts). */
   readonly storeDir: string;
@@ -61,6 +64,7 @@ export function settingsFrom(config: Config, users: UserDirectory): IngressSetti
     authFailureWindowMs: ingress.auth_failure_window_seconds * 1000,
     socketTimeoutMs: ingress.socket_timeout_seconds * 1000,
     logSubjects: config.logging.log_subjects,
+    reportHeaders: { campaign: config.reports.campaign_header, custom: config.reports.custom_header },
     users,
     storeDir: dirname(config.store.path),
     // Postfix's default: room for one and a half of the largest message.

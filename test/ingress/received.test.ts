@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { fold, headerFacts, receivedHeader, rfc5322Date, stampMessage, withProtocol, type InboundHop } from '../../src/ingress/received.ts';
+import { fold, headerFacts, receivedHeader, rfc5322Date, stampMessage, withoutField, withProtocol, type InboundHop } from '../../src/ingress/received.ts';
 import { decodeEncodedWords } from '../../src/mime/encoded-words.ts';
 import { headerEnd } from '../../src/mime/header-block.ts';
 
@@ -83,7 +83,7 @@ describe('header block', () => {
 
   test('Message-ID and Subject: first occurrence, folded subject unfolded, encoded-words decoded', () => {
     const block = Buffer.from('Message-ID:\r\n <abc@app.test>\r\nSubject: =?UTF-8?B?TMOkYm9y?=\r\n =?ISO-8859-1?Q?_f=FCr_Sie?=\r\nSubject: second\r\n');
-    expect(headerFacts(block)).toEqual({ messageId: '<abc@app.test>', subject: 'Läbor für Sie' });
+    expect(headerFacts(block)).toEqual({ messageId: '<abc@app.test>', subject: 'Läbor für Sie', campaign: null, custom: null });
   });
 
   test('a raw UTF-8 subject (RFC 6532) is read as UTF-8', () => {
@@ -151,5 +151,35 @@ describe('header block', () => {
   test('stampMessage: a message with no header gets the Message-ID before the blank line', () => {
     const out = stampMessage(Buffer.from('\r\nonly body\r\n'), hop());
     expect(out.body.toString()).toMatch(/\r\nMessage-ID: <[^>]+>\r\n\r\nonly body\r\n$/);
+  });
+});
+
+describe('report headers: the campaign (read, then stripped) and the custom field (read, kept)', () => {
+  const report = { campaign: 'X-Campaign-ID', custom: 'X-Department' };
+
+  test('read in any case; the first occurrence wins; a label: decoded, control characters made spaces, trimmed, at most 200 characters', () => {
+    const block = Buffer.from(`X-CAMPAIGN-ID:  spring\x07sale \r\nX-Campaign-ID: second\r\nx-department: =?utf-8?q?K=C3=BCche?=\r\nX-Department: other\r\n`);
+    expect(headerFacts(block, report)).toMatchObject({ campaign: 'spring sale', custom: 'Küche' });
+    const long = headerFacts(Buffer.from(`X-Campaign-ID: ${'a'.repeat(5000)}\r\n`), report);
+    expect(long.campaign).toHaveLength(200);
+  });
+
+  test('an empty value or a header not asked for is null', () => {
+    expect(headerFacts(Buffer.from('X-Campaign-ID:   \r\nX-Department: x\r\n'), { campaign: 'X-Campaign-ID', custom: null })).toMatchObject({ campaign: null, custom: null });
+  });
+
+  test('withoutField drops every occurrence with its continuation lines, and nothing else (not a longer name, not a value that mentions it)', () => {
+    const header = 'Subject: about X-Campaign-ID: yes\r\nx-campaign-id: a\r\n\tfolded\r\nX-Campaign-IDs: kept\r\nX-Campaign-ID : spaced\r\nTo: <b@c.test>\r\n';
+    expect(withoutField(Buffer.from(header), 'X-Campaign-ID').toString()).toBe('Subject: about X-Campaign-ID: yes\r\nX-Campaign-IDs: kept\r\nTo: <b@c.test>\r\n');
+    const untouched = Buffer.from('Subject: hi\r\n');
+    expect(withoutField(untouched, 'X-Campaign-ID')).toBe(untouched);
+  });
+
+  test('stampMessage strips the campaign header from the header section only and reports both values', () => {
+    const msg = Buffer.from('X-Campaign-ID: c1\r\nX-Department: Lab\r\nMessage-ID: <m@x.test>\r\n\r\nX-Campaign-ID: body line\r\n');
+    const out = stampMessage(msg, hop(), { report });
+    const text = out.body.toString();
+    expect(text).toBe(`${receivedHeader(hop())}X-Department: Lab\r\nMessage-ID: <m@x.test>\r\n\r\nX-Campaign-ID: body line\r\n`);
+    expect(out).toMatchObject({ campaign: 'c1', custom: 'Lab' });
   });
 });
