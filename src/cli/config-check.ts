@@ -5,6 +5,7 @@
 // file:line:col: key: message.
 import type { Command } from 'commander';
 import { ConfigError, formatProblem, loadConfigFile, type ConfigProblem } from '../config/load.ts';
+import { registerConfigShow } from './config-show.ts';
 import type { CliContext } from './context.ts';
 import { EXIT } from './exit.ts';
 
@@ -33,4 +34,5 @@ export function registerConfigCommands(program: Command, context: () => CliConte
       }
       console.log(`OK: ${path}`);
     });
+  registerConfigShow(config, context);
 }

@@ -47,6 +47,10 @@ export type SettingPath = readonly (string | number)[] | string;
 export interface LoadedConfig {
   readonly config: Config;
   readonly file: string;
+  /** The settings the file and the environment gave explicitly (no defaults), as parsed YAML. */
+  readonly explicit: unknown;
+  /** Settings (dotted paths) that came from the environment, and the variable of each. */
+  readonly fromEnv: ReadonlyMap<string, string>;
   /** A problem with `setting`, placed at its line (or naming the environment variable that set it). */
   problem(setting: SettingPath, message: string): ConfigProblem;
 }
@@ -115,6 +119,7 @@ export function parseConfigFile(text: string, file: string, env: Env = {}): Load
   }
   const raw: unknown = doc.toJS() ?? {};
   const fromEnv = applyEnv(raw, env, file);
+  const explicit: unknown = structuredClone(raw);
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     const problems = result.error.issues.map((i) => toProblem(i, doc, lineCounter, file));
@@ -125,6 +130,8 @@ export function parseConfigFile(text: string, file: string, env: Env = {}): Load
   return {
     config,
     file,
+    explicit,
+    fromEnv,
     problem(setting, message) {
       const path = typeof setting === 'string' ? splitSetting(doc, setting) : setting;
       const key = keyName(doc, path);
