@@ -574,6 +574,12 @@ export interface Store {
   // ── audit trail (src/events/audit/) ──
   // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
 
+  /**
+   * Writes a consistent copy of the whole store to `path` while the relay runs (the
+   * SQLite online backup API: readers and writers go on). The copy is a store file
+   * itself: restoring is putting it in place of store.path while the relay is stopped.
+   */
+  backup(path: string): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -778,6 +778,11 @@ export class SqliteStore implements Store {
     return this.commit('full', fn);
   }
 
+  async backup(path: string): Promise<void> {
+    this.flushPending();
+    await this.db.backup(path);
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.flushPending();

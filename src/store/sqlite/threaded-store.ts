@@ -284,6 +284,9 @@ export class ThreadedSqliteStore implements Store {
   // ── audit trail (src/events/audit/) ──
   // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
 
+  backup(path: string): Promise<void> {
+    return this.call('backup', path);
+  }
   async close(): Promise<void> {
     try {
       await this.closeThread();

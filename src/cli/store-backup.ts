@@ -1,0 +1,52 @@
+// `sealrelay store backup FILE`: a consistent copy of the store made while the relay
+// runs (SQLite's online backup API, through the store), written to a new file of
+// mode 0600 — it holds queued messages and delivery records, which name patients —
+// and checked before it is given its name: a backup that does not open is no backup.
+//
+// Restoring (README, Operations): stop the relay, put the copy in place of
+// store.path (and remove any -wal/-shm files beside it), start the relay.
+import { closeSync, existsSync, linkSync, openSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Command } from 'commander';
+import { readConfig, withStore, type CliContext } from './context.ts';
+import { CliError, EXIT } from './exit.ts';
+
+export function registerStoreCommands(program: Command, context: () => CliContext): void {
+  const store = program.command('store').description('the store itself: backups');
+  store
+    .command('backup <file>')
+    .description('write a consistent copy of the store to a new file (mode 0600) while the relay runs; never overwrites')
+    .action(async (file: string) => {
+      const config = readConfig(context());
+      const target = resolve(file);
+      if (existsSync(target)) throw new CliError(EXIT.FAILURE, `${target} exists; backups never overwrite (remove it or name another file)`);
+      if (config.store.driver !== 'sqlite') throw new CliError(EXIT.FAILURE, `store backup copies SQLite stores; back up ${config.store.driver} with its own tools`);
+      if (resolve(config.store.path) === target) throw new CliError(EXIT.USAGE, 'the backup must be another file than the store');
+      // Written under a temporary name that only we can read, and named only once it checks out.
+      const partial = join(dirname(target), `.${basename(target)}.partial-${process.pid}`);
+      closeSync(openSync(partial, 'wx', 0o600));
+      try {
+        await withStore(config, (s) => s.backup(partial));
+        const summary = check(partial);
+        linkSync(partial, target);
+        console.log(`backup written to ${target}: ${summary}`);
+      } finally {
+        unlinkSync(partial);
+      }
+    });
+}
+
+/** Opens the copy read-only and runs SQLite's integrity check; what it holds, for the operator. */
+function check(path: string): string {
+  const db = new Database(path, { readonly: true, fileMustExist: true });
+  try {
+    const verdict = db.pragma('integrity_check', { simple: true });
+    if (verdict !== 'ok') throw new CliError(EXIT.FAILURE, `the copy failed SQLite's integrity check (${String(verdict)}); nothing written`);
+    const count = (table: string) => db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number;
+    const version = db.pragma('user_version', { simple: true }) as number;
+    return `schema ${version}, ${count('messages')} queued message(s), ${count('records')} delivery record(s), ${count('events')} event(s)`;
+  } finally {
+    db.close();
+  }
+}
