@@ -238,6 +238,8 @@ export interface QueueStats {
   readonly recipients: number;
   readonly held: number;
   readonly bytes: number;
+  /** When the oldest message still in the queue was received (ms since the epoch); null: the queue is empty. */
+  readonly oldestReceivedAt: number | null;
   /**
    * Running total, never reset: recipients found mid-attempt when a run had died
    * (recoverInterrupted). Each was retried and may have been delivered twice.

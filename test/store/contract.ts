@@ -195,6 +195,19 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
         expect(again[0]?.attempt).toBe(2);
       }));
 
+    it('queue totals: messages, waiting recipients, bytes and the oldest message still queued', () =>
+      withStore(async (s) => {
+        expect(await s.queueStats()).toMatchObject({ messages: 0, recipients: 0, bytes: 0, oldestReceivedAt: null });
+        const old = message({ receivedAt: 1_700_000_000_000, recipients: ['a@one.test'] });
+        const young = message({ receivedAt: 1_700_000_100_000, recipients: ['b@one.test', 'c@one.test'] });
+        await s.enqueue(young);
+        await s.enqueue(old);
+        expect(await s.queueStats()).toMatchObject({ messages: 2, recipients: 3, bytes: old.body.length + young.body.length, oldestReceivedAt: old.receivedAt });
+        const [item] = (await s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 })).filter((i) => i.queueId === old.queueId);
+        await s.finish([record(item!)], [{ queueId: old.queueId, seq: 0, outcome: 'delivered', error: null }]);
+        expect((await s.queueStats()).oldestReceivedAt).toBe(young.receivedAt);
+      }));
+
     it('finish settles recipients, stores records, and removes a message with nothing left', () =>
       withStore(async (s) => {
         const m = message();

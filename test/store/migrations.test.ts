@@ -130,7 +130,7 @@ it('a version 4 store upgrades to the latest in place, keeping its queue and dom
       domain: 'old.test', tlsKnownSince: 1000, lastTlsAt: 2000, lastStarttlsAt: 2000, lastNoStarttlsAt: null, lastAttemptAt: 2000, attempts: 3,
       lastProbeAt: null, lastProbeStarttlsOffered: null, lastProbeTlsOk: null,
     });
-    expect(await s.queueStats()).toEqual({ messages: 1, recipients: 2, held: 0, bytes: m.body.length, possibleDuplicates: 0 });
+    expect(await s.queueStats()).toEqual({ messages: 1, recipients: 2, held: 0, bytes: m.body.length, oldestReceivedAt: m.receivedAt, possibleDuplicates: 0 });
     expect(await s.recoverInterrupted()).toBe(1);
     expect((await s.queueStats()).possibleDuplicates).toBe(1);
     await s.recordProbe('old.test', { at: 3000, starttlsOffered: true, tlsOk: true });

@@ -238,6 +238,7 @@ export class SqliteStore implements Store {
                 (SELECT count(*) FROM recipients WHERE state IN ('queued', 'held')) AS recipients,
                 (SELECT count(*) FROM recipients WHERE state = 'held') AS held,
                 (SELECT coalesce(sum(size), 0) FROM messages) AS bytes,
+                (SELECT min(received_at) FROM messages) AS oldestReceivedAt,
                 (SELECT value FROM counters WHERE name = 'possible_duplicates') AS possibleDuplicates`,
       ),
     };
