@@ -19,7 +19,12 @@ ENV NODE_ENV=production
 # threshold; --expose-gc lets each thread collect the message bytes it let go
 # (src/gc-hint.ts): see README "Memory".
 ENV MALLOC_MMAP_THRESHOLD_=16384
+# The relay runs as the image's unprivileged `node` user; data/ and certs/ are its own.
+RUN mkdir -p /app/data /app/certs && chown node:node /app/data /app/certs
+USER node
 VOLUME ["/app/data", "/app/certs"]
 EXPOSE 2525 587 465
+# Healthy means answering: every listener greets with 220 and the store reads (sealrelay status).
+HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 CMD ["node", "bin/sealrelay.js", "status"]
 ENTRYPOINT ["node", "--expose-gc", "bin/sealrelay.js"]
 CMD ["start"]

@@ -17,6 +17,8 @@ command -v postfix >/dev/null || [ -x /usr/sbin/postfix ] || need+=(postfix)
 command -v python3 >/dev/null || need+=(python3)
 # strace watches the store's fsyncs (test/store/sqlite-fsync.test.ts).
 command -v strace >/dev/null || need+=(strace)
+# systemd-analyze checks the unit in deploy/ (test/deploy/service.test.ts).
+command -v systemd-analyze >/dev/null || need+=(systemd)
 # Debian's Chromium is the real browser of the web tests (test/helpers/browser.ts drives
 # it with playwright-core, which never downloads a browser of its own); a font so its
 # screenshots show text.

@@ -15,6 +15,8 @@ import { startExpirySweep } from './portal/expiry.ts';
 import { loadKeyring } from './portal/master-keys.ts';
 import type { NewMessage } from './store/store.ts';
 import { openRelayStore } from './store/open-store.ts';
+import { startStatusFile, statusFileOf } from './relay-status.ts';
+import pkg from '../package.json' with { type: 'json' };
 
 /** How often the users file is checked for changes, in ms. */
 const USERS_FILE_POLL_MS = 2000;
@@ -112,6 +114,16 @@ export async function startRelay(opts: {
   const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
   // Delivery never hands mail to these (a route or MX pointing back here is a loop); ports are known only now.
   delivery.setListeners(listeners);
+  // For `sealrelay status`: the bound ports and the delivery thread's health (relay-status.ts).
+  const startedAt = Date.now();
+  const statusFile = config.store.path === ':memory:' ? null : startStatusFile(statusFileOf(config.store.path), () => ({
+    pid: process.pid,
+    version: pkg.version,
+    startedAt,
+    listeners,
+    web: web.listeners.map((l) => ({ name: l.name, url: l.url })),
+    delivery: delivery.health(),
+  }));
   logger.info(
     { event: 'relay.started', listeners, store: { driver: config.store.driver, path: config.store.path }, configFile: opts.configFile },
     `SealRelay listening on ${listeners.map((l) => `${l.host}:${l.port} (${l.tls})`).join(', ')}; store ${config.store.driver} ${config.store.path}`,
@@ -151,6 +163,7 @@ export async function startRelay(opts: {
     web: web.listeners,
     close() {
       closing ??= (async () => {
+        statusFile?.stop();
         stopUsersWatch();
         clearInterval(certificateCheck);
         await prober.stop();

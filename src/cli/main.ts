@@ -19,6 +19,7 @@ import { registerLog } from './log.ts';
 import { stopWithParent } from './parent-watch.ts';
 import { registerQueueCommands } from './queue.ts';
 import { registerStart } from './start.ts';
+import { registerStatus } from './status.ts';
 import { registerStoreCommands } from './store-backup.ts';
 import { registerUserCommands } from './user.ts';
 // ── imports of report, token, webhooks, audit, suppression commands ──
@@ -47,6 +48,7 @@ registerUserCommands(program, context);
 registerLog(program, context);
 registerEvidenceCommands(program, context);
 registerQueueCommands(program, context);
+registerStatus(program, context);
 registerStoreCommands(program, context);
 registerDomainCommands(program, context);
 registerKeyCommands(program, context);

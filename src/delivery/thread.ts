@@ -39,6 +39,8 @@ export interface DeliveryThread {
   setPortalUrl(url: string | null): void;
   /** Stops claiming, waits up to `graceMs` for attempts in flight, and ends the thread. */
   stop(graceMs: number): Promise<void>;
+  /** Whether a thread is running now (not between a death and its restart), and how often one was started again. */
+  health(): { alive: boolean; restarts: number };
 }
 
 const ENTRY = siblingModule('thread-entry', import.meta.url);
@@ -120,6 +122,7 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
         if (stopping) return;
         try {
           current = await launch();
+          restarts++;
           logger.info({ event: 'delivery.restarted' }, 'delivery thread started again');
           return;
         } catch (err) {
@@ -136,8 +139,10 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
   };
 
   current = await launch();
+  let restarts = 0;
 
   return {
+    health: () => ({ alive: current !== null && current.threadId !== -1, restarts }),
     kick() {
       if (!stopping) void live().then((w) => w?.postMessage({ type: 'kick' } satisfies ToDeliveryThread));
     },

@@ -39,8 +39,12 @@ it('a delivery thread that dies is started again and takes work; stop still ends
     entry: new URL('../helpers/crashing-delivery-entry.ts', import.meta.url),
   });
   const events = () => log.lines.map((l) => l.event);
+  expect(thread.health()).toEqual({ alive: true, restarts: 0 });
   thread.kick(); // the first kick kills the thread
+  // Between its death and the restart (a second later) the thread is not alive: `sealrelay status` says so.
+  await until(() => !thread.health().alive, 'the thread was seen dead');
   await until(() => events().includes('delivery.restarted'), 'the thread was started again');
+  expect(thread.health()).toEqual({ alive: true, restarts: 1 });
   expect(log.lines.find((l) => l.event === 'delivery.error' && JSON.stringify(l).includes('simulated delivery thread crash'))).toBeDefined();
   thread.kick();
   await until(() => events().includes('fixture.kicked'), 'the new thread took a kick');
