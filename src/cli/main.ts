@@ -18,6 +18,7 @@ import { CliError, EXIT } from './exit.ts';
 import { registerLog } from './log.ts';
 import { stopWithParent } from './parent-watch.ts';
 import { registerQueueCommands } from './queue.ts';
+import { registerInit } from './init.ts';
 import { registerStart } from './start.ts';
 import { registerStatus } from './status.ts';
 import { registerStoreCommands } from './store-backup.ts';
@@ -42,6 +43,7 @@ const program = new Command('sealrelay')
 
 const context = (): CliContext => ({ configFile: program.opts<{ config: string }>().config, env });
 
+registerInit(program);
 registerStart(program, context);
 registerConfigCommands(program, context);
 registerUserCommands(program, context);
