@@ -63,8 +63,9 @@ export async function startRelay(opts: {
   /** The users file as it was read at start: any edit after that is picked up. */
   let usersLook: FileLook | null = null;
   try {
-    store = await openRelayStore(config.store, (message) => logger.error({ event: 'store.error', err: message }, 'store thread reported a background failure'));
+    store = await openRelayStore(config.store, (message) => logger.error({ event: 'store.error', err: message }, 'store thread reported a background failure'), env);
     started.push(() => store.close());
+    await refuseUnreadableBodies(store, config);
     const interrupted = await store.recoverInterrupted();
     if (interrupted) {
       logger.warn({ event: 'store.recovered', interrupted }, `${interrupted} recipient(s) were mid-attempt when the last run stopped: retrying them now (each may arrive twice)`);
@@ -199,6 +200,19 @@ export async function startRelay(opts: {
       cert = nextCert;
     },
   };
+}
+
+/**
+ * Bodies sealed under a key store.encryption no longer lists could not be delivered:
+ * say so now, naming the key, rather than fail message by message.
+ */
+async function refuseUnreadableBodies(store: { bodyKeysInUse(): Promise<{ keyId: string | null; parts: number }[]> }, config: Config): Promise<void> {
+  const listed = new Set(config.store.encryption.keys.map((k) => k.id));
+  const missing = (await store.bodyKeysInUse()).filter((k) => k.keyId !== null && !listed.has(k.keyId));
+  if (missing.length) {
+    const names = missing.map((k) => `${k.keyId} (${k.parts} part(s))`).join(', ');
+    throw new Error(`queued message bodies are encrypted with key(s) store.encryption.keys does not list: ${names}; add the key(s) back`);
+  }
 }
 
 /** Logs what the operator should know about the submission certificate: made, renewed, lapsing or lapsed. */

@@ -1,9 +1,9 @@
 // `sealrelay init DIR --hostname NAME`: a new install's files, ready for `config
 // check` and `start` — the commented configuration (the embedded default with this
 // install's values set, its comments kept), and the keys it names, each made here
-// and written once, mode 0600, in DIR/keys (mode 0700): the portal master key, the
-// evidence signing key and, with --dkim-domain, a DKIM key whose DNS record is
-// printed. Nothing is ever overwritten: an existing config stops it before
+// and written once, mode 0600, in DIR/keys (mode 0700): the key queued bodies are
+// encrypted with at rest, the portal master key, the evidence signing key and, with
+// --dkim-domain, a DKIM key whose DNS record is printed. Nothing is ever overwritten: an existing config stops it before
 // anything is written. The submission certificate is left to the first start (a
 // development pair) or to the operator (a real one): init cannot know it.
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -22,7 +22,7 @@ const DKIM_SELECTOR = 'sealrelay';
 export function registerInit(program: Command): void {
   program
     .command('init <dir>')
-    .description('write a commented config and new keys (portal master key, evidence key, optional DKIM key) for a new install; never overwrites')
+    .description('write a commented config and new keys (queue encryption, portal master key, evidence key, optional DKIM key) for a new install; never overwrites')
     .requiredOption('--hostname <name>', "this relay's name (SMTP banner, Received, bounces), e.g. relay.clinic.example")
     .option('--dkim-domain <domain>', 'also make a DKIM key for this sender domain and print its DNS record')
     .action((dir: string, opts: { hostname: string; dkimDomain?: string }) => {
@@ -56,6 +56,7 @@ function initInstall(dir: string, hostname: string, dkimDomain: string | null): 
 
   const masterId = `k${new Date().toISOString().slice(0, 10).replaceAll('-', '')}`;
   writeNew(join(dir, 'keys', `portal-${masterId}.key`), formatMasterKey(generateMasterKey()));
+  writeNew(join(dir, 'keys', `queue-${masterId}.key`), formatMasterKey(generateMasterKey()));
   const evidenceKeyId = publicKeyText(generateEvidenceKey(join(dir, 'keys', 'evidence.key'))).keyId;
   const dkimKeyFile = dkimDomain ? `keys/dkim-${dkimDomain.toLowerCase()}.key` : null;
   if (dkim && dkimKeyFile) writeNew(join(dir, dkimKeyFile), dkim.privateKeyPem);
@@ -64,6 +65,7 @@ function initInstall(dir: string, hostname: string, dkimDomain: string | null): 
   doc.commentBefore = ` SealRelay configuration, written by \`sealrelay init\` on ${new Date().toISOString().slice(0, 10)}.\n Check it with: sealrelay -c ${configFile} config check\n Relative paths are relative to this file's directory.`;
   doc.setIn(['server', 'hostname'], hostname);
   doc.setIn(['store', 'path'], 'data/sealrelay.db');
+  doc.setIn(['store', 'encryption'], doc.createNode({ keys: [{ id: masterId, file: `keys/queue-${masterId}.key` }], current_key: masterId }, { flow: true }));
   doc.setIn(['ingress', 'users_file'], 'users.yaml');
   doc.setIn(['ingress', 'cert_file'], 'certs/sealrelay-dev.crt');
   doc.setIn(['ingress', 'key_file'], 'certs/sealrelay-dev.key');
@@ -87,7 +89,7 @@ function writeNew(file: string, text: string, mode = 0o600): void {
 function nextSteps(w: Written): string {
   const c = `sealrelay -c ${w.configFile}`;
   const lines = [
-    `Wrote ${w.configFile}, ${w.dir}/users.yaml and keys in ${w.dir}/keys (mode 0600; back them up: without the portal key, stored portal items cannot be read).`,
+    `Wrote ${w.configFile}, ${w.dir}/users.yaml and keys in ${w.dir}/keys (mode 0600; back them up apart from the store: without them, queued mail and portal items cannot be read).`,
     '',
     'Next:',
     `  1. ${c} config check`,

@@ -21,7 +21,7 @@ import { registerQueueCommands } from './queue.ts';
 import { registerInit } from './init.ts';
 import { registerStart } from './start.ts';
 import { registerStatus } from './status.ts';
-import { registerStoreCommands } from './store-backup.ts';
+import { registerStoreCommands } from './store.ts';
 import { registerUserCommands } from './user.ts';
 // ── imports of report, token, webhooks, audit, suppression commands ──
 

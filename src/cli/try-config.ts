@@ -56,12 +56,15 @@ export async function tryConfig(loaded: LoadedConfig, opts: TryOptions = {}): Pr
   const { loadProtectionKeys } = await import('../crypto/protection.ts');
   for (const one of protectionSettingsOneByOne(config)) await attempt(['crypto'], () => loadProtectionKeys(one));
   // The portal's master keys, read and checked as the delivery thread and the portal read them.
-  const { loadKeyring, MasterKeyError } = await import('../portal/master-keys.ts');
-  try {
-    loadKeyring(config.portal, opts.env ?? {});
-  } catch (err) {
-    if (!(err instanceof MasterKeyError)) throw err;
-    problems.push(loaded.problem(err.path, err.reason));
+  const { loadBodyKeyring, loadKeyring, MasterKeyError } = await import('../portal/master-keys.ts');
+  // And the queue's body keys, as the store thread reads them.
+  for (const load of [() => loadKeyring(config.portal, opts.env ?? {}), () => loadBodyKeyring(config.store, opts.env ?? {})]) {
+    try {
+      load();
+    } catch (err) {
+      if (!(err instanceof MasterKeyError)) throw err;
+      problems.push(loaded.problem(err.path, err.reason));
+    }
   }
   await attempt(['store', 'path'], () => checkStorePath(config.store.path));
   return problems.sort((a, b) => (a.file === b.file ? (a.line ?? 0) - (b.line ?? 0) : a.file === loaded.file ? -1 : 1));

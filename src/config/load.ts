@@ -69,6 +69,7 @@ export type Env = Readonly<Record<string, string | undefined>>;
  */
 export const PATH_SETTINGS: readonly (readonly string[])[] = [
   ['store', 'path'],
+  ['store', 'encryption', 'keys', '*', 'file'],
   ['ingress', 'cert_file'],
   ['ingress', 'key_file'],
   ['ingress', 'users_file'],

@@ -243,6 +243,29 @@ export const configSchema = z
         driver: z.enum(['sqlite']).default('sqlite'),
         /** SQLite database file (WAL mode). Relative paths in a config file are relative to its directory (load.ts). */
         path: z.string().default('data/sealrelay.db'),
+        /**
+         * Queued message bodies encrypted at rest (AES-256-GCM, store/sqlite/body-cipher.ts):
+         * on as soon as a key is named. Keys as the portal's: 32 random bytes in base64, by file
+         * (mode 0600) or environment variable, never in the YAML; parts under an older key stay
+         * readable while it is listed.
+         */
+        encryption: z
+          .object({
+            keys: z.array(portalMasterKey).default([]),
+            /** The id of the key new bodies are encrypted with: named, never guessed. */
+            current_key: z.string().nullable().default(null),
+          })
+          .strict()
+          .superRefine((e, ctx) => {
+            const ids = new Set<string>();
+            e.keys.forEach((k, i) => {
+              if (ids.has(k.id)) ctx.addIssue({ code: 'custom', path: ['keys', i, 'id'], message: `duplicate key id ${k.id}` });
+              ids.add(k.id);
+            });
+            if (e.current_key === null && ids.size) ctx.addIssue({ code: 'custom', path: ['current_key'], message: 'name the key new bodies are encrypted with (one of the keys ids)' });
+            if (e.current_key !== null && !ids.has(e.current_key)) ctx.addIssue({ code: 'custom', path: ['current_key'], message: `no key with id ${e.current_key} in store.encryption.keys` });
+          })
+          .prefault({}),
       })
       .strict()
       .prefault({}),

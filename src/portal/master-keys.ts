@@ -114,10 +114,24 @@ export class Keyring {
  * throws a MasterKeyError naming the first bad one. Null when none is configured.
  */
 export function loadKeyring(portal: Config['portal'], env: Env): Keyring | null {
-  if (!portal.master_keys.length) return null;
-  const keys = portal.master_keys.map((k, i) => {
+  return readKeyring({ keys: portal.master_keys, current: portal.current_key, at: ['portal', 'master_keys'], currentAt: ['portal', 'current_key'], noun: 'master key', uses: 'new items use' }, env);
+}
+
+/** The queue's body keys (store.encryption), read and checked as the portal's; null when none is configured. */
+export function loadBodyKeyring(store: Config['store'], env: Env): Keyring | null {
+  const e = store.encryption;
+  return readKeyring({ keys: e.keys, current: e.current_key, at: ['store', 'encryption', 'keys'], currentAt: ['store', 'encryption', 'current_key'], noun: 'key', uses: 'new bodies are encrypted with' }, env);
+}
+
+/** Keys named by id, each by file or variable, and the current one; errors placed at their setting. */
+function readKeyring(
+  spec: { keys: Config['portal']['master_keys']; current: string | null; at: readonly string[]; currentAt: readonly string[]; noun: string; uses: string },
+  env: Env,
+): Keyring | null {
+  if (!spec.keys.length) return null;
+  const keys = spec.keys.map((k, i) => {
     const field = k.file !== undefined ? 'file' : 'env';
-    const fail = (reason: string) => new MasterKeyError(['portal', 'master_keys', i, field], `portal.master_keys[${k.id}].${field}`, reason);
+    const fail = (reason: string) => new MasterKeyError([...spec.at, i, field], `${spec.at.join('.')}[${k.id}].${field}`, reason);
     const text = k.file !== undefined ? readKeyFile(k.file, fail) : readKeyVariable(k.env!, env, fail);
     try {
       return { id: k.id, key: parseMasterKey(text) };
@@ -125,9 +139,9 @@ export function loadKeyring(portal: Config['portal'], env: Env): Keyring | null 
       throw fail(`${k.file ?? k.env}: ${(err as Error).message}`);
     }
   });
-  const current = portal.current_key;
+  const current = spec.current;
   if (current === null || !keys.some((k) => k.id === current)) {
-    throw new MasterKeyError(['portal', 'current_key'], 'portal.current_key', current === null ? 'name the master key new items use' : `no master key with id ${current}`);
+    throw new MasterKeyError(spec.currentAt, spec.currentAt.join('.'), current === null ? `name the ${spec.noun} ${spec.uses}` : `no ${spec.noun} with id ${current}`);
   }
   return new Keyring(keys, current);
 }

@@ -582,6 +582,8 @@ export interface Store {
    * itself: restoring is putting it in place of store.path while the relay is stopped.
    */
   backup(path: string): Promise<void>;
+  /** How many body parts are sealed under each key of store.encryption (null: stored before encryption was on). */
+  bodyKeysInUse(): Promise<{ keyId: string | null; parts: number }[]>;
   close(): Promise<void>;
 }
 

@@ -161,6 +161,22 @@ describe('config check tries every file start would read', () => {
     expect(await checkWith([...listeners, 'portal:', '  master_keys: [{ id: k1, file: portal.key }]', '  current_key: k1'])).toMatchObject({ code: 0, problems: [] });
   });
 
+  it('the queue body keys (store.encryption) are read as the store thread reads them: a key file others may read, an unset variable', async () => {
+    writeFileSync(join(box.dir, 'queue.key'), formatMasterKey(generateMasterKey()), { mode: 0o640 });
+    const check = async (encryption: string[]) => {
+      const file = writeConfig('check.yaml', ['store:', `  path: ${JSON.stringify(box.storePath)}`, '  encryption:', ...encryption, ...listeners]);
+      const res = await runCli(['config', 'check', file]);
+      return { code: res.code, problems: res.stderr.split('\n').filter(Boolean) };
+    };
+    const keys = ['    keys:', '      - { id: q1, file: queue.key }', '      - { id: q2, env: SEALRELAY_TEST_QUEUE_Q2 }', '    current_key: q1'];
+    const bad = await check(keys);
+    expect(bad.problems).toEqual([expect.stringMatching(/check\.yaml:5:\d+: store\.encryption\.keys(\.0|\[q1\])\.file: .*queue\.key: mode 0640 lets group or others read it; chmod 600/)]);
+    chmodSync(join(box.dir, 'queue.key'), 0o600);
+    const unset = await check(keys);
+    expect(unset.problems).toEqual([expect.stringMatching(/store\.encryption\.keys(\.1|\[q2\])\.env: environment variable SEALRELAY_TEST_QUEUE_Q2 is not set/)]);
+    expect(await check(['    keys: [{ id: q1, file: queue.key }]', '    current_key: q1'])).toEqual({ code: 0, problems: [] });
+  });
+
   it('a CA bundle that is not one, and a DKIM key that is not a key', async () => {
     writeFileSync(join(box.dir, 'ca.pem'), 'not a certificate\n');
     writeFileSync(join(box.dir, 'dkim.key'), 'not a key\n');

@@ -1,6 +1,6 @@
 // `sealrelay init DIR --hostname NAME`: a commented config that passes `config
 // check` as written, with new keys (mode 0600 in a 0700 directory) that it names;
-// never overwriting; the next steps printed.
+// never overwriting; the next steps printed. Queued bodies are encrypted at rest from the start.
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,8 +26,11 @@ it('writes a config that config check passes (every key tried), keys of mode 060
   expect(config.portal!.current_key).toBe(master!.id);
   expect(config.dkim!.domains).toEqual({ 'clinic.test': { selector: 'sealrelay', key_file: 'keys/dkim-clinic.test.key' } });
 
+  const encryption = config.store!.encryption as { keys: { id: string; file: string }[]; current_key: string };
+  expect(encryption.current_key).toBe(encryption.keys[0]!.id);
+
   expect(mode(join(dir, 'keys'))).toBe(0o700);
-  for (const key of [master!.file, 'keys/evidence.key', 'keys/dkim-clinic.test.key']) expect(mode(join(dir, key))).toBe(0o600);
+  for (const key of [master!.file, encryption.keys[0]!.file, 'keys/evidence.key', 'keys/dkim-clinic.test.key']) expect(mode(join(dir, key))).toBe(0o600);
   expect(res.stdout).toMatch(/publish the DKIM key: {2}sealrelay\._domainkey\.clinic\.test\. IN TXT "v=DKIM1; k=rsa; p=[A-Za-z0-9+/=]+"/);
   expect(res.stdout).toContain(`sealrelay -c ${configFile} config check`);
 

@@ -225,6 +225,10 @@ const MIGRATIONS: readonly string[] = [
   `SELECT 1;`,
   // ── v18: tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
   `SELECT 1;`,
+  // Queued bodies encrypted at rest (store/sqlite/body-cipher.ts): the key a part is
+  // sealed with and its nonce; null for a part stored in the clear (before a key was set).
+  `ALTER TABLE body_parts ADD COLUMN key_id TEXT;
+   ALTER TABLE body_parts ADD COLUMN nonce BLOB;`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -56,8 +56,13 @@ import {
 import { attemptEvents, queuedEvents, type EventQuery, type RelayEvent } from '../../events/event.ts';
 import { Checkpointer } from './checkpointer.ts';
 import { EventTable } from './event-table.ts';
+import { BodyCipher, SEAL_OVERHEAD, type StoredPart } from './body-cipher.ts';
+import type { Keyring } from '../../portal/master-keys.ts';
 import { migrate } from './migrations.ts';
 import { PortalItemTable } from './portal-items.ts';
+
+/** A part's plaintext size in SQL: a sealed part carries its GCM tag beside the ciphertext. */
+const PLAIN_BYTES = `length(data) - CASE WHEN key_id IS NULL THEN 0 ELSE ${SEAL_OVERHEAD} END`;
 
 /** A write waiting for the next group commit. */
 interface PendingWrite {
@@ -84,12 +89,17 @@ export class SqliteStore implements Store {
   private readonly stmt;
   private readonly portal: PortalItemTable;
   private readonly events: EventTable;
+  private readonly bodies: BodyCipher;
 
   /**
    * `checkpointsApart`: for the long-running relay, WAL checkpoints run on a thread
    * of their own (checkpointer.ts); short-lived users (the CLI) keep SQLite's own.
    */
-  constructor(path: string, opts: { checkpointsApart?: boolean; onError?: (message: string) => void } = {}) {
+  /**
+   * `bodyKeys`: store.encryption's keys; with them every body part written is sealed
+   * (body-cipher.ts), and parts sealed before can be read.
+   */
+  constructor(path: string, opts: { checkpointsApart?: boolean; onError?: (message: string) => void; bodyKeys?: Keyring | null } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -99,20 +109,23 @@ export class SqliteStore implements Store {
     this.db.pragma('busy_timeout = 5000');
     migrate(this.db);
     if (opts.checkpointsApart && path !== ':memory:') {
+      // What the migrations wrote goes into the file now, at start: from here on only the checkpoint thread copies pages.
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
       this.db.pragma('wal_autocheckpoint = 0');
       this.checkpointer = new Checkpointer(path, opts.onError ?? (() => undefined));
     }
     this.events = new EventTable(this.db);
+    this.bodies = new BodyCipher(opts.bodyKeys ?? null);
     this.portal = new PortalItemTable(this.db, this.events);
     this.stmt = {
       insertMessage: this.db.prepare(
         `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid, origin, campaign, custom)
          VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @envid, @origin, @campaign, @custom)`,
       ),
-      insertPart: this.db.prepare(`INSERT INTO body_parts (queue_id, part, data) VALUES (?, ?, ?)`),
+      insertPart: this.db.prepare(`INSERT INTO body_parts (queue_id, part, data, key_id, nonce) VALUES (@queueId, @part, @data, @keyId, @nonce)`),
       // length() of a blob reads its size from the record header, not the blob.
       stagedParts: this.db.prepare(
-        `SELECT count(*) AS parts, coalesce(sum(length(data)), 0) AS bytes, coalesce(max(part), 0) AS last FROM body_parts WHERE queue_id = ? AND part > 0`,
+        `SELECT count(*) AS parts, coalesce(sum(${PLAIN_BYTES}), 0) AS bytes, coalesce(max(part), 0) AS last FROM body_parts WHERE queue_id = ? AND part > 0`,
       ),
       discardStaged: this.db.prepare(`DELETE FROM body_parts WHERE queue_id = ? AND NOT EXISTS (SELECT 1 FROM messages WHERE queue_id = ?)`),
       discardAllStaged: this.db.prepare(`DELETE FROM body_parts WHERE queue_id NOT IN (SELECT queue_id FROM messages)`),
@@ -131,8 +144,9 @@ export class SqliteStore implements Store {
       messageMeta: this.db.prepare(
         `SELECT queue_id, sender, message_id, subject, auth_user, origin, size, received_at, dsn_envid FROM messages WHERE queue_id = ?`,
       ),
-      bodySize: this.db.prepare(`SELECT count(*) AS parts, coalesce(sum(length(data)), 0) AS bytes FROM body_parts WHERE queue_id = ?`),
-      bodyParts: this.db.prepare(`SELECT data FROM body_parts WHERE queue_id = ? ORDER BY part`).pluck(),
+      bodySize: this.db.prepare(`SELECT count(*) AS parts, coalesce(sum(${PLAIN_BYTES}), 0) AS bytes FROM body_parts WHERE queue_id = ?`),
+      bodyParts: this.db.prepare(`SELECT part, data, key_id AS keyId, nonce FROM body_parts WHERE queue_id = ? ORDER BY part`),
+      bodyKeys: this.db.prepare(`SELECT key_id AS keyId, count(*) AS parts FROM body_parts GROUP BY key_id ORDER BY key_id`),
       insertRecord: this.db.prepare(
         `INSERT INTO records (queue_id, seq, message_id, attempt, at, sender, recipient, domain, outcome, method, json, kind)
          VALUES (@queueId, @seq, @messageId, @attempt, @atMs, @sender, @recipient, @domain, @outcome, @method, @json, @kind)`,
@@ -251,7 +265,7 @@ export class SqliteStore implements Store {
 
   stageBodyPart(queueId: string, part: number, data: Buffer): Promise<void> {
     if (!Number.isInteger(part) || part < 1) return Promise.reject(new TypeError(`staged part of ${queueId}: number must be 1 or more, not ${part}`));
-    return this.write(false, () => this.stmt.insertPart.run(queueId, part, data));
+    return this.write(false, () => this.putPart(queueId, part, data));
   }
 
   discardStaged(queueId: string): Promise<void> {
@@ -330,7 +344,7 @@ export class SqliteStore implements Store {
       campaign: m.campaign ?? null,
       custom: m.custom ?? null,
     });
-    this.stmt.insertPart.run(m.queueId, 0, m.body);
+    this.putPart(m.queueId, 0, m.body);
     m.recipients.forEach((rcpt, seq) => {
       const dsn = m.recipientDsn?.[seq];
       this.stmt.insertRecipient.run(m.queueId, seq, rcpt, domainOf(rcpt), m.receivedAt, dsn?.notify ?? null, dsn?.orcpt ?? null);
@@ -371,12 +385,26 @@ export class SqliteStore implements Store {
   async readBody(queueId: string): Promise<Buffer | null> {
     const { parts, bytes } = this.stmt.bodySize.get(queueId) as { parts: number; bytes: number };
     if (parts === 0) return null;
-    if (parts === 1) return this.stmt.bodyParts.get(queueId) as Buffer;
+    const rows = this.stmt.bodyParts.iterate(queueId) as IterableIterator<StoredPart & { part: number }>;
+    if (parts === 1) {
+      const row = rows.next().value!;
+      rows.return?.();
+      return this.bodies.open(queueId, row.part, row);
+    }
     // One buffer of the exact size, filled part by part: never the parts and their concatenation at once.
     const body = Buffer.allocUnsafeSlow(bytes);
     let at = 0;
-    for (const data of this.stmt.bodyParts.iterate(queueId) as IterableIterator<Buffer>) at += data.copy(body, at);
+    for (const row of rows) at += this.bodies.open(queueId, row.part, row).copy(body, at);
     return body;
+  }
+
+  /** Writes one part of a body, sealed under the current key when store.encryption names one. */
+  private putPart(queueId: string, part: number, data: Buffer): void {
+    this.stmt.insertPart.run({ queueId, part, ...this.bodies.seal(queueId, part, data) });
+  }
+
+  async bodyKeysInUse(): Promise<{ keyId: string | null; parts: number }[]> {
+    return this.stmt.bodyKeys.all() as { keyId: string | null; parts: number }[];
   }
 
   finish(records: readonly DeliveryRecord[], settlements: readonly Settlement[], bounces: readonly NewMessage[] = [], portalItems: readonly NewPortalItem[] = []): Promise<void> {

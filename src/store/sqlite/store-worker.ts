@@ -6,12 +6,15 @@
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { releasedMessageBytes } from '../../gc-hint.ts';
 import { SqliteStore } from './sqlite-store.ts';
-import { transferable, type StoreRequest, type StoreResponse } from './threaded-store.ts';
+import { loadBodyKeyring } from '../../portal/master-keys.ts';
+import { transferable, type StoreRequest, type StoreResponse, type StoreWorkerData } from './threaded-store.ts';
 
 const port = parentPort!;
 let store: SqliteStore;
 try {
-  store = new SqliteStore((workerData as { path: string }).path, {
+  const data = workerData as StoreWorkerData;
+  store = new SqliteStore(data.path, {
+    bodyKeys: data.bodyKeys ? loadBodyKeyring({ driver: 'sqlite', path: data.path, encryption: data.bodyKeys.encryption }, data.bodyKeys.env) : null,
     checkpointsApart: true,
     onError: (message) => port.postMessage({ log: `background checkpoint failed: ${message}` }),
   });

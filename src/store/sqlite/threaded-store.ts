@@ -12,9 +12,31 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
 import { siblingModule, tsxWorker } from '../../tsx-worker.ts';
 import type { EventQuery, RelayEvent } from '../../events/event.ts';
+import type { Env } from '../../config/load.ts';
+import type { Config } from '../../config/schema.ts';
 import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
 import type { DomainKnowledge, KeyKind, KeyLookup, LogRecord, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
 import type { CodeCheck, NewPortalItem, PortalCode, PortalEventInput, PortalItem, PortalItemHead, PortalItemInfo, SetCodeResult, WrappedItemKey } from '../store.ts';
+
+/**
+ * What the store thread needs to load store.encryption's keys itself (key bytes never
+ * travel between threads): the settings, and only the environment variables they name.
+ */
+export interface BodyKeySource {
+  readonly encryption: Config['store']['encryption'];
+  readonly env: Env;
+}
+
+export interface StoreWorkerData {
+  readonly path: string;
+  readonly bodyKeys: BodyKeySource | null;
+}
+
+/** The BodyKeySource of a config: its encryption settings and the variables they name. */
+export function bodyKeySource(store: Config['store'], env: Env): BodyKeySource {
+  const named = Object.fromEntries(store.encryption.keys.flatMap((k) => (k.env !== undefined ? [[k.env, env[k.env]]] : [])));
+  return { encryption: store.encryption, env: named };
+}
 
 type Op = Exclude<keyof Store, never>;
 export interface StoreRequest {
@@ -83,11 +105,15 @@ export class ThreadedSqliteStore implements Store {
    * Starts the thread and opens (and migrates) the database; rejects with the reason it could not.
    * `exclusive` (the relay's store): first takes the file's owner lock, refusing a second relay.
    */
-  static async open(path: string, onBackgroundError: (message: string) => void = () => undefined, opts: { exclusive?: boolean } = {}): Promise<ThreadedSqliteStore> {
+  static async open(
+    path: string,
+    onBackgroundError: (message: string) => void = () => undefined,
+    opts: { exclusive?: boolean; bodyKeys?: BodyKeySource } = {},
+  ): Promise<ThreadedSqliteStore> {
     const lock = opts.exclusive ? lockStoreFile(path) : null;
     let store: ThreadedSqliteStore;
     try {
-      store = await ThreadedSqliteStore.start(path, onBackgroundError);
+      store = await ThreadedSqliteStore.start(path, onBackgroundError, opts.bodyKeys ?? null);
     } catch (err) {
       lock?.release();
       throw err;
@@ -96,8 +122,8 @@ export class ThreadedSqliteStore implements Store {
     return store;
   }
 
-  private static async start(path: string, onBackgroundError: (message: string) => void): Promise<ThreadedSqliteStore> {
-    const worker = tsxWorker(ENTRY, { workerData: { path } });
+  private static async start(path: string, onBackgroundError: (message: string) => void, bodyKeys: BodyKeySource | null): Promise<ThreadedSqliteStore> {
+    const worker = tsxWorker(ENTRY, { workerData: { path, bodyKeys } satisfies StoreWorkerData });
     let onMessage!: (m: { ready?: boolean; fatal?: string }) => void;
     let onError!: (err: Error) => void;
     let onExit!: (code: number) => void;
@@ -286,6 +312,9 @@ export class ThreadedSqliteStore implements Store {
 
   backup(path: string): Promise<void> {
     return this.call('backup', path);
+  }
+  bodyKeysInUse(): Promise<{ keyId: string | null; parts: number }[]> {
+    return this.call('bodyKeysInUse');
   }
   async close(): Promise<void> {
     try {

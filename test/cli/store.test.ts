@@ -1,4 +1,5 @@
-// `sealrelay store backup FILE`: a consistent copy made while the relay runs and
+// `sealrelay store keys`: parts per body key. `sealrelay store backup FILE`: a
+// consistent copy made while the relay runs and
 // takes mail, mode 0600, checked before it is named; restoring it (putting it in
 // place of store.path) gives a relay that delivers what was queued.
 import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -9,6 +10,9 @@ import { afterEach, expect, it } from 'vitest';
 import { allocLoopbackIp, startMx, type StartedMx } from '../helpers/mx.ts';
 import { writeConfigFile } from '../helpers/relay-process.ts';
 import { queueIdOf, startTestRelay, submit, testConfig, type TestRelay } from '../helpers/relay.ts';
+import { formatMasterKey, generateMasterKey, Keyring } from '../../src/portal/master-keys.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { message } from '../store/contract.ts';
 import { runCli } from './harness.ts';
 
 const open: { close(): Promise<void> }[] = [];
@@ -71,4 +75,30 @@ it('never overwrites: an existing file is refused and left as it was; no partial
   const second = await runCli(['-c', configFile, 'store', 'backup', relay.config.store.path]);
   expect(second.code).toBe(1);
   expect(readdirSync(dir)).toEqual(['copy.db']);
+});
+
+it('store keys: parts under each key, the current one named, one no longer listed flagged, bodies in the clear counted', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sealrelay-storekeys-'));
+  const storePath = join(dir, 'sealrelay.db');
+  const k1 = generateMasterKey();
+  const k2 = generateMasterKey();
+  const plain = new SqliteStore(storePath);
+  await plain.enqueue(message({ body: Buffer.from('Subject: a\r\n\r\nplain\r\n') }));
+  await plain.close();
+  const old = new SqliteStore(storePath, { bodyKeys: new Keyring([{ id: 'old', key: k1 }], 'old') });
+  await old.enqueue(message());
+  await old.close();
+  const current = new SqliteStore(storePath, { bodyKeys: new Keyring([{ id: 'new', key: k2 }], 'new') });
+  await current.enqueue(message());
+  await current.enqueue(message());
+  await current.close();
+  writeFileSync(join(dir, 'new.key'), formatMasterKey(k2), { mode: 0o600 });
+  const config = testConfig({ store: { path: storePath, encryption: { keys: [{ id: 'new', file: join(dir, 'new.key') }], current_key: 'new' } } });
+  const res = await runCli(['-c', writeConfigFile(dir, config), 'store', 'keys']);
+  expect(res.code).toBe(0);
+  expect(res.stdout.split('\n').filter(Boolean)).toEqual([
+    expect.stringMatching(/^\(none\) +1 part\(s\) {2}in the clear/),
+    expect.stringMatching(/^new +2 part\(s\) {2}current$/),
+    expect.stringMatching(/^old +1 part\(s\) {2}NOT LISTED in store\.encryption\.keys; older key$/),
+  ]);
 });

@@ -1,3 +1,6 @@
+// `sealrelay store keys`: how many queued body parts each key of store.encryption
+// seals (and how many are in the clear), so an operator knows when an old key may go.
+//
 // `sealrelay store backup FILE`: a consistent copy of the store made while the relay
 // runs (SQLite's online backup API, through the store), written to a new file of
 // mode 0600 — it holds queued messages and delivery records, which name patients —
@@ -13,7 +16,20 @@ import { readConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 
 export function registerStoreCommands(program: Command, context: () => CliContext): void {
-  const store = program.command('store').description('the store itself: backups');
+  const store = program.command('store').description('the store itself: body encryption keys in use, backups');
+  store
+    .command('keys')
+    .description('how many queued body parts each store.encryption key seals (and how many are stored in the clear)')
+    .action(async () => {
+      const config = readConfig(context());
+      const listed = new Set(config.store.encryption.keys.map((k) => k.id));
+      const inUse = await withStore(config, (s) => s.bodyKeysInUse());
+      if (!inUse.length) console.log('no queued bodies');
+      for (const k of inUse) {
+        const note = k.keyId === null ? 'in the clear (queued before a key was set)' : `${listed.has(k.keyId) ? '' : 'NOT LISTED in store.encryption.keys; '}${k.keyId === config.store.encryption.current_key ? 'current' : 'older key'}`;
+        console.log(`${(k.keyId ?? '(none)').padEnd(20)} ${String(k.parts).padStart(8)} part(s)  ${note}`);
+      }
+    });
   store
     .command('backup <file>')
     .description('write a consistent copy of the store to a new file (mode 0600) while the relay runs; never overwrites')
