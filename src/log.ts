@@ -53,6 +53,19 @@ export const EVENTS = [
   'http.csrf_refused',
   'http.rate_limited',
   'http.exposed',
+  // Webhooks (events/webhooks/): a request that failed (retried), a delivery given up, a turn that failed, pruning, a replay (`sealrelay webhooks replay`).
+  'webhooks.failed',
+  'webhooks.gave_up',
+  'webhooks.error',
+  'webhooks.pruned',
+  'webhooks.replayed',
+  // The REST API (src/http/api/): refused tokens (never the token itself), a repeat answered from its Idempotency-Key, an evidence key that cannot sign.
+  'api.auth_failed',
+  'api.forbidden',
+  'api.replayed',
+  'api.evidence_key',
+  // The audit trail (src/events/audit/): an entry that could not be written.
+  'audit.failed',
 ] as const;
 export type LogEvent = (typeof EVENTS)[number];
 

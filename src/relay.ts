@@ -13,8 +13,15 @@ import type { Logger } from './log.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
 import { startExpirySweep } from './portal/expiry.ts';
 import { loadKeyring } from './portal/master-keys.ts';
+import { loadTrackingKey } from './reporting/tracking/key.ts';
+import { startWebhookDispatcher } from './events/webhooks/dispatcher.ts';
+import { loadWebhookSigners } from './events/webhooks/signing.ts';
 import type { NewMessage } from './store/store.ts';
+import { fitField } from './events/audit/entry.ts';
 import { openRelayStore } from './store/open-store.ts';
+import { auditRequest } from './events/audit/request.ts';
+import { webhookMetrics } from './events/webhooks/metrics.ts';
+import type { ApiRequestRecord } from './http/api/index.ts';
 import { startStatusFile, statusFileOf } from './relay-status.ts';
 import pkg from '../package.json' with { type: 'json' };
 
@@ -50,6 +57,10 @@ export async function startRelay(opts: {
   const env = opts.env ?? {};
   // The portal's master keys (delivery's thread reads its own); a key that cannot be read stops the start.
   let keyring = loadKeyring(config.portal, env);
+  // The key that signs tracking links (delivery's thread reads its own); a key that cannot be read stops the start.
+  let trackingKey = loadTrackingKey(config.tracking, env);
+  // Webhook signing secrets: one that cannot be read (or is too short) stops the start too.
+  const webhookSigners = loadWebhookSigners(config.webhooks, env);
   const credentials = (cfg: Config) =>
     noteCertificate(serverCertificate(cfg.ingress.cert_file, cfg.ingress.key_file, cfg.server.hostname, { anyPath: opts.devCert === true }), cfg.ingress.cert_file, logger);
   const initialCert = credentials(config);
@@ -83,7 +94,17 @@ export async function startRelay(opts: {
         delivery.kick();
       },
     };
-    web = await startWebListeners({ config, logger, tls: initialCert, portal });
+    // The REST API queues mail as ingress does, and wakes delivery for it.
+    // Every API request leaves an audit entry (who, what, from where); a failed write is logged, never the request's answer.
+    const api = {
+      store,
+      kick: () => delivery.kick(),
+      onRequestDone: (r: ApiRequestRecord) =>
+        void auditRequest(store, r).catch((err: Error) => logger.error({ event: 'audit.failed', err: err.message }, 'could not write the audit entry of an API request')),
+    };
+    // /metrics reads the events and the queue, and the webhooks' backlog under the config of the moment.
+    const metrics = { store, maxQueueMs: config.delivery.retry.lifetime_seconds * 1000, webhooks: () => webhookMetrics(store, config.webhooks) };
+    web = await startWebListeners({ config, logger, tls: initialCert, portal, api, metrics, tracking: { store, key: () => trackingKey } });
     started.push(() => web.close());
     // Notifications link to portal.public_url, else to where the portal listener is bound.
     delivery.setPortalUrl(web.listeners.find((l) => l.name === 'portal')?.url ?? null);
@@ -112,6 +133,8 @@ export async function startRelay(opts: {
   const sweepExpired = (cfg: Config) => startExpirySweep({ store, logger, intervalMs: cfg.portal.expiry_sweep_seconds * 1000 });
   let expirySweep = sweepExpired(config);
   // ── webhooks dispatcher (src/events/webhooks/) ──
+  // Sends the events to the configured endpoints, signed; updated in place on reload.
+  const webhooks = startWebhookDispatcher({ store, logger, config: config.webhooks, signers: webhookSigners });
   const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
   // Delivery never hands mail to these (a route or MX pointing back here is a loop); ports are known only now.
   delivery.setListeners(listeners);
@@ -170,6 +193,7 @@ export async function startRelay(opts: {
         await prober.stop();
         await expirySweep.stop();
         // ── webhooks dispatcher stop ──
+        await webhooks.stop();
         await web.close();
         await ingress.stopAccepting();
         await delivery.stop(config.delivery.shutdown_grace_seconds * 1000);
@@ -187,17 +211,26 @@ export async function startRelay(opts: {
       ingress.checkReload(next, nextCert, users);
       web.checkReload(next);
       const nextKeyring = loadKeyring(next.portal, env);
+      const nextTrackingKey = loadTrackingKey(next.tracking, env);
+      const nextWebhookSigners = loadWebhookSigners(next.webhooks, env);
       // First the part that may still refuse (the thread builds the policy and loads the key files), then the rest.
       await delivery.reload(next);
       ingress.reload(next, nextCert, users);
       web.reload(next, nextCert);
       keyring = nextKeyring;
+      trackingKey = nextTrackingKey;
+      webhooks.update(next.webhooks, nextWebhookSigners);
       await prober.stop();
       prober = watchDomains(next);
       await expirySweep.stop();
       expirySweep = sweepExpired(next);
       config = next;
       cert = nextCert;
+      // SIGHUP (cli/start.ts) is what asks for a reload: the policy may now decide differently. The reload
+      // has taken effect by now, so a trail that cannot be written is logged rather than failing it.
+      await store
+        .appendAudit({ actor: { kind: 'relay', name: 'SIGHUP' }, action: 'policy.reload', target: opts.configFile ? fitField(opts.configFile) : null, detail: 'config reloaded' })
+        .catch((err: Error) => logger.error({ event: 'audit.failed', action: 'policy.reload', err: err.message }, 'reload not recorded in the audit trail'));
     },
   };
 }

@@ -24,6 +24,7 @@ import { buildEvidence, claimedKeyId, formatSignedEvidence, signEvidence } from 
 import { renderEvidenceHtml, verifyEvidenceDocument, extractEmbeddedEvidence } from '../events/evidence-html.ts';
 import { EvidenceKeyError, generateEvidenceKey, loadEvidencePublicKey, loadEvidenceSigningKey, publicKeyText } from '../events/evidence-key.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
+import { auditCommand } from './operator.ts';
 import { CliError, EXIT } from './exit.ts';
 
 type Format = 'json' | 'html';
@@ -42,7 +43,11 @@ export function registerEvidenceCommands(program: Command, context: () => CliCon
     .action(async (ref: string, opts: { format: Format; out?: string }) => {
       const config = readConfig(context());
       const key = signingKey(config);
-      const records = await withStore(config, (store) => store.queryLog({ message: ref }));
+      const records = await withStore(config, async (store) => {
+        const found = await store.queryLog({ message: ref });
+        if (found.length) await auditCommand(store, 'evidence.read', ref, `${found.length} records`);
+        return found;
+      });
       if (!records.length) throw new CliError(EXIT.FAILURE, `no delivery records for ${ref}`);
       const signed = signEvidence(buildEvidence({ relay: config.server.hostname, reference: ref, records }), key);
       const text = opts.format === 'html' ? renderEvidenceHtml(signed) : formatSignedEvidence(signed);

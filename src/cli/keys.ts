@@ -12,6 +12,7 @@ import { keyProblem } from '../crypto/choose-key.ts';
 import { openStore } from '../store/open-store.ts';
 import type { RecipientKey, Store } from '../store/store.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
+import { auditCommand } from './operator.ts';
 import { CliError, EXIT } from './exit.ts';
 import { renderTable } from './table.ts';
 import { isoSeconds } from './time.ts';
@@ -83,6 +84,7 @@ export function registerKeyCommands(program: Command, context: () => CliContext)
       const key = await withStore(readConfig(context()), async (store) => {
         const found = await findKey(store, fingerprint);
         await store.removeKey(found.fingerprint);
+        await auditCommand(store, 'key.remove', found.fingerprint, found.kind);
         return found;
       });
       console.log(`removed ${key.fingerprint} ${key.kind} ${key.addresses.join(',') || '-'}`);
@@ -117,6 +119,7 @@ async function importFile(store: Store, file: string, now: number): Promise<numb
       continue;
     }
     await store.putKey(key);
+    await auditCommand(store, 'key.import', key.fingerprint, `${replacing ? 'updated' : 'new'} ${key.kind} ${key.addresses.join(',')}`);
     const state = keyState(key, now);
     console.log(`${replacing ? 'updated' : 'imported'} ${key.fingerprint} ${key.kind} ${key.addresses.join(',') || '-'} expires ${expires(key)}${state === 'ok' ? '' : ` (${state})`}`);
   }

@@ -8,10 +8,12 @@
 // --follow keeps printing records as the relay writes them, like `tail -f`: it
 // polls the store (a reader never blocks the relay's writes in WAL mode) with a
 // cursor in write order, so a late-finishing attempt is printed once, never lost.
+// Each read is in the audit trail (who read which records), before it is shown.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidArgumentError, type Command } from 'commander';
 import { OUTCOMES, type DeliveryRecord, type Outcome } from '../delivery/record.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
+import { auditCommand, describeFilter } from './operator.ts';
 import {
   isOperatorRecord,
   isPortalRecord,
@@ -74,8 +76,17 @@ export function registerLog(program: Command, context: () => CliContext): void {
         since: opts.since,
         limit: opts.limit,
       };
-      if (opts.follow) return withStore(config, (store) => follow(store, filter, opts.json === true));
-      const records = await withStore(config, (store) => store.queryLog(filter));
+      if (opts.follow) {
+        return withStore(config, async (store) => {
+          await auditCommand(store, 'log.read', describeFilter(filter), 'follow');
+          return follow(store, filter, opts.json === true);
+        });
+      }
+      const records = await withStore(config, async (store) => {
+        const found = await store.queryLog(filter);
+        await auditCommand(store, 'log.read', describeFilter(filter), `${found.length} records`);
+        return found;
+      });
       if (opts.json) {
         for (const r of records) console.log(JSON.stringify(r));
       } else if (records.length) {

@@ -24,6 +24,11 @@ import { registerStatus } from './status.ts';
 import { registerStoreCommands } from './store.ts';
 import { registerUserCommands } from './user.ts';
 // ── imports of report, token, webhooks, audit, suppression commands ──
+import { registerTokenCommands } from './token.ts';
+import { registerSuppressionCommands } from './suppression.ts';
+import { registerReport } from './report.ts';
+import { registerWebhookCommands } from './webhooks.ts';
+import { registerAuditCommands } from './audit.ts';
 
 const DEFAULT_CONFIG_FILE = 'config/sealrelay.yaml';
 
@@ -59,10 +64,15 @@ registerPortalCommands(program, context);
 registerPolicyCommands(program, context);
 registerCheckDomain(program, context);
 // ── reports (src/cli/report.ts) ──
+registerReport(program, context);
 // ── API tokens (src/cli/token.ts) ──
+registerTokenCommands(program, context);
 // ── webhooks (src/cli/webhooks.ts) ──
+registerWebhookCommands(program, context);
 // ── audit trail (src/cli/audit.ts) ──
+registerAuditCommands(program, context);
 // ── suppressions (src/cli/suppression.ts) ──
+registerSuppressionCommands(program, context);
 
 try {
   await program.parseAsync(process.argv);

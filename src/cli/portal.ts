@@ -27,7 +27,8 @@ import { isPortalRecord, portalItemState, type PortalItemInfo, type Store, type 
 import { readConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { parsePositiveInt, recordTable } from './log.ts';
-import { currentOperator, formatBytes } from './queue.ts';
+import { auditCommand, currentOperator } from './operator.ts';
+import { formatBytes } from './queue.ts';
 import { renderTable } from './table.ts';
 import { formatRelative, isoSeconds } from './time.ts';
 
@@ -71,9 +72,11 @@ export function registerPortalCommands(program: Command, context: () => CliConte
     .option('--limit <n>', `the newest n items (0: all; default ${DEFAULT_LIST_LIMIT})`, parseLimit, DEFAULT_LIST_LIMIT)
     .option('--json', 'one JSON item per line')
     .action(async (opts: { message?: string; limit: number; json?: boolean }) => {
-      const items = await withStore(readConfig(context()), (store) =>
-        store.listPortalItems({ ...(opts.message ? { message: opts.message } : {}), ...(opts.limit ? { limit: opts.limit } : {}) }),
-      );
+      const items = await withStore(readConfig(context()), async (store) => {
+        const listed = await store.listPortalItems({ ...(opts.message ? { message: opts.message } : {}), ...(opts.limit ? { limit: opts.limit } : {}) });
+        await auditCommand(store, 'portal.read', opts.message ?? 'list', `${listed.length} items`);
+        return listed;
+      });
       const now = Date.now();
       if (opts.json) {
         for (const item of items) console.log(JSON.stringify({ ...item, state: portalItemState(item, now) }));
@@ -94,6 +97,7 @@ export function registerPortalCommands(program: Command, context: () => CliConte
         if (!item) throw new CliError(EXIT.FAILURE, `no portal item ${id} (\`sealrelay portal list\` shows them)`);
         // The attempts of the recipient it was made for, and the events of this item.
         const records = (await store.queryLog({ message: item.queueId })).filter((r) => r.seq === item.seq && (!isPortalRecord(r) || r.itemId === item.id));
+        await auditCommand(store, 'portal.read', `portal item ${item.id} (${item.queueId}.${item.seq})`, `${records.length} records`);
         const now = Date.now();
         if (opts.json) {
           console.log(JSON.stringify({ item: { ...item, state: portalItemState(item, now) }, records }));
@@ -113,6 +117,7 @@ export function registerPortalCommands(program: Command, context: () => CliConte
       const operator = currentOperator();
       const { recalled, known } = await withStore(config, async (store) => {
         const recalled = await store.recallPortalItems(ref, operator);
+        if (recalled.length) await auditCommand(store, 'portal.recall', ref, `${recalled.length} items`);
         return { recalled, known: recalled.length ? recalled.length : (await store.listPortalItems({ message: ref })).length };
       });
       if (!known) throw new CliError(EXIT.FAILURE, `no portal items for ${ref} (a queue id or Message-ID; \`sealrelay portal list\` shows them)`);

@@ -4,16 +4,18 @@
 // poll; nothing here talks to the relay process itself. Each action leaves a
 // trace: an operator record per recipient it changed (in the store, shown by
 // `sealrelay log`) naming the OS user who ran it, and a log line on stderr.
+// Reads that show recipients, and every action, are in the audit trail too.
 // `queue stats` gives the totals, among them the running count of possible
 // duplicates (DESIGN: after a crash a message may be delivered twice, and that is counted).
-import { userInfo } from 'node:os';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
+import type { AuditAction } from '../events/audit/entry.ts';
 import { createLogger, type LogEvent } from '../log.ts';
 import type { OperatorAction, QueueEntry, QueueStats, Store } from '../store/store.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { recordTable } from './log.ts';
+import { auditCommand, currentOperator } from './operator.ts';
 import { renderTable, truncate } from './table.ts';
 import { formatDuration, formatRelative, isoSeconds } from './time.ts';
 
@@ -36,6 +38,14 @@ const ACTION_EVENTS = {
   flush: 'queue.flushed',
 } as const satisfies Record<OperatorAction, LogEvent>;
 
+/** The audit action of each operator action. */
+const AUDIT_ACTIONS = {
+  delete: 'queue.delete',
+  hold: 'queue.hold',
+  release: 'queue.release',
+  flush: 'queue.flush',
+} as const satisfies Record<OperatorAction, AuditAction>;
+
 export function registerQueueCommands(program: Command, context: () => CliContext): void {
   const queue = program.command('queue').description('list and act on queued messages (default: list)');
 
@@ -45,10 +55,11 @@ export function registerQueueCommands(program: Command, context: () => CliContex
     .option('--json', 'one JSON queue entry per line')
     .option('--limit <n>', `the oldest n messages (0: all; default ${DEFAULT_LIST_LIMIT})`, parseLimit, DEFAULT_LIST_LIMIT)
     .action(async (opts: { json?: boolean; limit: number }) => {
-      const { entries, stats } = await withStore(readConfig(context()), async (store) => ({
-        entries: await store.listQueue(opts.limit ? { limit: opts.limit } : {}),
-        stats: await store.queueStats(),
-      }));
+      const { entries, stats } = await withStore(readConfig(context()), async (store) => {
+        const listed = { entries: await store.listQueue(opts.limit ? { limit: opts.limit } : {}), stats: await store.queueStats() };
+        await auditCommand(store, 'queue.read', 'list', `${listed.entries.length} messages`);
+        return listed;
+      });
       if (opts.json) {
         for (const e of entries) console.log(JSON.stringify(e));
         return;
@@ -81,6 +92,7 @@ export function registerQueueCommands(program: Command, context: () => CliContex
       await withStore(readConfig(context()), async (store) => {
         const entry = await requireEntry(store, id);
         const records = await store.queryLog({ message: entry.queueId });
+        await auditCommand(store, 'queue.read', entry.queueId, `${entry.recipients.length} recipients, ${records.length} records`);
         if (opts.json) {
           console.log(JSON.stringify({ entry, records }));
           return;
@@ -137,20 +149,13 @@ async function act(ctx: CliContext, action: OperatorAction, id: string | null, r
   const operator = currentOperator();
   const changed = await withStore(config, async (store) => {
     if (id !== null) await requireEntry(store, id);
-    return run(store, operator);
+    const n = await run(store, operator);
+    await auditCommand(store, AUDIT_ACTIONS[action], id ?? '(all)', `${n} recipients`);
+    return n;
   });
   const logger = createLogger(config.logging.level, pino.destination({ dest: 2, sync: true }));
   logger.info({ event: ACTION_EVENTS[action], queueId: id, recipients: changed, operator }, `queue ${action} ${id ?? '(all)'} by ${operator}: ${plural(changed, 'recipient')}`);
   return changed;
-}
-
-/** The OS user running the command; the uid where the system has no name for it (a container's arbitrary uid). */
-export function currentOperator(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return `uid ${process.getuid?.() ?? 'unknown'}`;
-  }
 }
 
 async function requireEntry(store: Store, id: string): Promise<QueueEntry> {

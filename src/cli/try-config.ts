@@ -66,6 +66,9 @@ export async function tryConfig(loaded: LoadedConfig, opts: TryOptions = {}): Pr
       problems.push(loaded.problem(err.path, err.reason));
     }
   }
+  // The webhook signing secrets, read and checked as start reads them (never printed: only their length when short).
+  const { webhookSecretProblems } = await import('../events/webhooks/signing.ts');
+  for (const err of webhookSecretProblems(config.webhooks, opts.env ?? {})) problems.push(loaded.problem(err.path, err.reason));
   await attempt(['store', 'path'], () => checkStorePath(config.store.path));
   return problems.sort((a, b) => (a.file === b.file ? (a.line ?? 0) - (b.line ?? 0) : a.file === loaded.file ? -1 : 1));
 }

@@ -86,6 +86,8 @@ export const PATH_SETTINGS: readonly (readonly string[])[] = [
   ['dkim', 'domains', '*', 'key_file'],
   ['evidence', 'signing_key_file'],
   ['portal', 'master_keys', '*', 'file'],
+  ['tracking', 'key', 'file'],
+  ['webhooks', 'endpoints', '*', 'secrets', '*', 'file'],
 ];
 
 export function loadConfig(file: string, env: Env = {}): Config {

@@ -8,6 +8,7 @@ import { checkDetectorRegex } from '../policy/dlp/safe-regex.ts';
 // Every regular expression an operator writes runs on RE2 (linear time); this is its one check.
 import { compileUserRegex } from '../policy/user-regex.ts';
 import { INCOMPLETE_SCAN } from '../policy/dlp/for-config.ts';
+import { webhooksSchema } from './webhooks.ts';
 
 export const MODES = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal'] as const;
 /** crypto.encryption_budget_bytes unless set: 64 MiB of sealed copies in work at once. */
@@ -182,6 +183,10 @@ const rule = z
     floor: floorOverride.optional(),
     fallback: fallbackSteps,
     portal: portalItemSettings.optional(),
+    /** Opt-in tracking for this rule's recipients (src/reporting/tracking/); needs the tracking key and a public listener. */
+    tracking: z.object({ opens: z.boolean().default(false), clicks: z.boolean().default(false), unsubscribe: z.boolean().default(false) }).strict().optional(),
+    /** Receipts, resets, results: sent even to recipients who unsubscribed from the sender's domain. */
+    transactional: z.boolean().optional(),
   })
   .strict()
   .refine(noChainOnExclusive, { message: EXCLUSIVE_CHAIN, path: ['fallback'] });
@@ -573,6 +578,12 @@ export const configSchema = z
       .object({
         /** The HTTPS listener of the API, dashboard and /healthz (src/http/), "host:port" or a port (127.0.0.1); null: none. */
         listen: webListen,
+        // ── api: tokens, idempotency (src/http/api/) ──
+        /** An Idempotency-Key is remembered this long: a retry within it gets the first answer, never a second message. */
+        idempotency_hours: z.number().int().min(1).max(24 * 30).default(24),
+        /** Requests with a missing, wrong, expired or revoked token allowed per client IP within the window; past it, 429 until the window ends. */
+        auth_failure_limit: z.number().int().positive().default(20),
+        auth_failure_window_seconds: z.number().int().positive().default(300),
       })
       .strict()
       .prefault({}),
@@ -587,8 +598,28 @@ export const configSchema = z
       .prefault({}),
     // ── api: tokens, idempotency (src/http/api/) — extend the api object above ──
     // ── webhooks (src/events/webhooks/) ──
+    /** Signed webhooks: endpoints, their event types and secrets, retry (config/webhooks.ts). */
+    webhooks: webhooksSchema,
     // ── audit (src/events/audit/) ──
     // ── tracking (src/reporting/tracking/) ──
+    tracking: z
+      .object({
+        /** Where the pixel, click and unsubscribe links point; null: portal.public_url, else the portal listener. */
+        public_url: publicUrl,
+        /** The HMAC key that signs the links: 32 random bytes in base64 (`sealrelay portal keygen` makes one), from a file (chmod 600) or an environment variable. */
+        key: z
+          .object({ file: z.string().min(1).optional(), env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'expected an environment variable name, e.g. SEALRELAY_TRACKING_KEY').optional() })
+          .strict()
+          .refine((k) => (k.file === undefined) !== (k.env === undefined), 'give the key as file or env (one of them)')
+          .nullable()
+          .default(null),
+        /** An open this soon after delivery is marked automated (image prefetching, e.g. Apple Mail Privacy Protection). */
+        machine_open_seconds: z.number().int().min(0).max(3600).default(2),
+        /** A click this soon after delivery is marked automated (link scanners). */
+        machine_click_seconds: z.number().int().min(0).max(3600).default(10),
+      })
+      .strict()
+      .prefault({}),
     evidence: z
       .object({
         /** The relay's Ed25519 private key (PKCS#8 PEM, mode 0600) that signs evidence files (`sealrelay evidence keygen`); null: evidence cannot be signed. */
@@ -628,6 +659,15 @@ export const configSchema = z
       if (!c.portal.master_keys.length) ctx.addIssue({ code: 'custom', path, message: 'the portal needs portal.master_keys (sealrelay portal keygen) and portal.current_key' });
       else if (c.portal.listen === null && c.portal.public_url === null) ctx.addIssue({ code: 'custom', path, message: 'the portal needs portal.listen (and portal.public_url behind a proxy)' });
     }
+  })
+  // Tracking's links are served by the portal listener and signed with tracking.key: a rule asking for it needs both.
+  .superRefine((c, ctx) => {
+    c.policies.rules.forEach((r, i) => {
+      if (!r.tracking || !(r.tracking.opens || r.tracking.clicks || r.tracking.unsubscribe)) return;
+      const path = ['policies', 'rules', i, 'tracking'];
+      if (c.portal.listen === null) ctx.addIssue({ code: 'custom', path, message: 'tracking needs the public web listener: portal.listen (and tracking.public_url or portal.public_url behind a proxy)' });
+      if (c.tracking.key === null) ctx.addIssue({ code: 'custom', path, message: 'tracking needs tracking.key (a file or environment variable holding 32 random bytes in base64)' });
+    });
   });
 
 type PortalUser = { mode: string; fallback?: readonly string[] | undefined };

@@ -5,8 +5,9 @@ import type { Decision } from '../policy/decision.ts';
 import type { PortalFacts } from '../portal/handoff.ts';
 
 export type Method = 'tls' | 'plaintext' | 'pgp+tls' | 'pgp' | 'smime+tls' | 'smime' | 'portal' | 'none';
-export type Outcome = 'delivered' | 'deferred' | 'bounced' | 'dropped' | 'portal-notified';
-export const OUTCOMES: readonly Outcome[] = ['delivered', 'deferred', 'bounced', 'dropped', 'portal-notified'];
+/** `suppressed`: nothing was sent, the recipient unsubscribed from the sender's domain (reporting/tracking/suppression.ts). */
+export type Outcome = 'delivered' | 'deferred' | 'bounced' | 'dropped' | 'portal-notified' | 'suppressed';
+export const OUTCOMES: readonly Outcome[] = ['delivered', 'deferred', 'bounced', 'dropped', 'portal-notified', 'suppressed'];
 
 export interface TlsFacts {
   readonly protocol: string;
@@ -97,6 +98,7 @@ export function makeRecord(r: DeliveryRecord): DeliveryRecord {
   if ((r.outcome === 'portal-notified') !== (r.method === 'portal') || (r.outcome === 'portal-notified' && !r.portal)) {
     throw new TypeError('method portal goes with outcome portal-notified and the item it made');
   }
+  if (r.outcome === 'suppressed' && (r.method !== 'none' || r.mx !== null)) throw new TypeError('a suppressed record sent nothing: method none, no MX');
   if (r.method === 'tls' && !r.tls) throw new TypeError('method tls without the negotiated TLS facts');
   if (!r.smtp.response) throw new TypeError('DeliveryRecord needs a response or reason');
   return Object.freeze(r);

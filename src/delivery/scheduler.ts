@@ -29,6 +29,9 @@ import { headerBlock } from '../mime/header-block.ts';
 import { bounceFor } from './bounce.ts';
 import { DestinationCache } from './destination-cache.ts';
 import { prepareForDelivery } from './prepare.ts';
+import { splitSuppressed } from './suppressed.ts';
+import { deliverTracked, type TrackingLinks } from './tracked.ts';
+import { LinkSigner } from '../reporting/tracking/links.ts';
 import { makeRecord, type DeliveryRecord } from './record.ts';
 import { SessionPool, type PoolLimits } from './pool.ts';
 import type { Session } from './connection.ts';
@@ -39,7 +42,7 @@ export interface DeliveryWorker {
   kick(): void;
   /** Stops claiming, waits up to `graceMs` for jobs in flight, gives back what never started. */
   stop(graceMs: number): Promise<void>;
-  reload(config: Config, policy: Policy, protection: Protection, keyring: Keyring | null): void;
+  reload(config: Config, policy: Policy, protection: Protection, keyring: Keyring | null, trackingKey?: Buffer | null): void;
   /** The addresses and ports ingress is actually bound to: a next hop among them is a loop. */
   setListeners(listeners: readonly OwnListener[]): void;
   /** Where recipients reach the portal (portal.public_url, else its bound listener): the links in notifications. */
@@ -66,6 +69,8 @@ export function startDelivery(deps: {
   keyring?: Keyring | null;
   /** Where recipients reach the portal, when known (setPortalUrl). */
   portalUrl?: string | null;
+  /** tracking.key (reporting/tracking/key.ts); null or absent: none configured. */
+  trackingKey?: Buffer | null;
   /** Ingress's bound listeners when known; until then the configured ones with a fixed port. */
   listeners?: readonly OwnListener[];
 }): DeliveryWorker {
@@ -78,6 +83,13 @@ export function startDelivery(deps: {
     return why === null ? portalDesk(config, keyring!, base!) : { unavailable: why };
   };
   let portal = portalFor();
+  let trackingKey = deps.trackingKey ?? null;
+  // Tracking links point where the portal listener is reached, unless tracking.public_url says otherwise.
+  const trackingFor = (): TrackingLinks | null => {
+    const base = config.tracking.public_url ?? config.portal.public_url ?? portalUrl;
+    return trackingKey && base ? { base, signer: new LinkSigner(trackingKey) } : null;
+  };
+  let tracking = trackingFor();
   let listeners = deps.listeners ?? configuredListeners(config);
   const { store, logger } = deps;
   const owner = `worker-${randomUUID()}`;
@@ -224,7 +236,7 @@ export function startDelivery(deps: {
       const maxHops = config.ingress.max_hops;
       let outcome: Settled;
       try {
-        const results = hops > maxHops ? tooManyHops(job, hops, maxHops) : await deliverJob(job, prepared, { config, pool, destinations, logger, protection, portal, self: { hostname: config.server.hostname, listeners } });
+        const results = hops > maxHops ? tooManyHops(job, hops, maxHops) : await deliverUnlessSuppressed(job, prepared);
         outcome = settled(job, results, body, started);
       } catch (err) {
         outcome = failed(job, err, body, started);
@@ -235,6 +247,16 @@ export function startDelivery(deps: {
       // was written, and the failure is settled in its place (a store that is down refuses both).
       await commit(outcome, job.queueId).catch((err: unknown) => commit(failed(job, err, body, started), job.queueId));
     }
+  }
+
+  /** The job's suppressed recipients settled as such; the others delivered, each with a tracked copy when the decision asks. */
+  async function deliverUnlessSuppressed(job: Job, prepared: Outgoing): Promise<RecipientResult[]> {
+    const { sending, suppressed } = await splitSuppressed(job, store);
+    if (!sending) return suppressed;
+    const deliverDeps: DeliverDeps = { config, pool, destinations, logger, protection, portal, self: { hostname: config.server.hostname, listeners } };
+    const onFailure = (err: unknown) => logger.warn({ event: 'delivery.error', err, queueId: job.queueId }, 'could not add tracking to the message: sent without it');
+    const sent = await deliverTracked(sending, prepared, { tracking, protection, onFailure }, (j, m) => deliverJob(j, m, deliverDeps));
+    return [...suppressed, ...sent];
   }
 
   /** What one job's results come to: the records, the new queue state and any bounce. */
@@ -362,7 +384,7 @@ export function startDelivery(deps: {
       // Anything still running keeps its lease: after a restart it is tried again.
       pool.close();
     },
-    reload(newConfig, newPolicy, newProtection, newKeyring) {
+    reload(newConfig, newPolicy, newProtection, newKeyring, newTrackingKey = null) {
       pool.configure(poolLimits(newConfig));
       const leaseChanged = newConfig.delivery.lease_seconds !== config.delivery.lease_seconds;
       // Jobs already waiting keep the old budget; new ones take the new size.
@@ -376,6 +398,8 @@ export function startDelivery(deps: {
       protection = newProtection;
       keyring = newKeyring;
       portal = portalFor();
+      trackingKey = newTrackingKey;
+      tracking = trackingFor();
       destinations.clear();
       mtaSts = mtaStsCacheFor(newConfig, store, logger);
       dlp = dlpScannerFor(newConfig);
@@ -386,6 +410,7 @@ export function startDelivery(deps: {
     setPortalUrl(url) {
       portalUrl = url;
       portal = portalFor();
+      tracking = trackingFor();
     },
     get busy() {
       return inFlight.size;
@@ -451,7 +476,8 @@ export function splitByDecision(group: Claimed, decide: (recipient: string) => D
 }
 
 function decisionKey(d: Decision): string {
-  return [d.rule, d.mode, d.verification, d.floor.minVersion, d.floor.minCipherBits, d.tlsExpected, d.fallbackChain.join(',')].join('|');
+  const t = d.tracking;
+  return [d.rule, d.mode, d.verification, d.floor.minVersion, d.floor.minCipherBits, d.tlsExpected, d.fallbackChain.join(','), t.opens, t.clicks, t.unsubscribe, d.transactional].join('|');
 }
 
 /** The DeliveryRecord of one recipient's result in one attempt. */

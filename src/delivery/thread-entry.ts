@@ -5,6 +5,7 @@ import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
 import type { Env } from '../config/load.ts';
 import { loadKeyring } from '../portal/master-keys.ts';
+import { loadTrackingKey } from '../reporting/tracking/key.ts';
 import { loadProtection } from '../crypto/protection.ts';
 import { createLogger } from '../log.ts';
 import { createPolicy } from '../policy/decide.ts';
@@ -19,7 +20,7 @@ const { config, storePort, listeners, env, portalUrl } = workerData as {
   config: Config;
   storePort: MessagePort;
   listeners?: readonly OwnListener[];
-  /** The variables the config's portal master keys name (thread.ts keyEnv), nothing else. */
+  /** The variables the config's portal master keys and tracking key name (thread.ts keyEnv), nothing else. */
   env: Env;
   portalUrl: string | null;
 };
@@ -37,6 +38,7 @@ try {
     policy: createPolicy(config),
     protection: await loadProtection(config, store),
     keyring: loadKeyring(config.portal, env),
+    trackingKey: loadTrackingKey(config.tracking, env),
     portalUrl,
     listeners,
   });
@@ -62,7 +64,7 @@ relay.on('message', (m: ToDeliveryThread) => {
         const policy = createPolicy(m.config);
         const keyring = loadKeyring(m.config.portal, m.env);
         const protection = await loadProtection(m.config, store);
-        delivery.reload(m.config, policy, protection, keyring);
+        delivery.reload(m.config, policy, protection, keyring, loadTrackingKey(m.config.tracking, m.env));
         logger.level = m.config.logging.level;
       })().then(
         () => post({ type: 'reloaded' }),

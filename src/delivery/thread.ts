@@ -182,9 +182,10 @@ export async function startDeliveryThread(deps: DeliveryThreadDeps): Promise<Del
   };
 }
 
-/** Of the environment, only the variables that hold the config's portal master keys go to the thread. */
+/** Of the environment, only the variables that hold the config's portal master keys and tracking key go to the thread. */
 function keyEnv(config: Config, env: Env = {}): Env {
   const out: Record<string, string | undefined> = {};
   for (const k of config.portal.master_keys) if (k.env !== undefined) out[k.env] = env[k.env];
+  if (config.tracking.key?.env !== undefined) out[config.tracking.key.env] = env[config.tracking.key.env];
   return out;
 }

@@ -7,11 +7,9 @@
 // handed out was signed by the key there). Nothing here prints or logs the private
 // key; errors name the file, never its content.
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { readSecretFile } from '../config/secret-source.ts';
 import { keyIdOf } from './evidence.ts';
-
-/** Permission bits a private key file may not have: any for group or others. */
-const GROUP_OR_OTHER = 0o077;
 
 export class EvidenceKeyError extends Error {
   constructor(message: string) {
@@ -36,15 +34,7 @@ export function generateEvidenceKey(file: string): KeyObject {
 
 /** The private key in `file`, after checking its mode and that it is Ed25519. */
 export function loadEvidenceSigningKey(file: string): KeyObject {
-  let mode: number;
-  let pem: string;
-  try {
-    mode = statSync(file).mode;
-    pem = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new EvidenceKeyError(`evidence.signing_key_file ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
-  }
-  if (mode & GROUP_OR_OTHER) throw new EvidenceKeyError(`evidence.signing_key_file ${file}: mode ${(mode & 0o777).toString(8).padStart(4, '0')} lets group or others read it; chmod 600 ${file}`);
+  const pem = readSecretFile(file, (reason) => new EvidenceKeyError(`evidence.signing_key_file ${reason}`));
   let key: KeyObject;
   try {
     key = createPrivateKey(pem);

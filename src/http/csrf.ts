@@ -24,15 +24,22 @@
 //
 // A route authenticated by a bearer token (the REST API) carries no ambient
 // credential a forged request could borrow; it says so with
-// `config: { csrf: 'bearer-token' }` and is the only kind of route exempt.
+// `config: { csrf: 'bearer-token' }`. A one-click unsubscribe (RFC 8058) is posted by
+// mail providers' servers with no cookie at all; the signed token in its URL is the
+// whole authority, so it says `config: { csrf: 'signed-link' }`. Those two are the
+// only kinds of route exempt.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SAFE_METHODS } from './safe-requests.ts';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** 'bearer-token': the route authenticates only by an Authorization header, so no CSRF check. */
-    csrf?: 'bearer-token';
+    /**
+     * 'bearer-token': the route authenticates only by an Authorization header, so no CSRF check.
+     * 'signed-link': the signed token in the URL is the only authority (RFC 8058 one-click
+     * unsubscribe, posted by mail providers without cookies): no ambient credential to borrow.
+     */
+    csrf?: 'bearer-token' | 'signed-link';
   }
 }
 
@@ -136,11 +143,12 @@ function tokenFrom(request: FastifyRequest): string | undefined {
   return undefined;
 }
 
-/** Checks every state-changing request once its body is parsed; routes opt out only as bearer-token routes. */
+/** Checks every state-changing request once its body is parsed; routes opt out only as bearer-token or signed-link routes. */
 export function registerCsrf(app: FastifyInstance, csrf: Csrf): void {
   app.addHook('preHandler', async (request: FastifyRequest) => {
     if (SAFE_METHODS.has(request.method) || request.is404) return;
-    if (request.routeOptions.config?.csrf === 'bearer-token') return;
+    const exempt = request.routeOptions.config?.csrf;
+    if (exempt === 'bearer-token' || exempt === 'signed-link') return;
     csrf.verify(request);
   });
 }

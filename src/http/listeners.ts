@@ -7,7 +7,10 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { registerHealth } from './health.ts';
 import { registerHome } from './home.ts';
+import { registerMetrics, type MetricsDeps } from './metrics.ts';
+import { registerApi, type ApiWebDeps } from './api/index.ts';
 import { registerPortal, type PortalWebDeps } from './portal/index.ts';
+import { registerTracking, type TrackingWebDeps } from '../reporting/tracking/routes.ts';
 import { createHttpServer, type HttpServer, type TlsPair } from './server.ts';
 
 export type WebListenerName = 'portal' | 'api';
@@ -54,6 +57,12 @@ export async function buildWebServer(
     /** The config as it is now (reloads change it); `config` when absent. */
     currentConfig?: () => Config;
     // ── deps of the API, metrics and tracking routes ──
+    /** GET /metrics on the api listener: the store, the queue lifetime and who may scrape (guard); absent: no /metrics. */
+    metrics?: Omit<MetricsDeps, 'guard'>;
+    /** The store and tracking.key: with them the portal listener serves the tracking and unsubscribe links (src/reporting/tracking/). */
+    tracking?: TrackingWebDeps;
+    /** The store and the delivery kick: with them the api listener serves the REST API (src/http/api/). */
+    api?: ApiWebDeps;
   },
 ): Promise<HttpServer> {
   const { config } = opts;
@@ -75,15 +84,26 @@ export async function buildWebServer(
     registerHome(server.app, { title: 'Secure messages', lead: 'Messages sent to you securely are read here. Open the link in the email that told you about your message.' });
     if (opts.portal) registerPortal(server, opts.portal, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
     // ── tracking and unsubscribe routes (src/reporting/tracking/) ──
+    if (opts.tracking) registerTracking(server, opts.tracking, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
   } else {
     registerHome(server.app, { title: 'SealRelay', lead: 'This is the SealRelay API and dashboard listener.' });
     // ── API routes (src/http/api/) ──
-    // ── /metrics (src/http/metrics.ts) ──
+    const api = opts.api ? registerApi(server, opts.api, { config: opts.currentConfig ?? (() => config), logger: opts.logger, now: opts.now ?? Date.now }) : null;
+    // ── /metrics (src/http/metrics.ts): scraped with a token of the metrics scope ──
+    if (opts.metrics && api) registerMetrics(server.app, { ...opts.metrics, guard: api.guard('metrics') });
   }
   return server;
 }
 
-export async function startWebListeners(opts: { config: Config; logger: Logger; tls: TlsPair; portal?: PortalWebDeps }): Promise<WebListeners> {
+export async function startWebListeners(opts: {
+  config: Config;
+  logger: Logger;
+  tls: TlsPair;
+  portal?: PortalWebDeps;
+  api?: ApiWebDeps;
+  tracking?: TrackingWebDeps;
+  metrics?: Omit<MetricsDeps, 'guard'>;
+}): Promise<WebListeners> {
   // Portal pages read their settings from here at each request, so a reload reaches them.
   let current = opts.config;
   const servers: HttpServer[] = [];

@@ -27,13 +27,20 @@ export interface InboundHop {
   readonly tls: { readonly version: string; readonly cipher: string; readonly bits: number | null } | null;
   readonly recipients: readonly string[];
   readonly date: Date;
+  /**
+   * The "with" protocol when the message did not come by SMTP: the REST API says
+   * "HTTPS" (no registered mail transmission type names HTTP; webmail and mail APIs
+   * write HTTP or HTTPS, and ESMTPSA would claim an SMTP session there was not).
+   */
+  readonly protocol?: string;
 }
 
 /** Header lines are folded to stay within this many characters where possible (RFC 5322 §2.1.1). */
 const FOLD_AT_CHARS = 78;
 
 /** RFC 3848 with-protocol: ESMTP plus S for TLS and A for AUTH; plain HELO sessions are "SMTP". */
-export function withProtocol(hop: Pick<InboundHop, 'ehlo' | 'tls' | 'authenticated'>): string {
+export function withProtocol(hop: Pick<InboundHop, 'ehlo' | 'tls' | 'authenticated' | 'protocol'>): string {
+  if (hop.protocol) return hop.protocol;
   if (!hop.ehlo) return 'SMTP';
   return `ESMTP${hop.tls ? 'S' : ''}${hop.authenticated ? 'A' : ''}`;
 }

@@ -70,9 +70,20 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | '
     mode: Decision['mode'],
     rule: string,
     why: string,
-    extra: { verification?: Decision['verification'] | undefined; floor?: Floor; fallback?: readonly FallbackStep[] | undefined; portal?: PortalSettings | undefined } = {},
+    extra: { verification?: Decision['verification'] | undefined; floor?: Floor; fallback?: readonly FallbackStep[] | undefined; portal?: PortalSettings | undefined; tracking?: RuleConfig['tracking']; transactional?: boolean | undefined } = {},
   ) =>
-    makeDecision({ mode, verification: extra.verification ?? 'none', floor: extra.floor ?? floor, fallbackChain: extra.fallback ?? defaultFallback(mode), portal: terms(extra.portal), tlsExpected: false, rule, reasons: [why] });
+    makeDecision({
+      mode,
+      verification: extra.verification ?? 'none',
+      floor: extra.floor ?? floor,
+      fallbackChain: extra.fallback ?? defaultFallback(mode),
+      portal: terms(extra.portal),
+      tracking: extra.tracking,
+      transactional: extra.transactional,
+      tlsExpected: false,
+      rule,
+      reasons: [why],
+    });
   const portalMail = make('opportunistic', 'portal:notice', 'mail from the portal (a notification or a code) carries no content: opportunistic TLS', { fallback: [] });
   const portalReply = make('forced', 'portal:reply', 'a secure reply from the portal: forced TLS, else the portal', { fallback: ['portal'] });
 
@@ -86,6 +97,8 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | '
       verification: r.verification,
       fallback: r.fallback,
       portal: r.portal,
+      tracking: r.tracking,
+      transactional: r.transactional,
       floor: { minVersion: r.floor?.min_version ?? floor.minVersion, minCipherBits: r.floor?.min_cipher_bits ?? floor.minCipherBits },
     });
   const tag = p.escalation.subject_tag;

@@ -27,6 +27,18 @@ export interface PortalTerms {
   readonly passphrase: string | null;
 }
 
+/** What a rule's `tracking:` turns on for its recipients (reporting/tracking/): all off unless a rule asks. */
+export interface TrackingTerms {
+  /** A 1×1 image in HTML parts whose fetch records `opened`. */
+  readonly opens: boolean;
+  /** http(s) links in HTML parts go through the signed redirector, which records `clicked`. */
+  readonly clicks: boolean;
+  /** List-Unsubscribe and List-Unsubscribe-Post (RFC 8058) headers with a signed link. */
+  readonly unsubscribe: boolean;
+}
+
+export const NO_TRACKING: TrackingTerms = Object.freeze({ opens: false, clicks: false, unsubscribe: false });
+
 export interface Decision {
   readonly mode: Mode;
   readonly floor: Floor;
@@ -39,19 +51,33 @@ export interface Decision {
    * missing STARTTLS or a failed handshake is a possible downgrade, never plaintext.
    */
   readonly tlsExpected: boolean;
+  /** Opens, clicks and the unsubscribe link, per the matching rules. */
+  readonly tracking: TrackingTerms;
+  /** A rule marks the message transactional: sent even to a recipient who unsubscribed from the sender's domain. */
+  readonly transactional: boolean;
   /** Name of the rule that produced this decision ("default" or "domain:example.com"). */
   readonly rule: string;
   /** Why, in words an auditor can read. */
   readonly reasons: readonly string[];
 }
 
-export function makeDecision(d: Decision): Decision {
+/** A Decision to make: tracking and transactional default to off. */
+export type DecisionInput = Omit<Decision, 'tracking' | 'transactional'> & Partial<Pick<Decision, 'tracking' | 'transactional'>>;
+
+export function makeDecision(d: DecisionInput): Decision {
   if (!d.rule) throw new TypeError('Decision needs the rule that produced it');
   if (!d.reasons.length) throw new TypeError('Decision needs at least one reason');
   if (d.floor.minCipherBits < 128) throw new RangeError('the floor never accepts ciphers under 128 bits');
   if (d.mode === 'tls-exclusive' && d.fallbackChain.length) throw new TypeError('tls-exclusive has no fallback: it drops');
   if (!(d.portal.expiryDays >= 1)) throw new RangeError('a portal item lives at least a day');
-  return Object.freeze({ ...d, fallbackChain: Object.freeze([...d.fallbackChain]), reasons: Object.freeze([...d.reasons]), portal: Object.freeze({ ...d.portal }) });
+  return Object.freeze({
+    ...d,
+    fallbackChain: Object.freeze([...d.fallbackChain]),
+    reasons: Object.freeze([...d.reasons]),
+    portal: Object.freeze({ ...d.portal }),
+    tracking: Object.freeze({ ...(d.tracking ?? NO_TRACKING) }),
+    transactional: d.transactional ?? false,
+  });
 }
 
 /** The decision raised by what we know of the domain; reasons say why. Never lowers anything. */

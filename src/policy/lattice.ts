@@ -11,6 +11,8 @@
 //   tlsExpected:   or
 //   portal terms:  the shorter expiry; key in link if either asks; the subject
 //                  shown only if both allow; the stronger decision's passphrase, else the other's
+//   tracking:      each of opens, clicks, unsubscribe on if any matching rule asks (opt-in per rule)
+//   transactional: or (a rule that marks the message transactional sends it past suppressions)
 //   fallback:      the stronger mode's chain; for equal modes both chains, the
 //                  stronger decision's steps first, no repeats (a pgp rule without a
 //                  fallback stays without one, whatever a forced rule would allow)
@@ -62,6 +64,8 @@ export function joinDecisions(a: Decision, b: Decision): Decision {
     fallbackChain:
       mode === 'tls-exclusive' ? [] : MODE_RANK[a.mode] === MODE_RANK[b.mode] ? [...new Set([...stronger.fallbackChain, ...weaker.fallbackChain])] : stronger.fallbackChain,
     portal: joinPortalTerms(stronger.portal, weaker.portal),
+    tracking: { opens: a.tracking.opens || b.tracking.opens, clicks: a.tracking.clicks || b.tracking.clicks, unsubscribe: a.tracking.unsubscribe || b.tracking.unsubscribe },
+    transactional: a.transactional || b.transactional,
     rule: stronger.rule,
     reasons: [...a.reasons, ...b.reasons],
   });

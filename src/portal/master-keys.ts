@@ -11,16 +11,14 @@
 // Like the rest of the relay this module never reads process.env: the command line
 // (cli/) hands it the environment it captured.
 import { randomBytes } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
 import { inspect } from 'node:util';
 import type { Env } from '../config/load.ts';
+import { readSecretFile, readSecretVariable } from '../config/secret-source.ts';
 import type { Config } from '../config/schema.ts';
 import { gcmOpen, gcmSeal, KEY_BYTES } from './gcm.ts';
 
 /** Strict base64 of 32 bytes: 43 characters and one "=". */
 const KEY_TEXT = /^[A-Za-z0-9+/]{43}=$/;
-/** Permission bits a key file may not have: any for group or others. */
-const GROUP_OR_OTHER = 0o077;
 
 /**
  * A master key that cannot be read or used. `path` is the setting as the config
@@ -132,7 +130,7 @@ function readKeyring(
   const keys = spec.keys.map((k, i) => {
     const field = k.file !== undefined ? 'file' : 'env';
     const fail = (reason: string) => new MasterKeyError([...spec.at, i, field], `${spec.at.join('.')}[${k.id}].${field}`, reason);
-    const text = k.file !== undefined ? readKeyFile(k.file, fail) : readKeyVariable(k.env!, env, fail);
+    const text = k.file !== undefined ? readSecretFile(k.file, fail) : readSecretVariable(k.env!, env, fail);
     try {
       return { id: k.id, key: parseMasterKey(text) };
     } catch (err) {
@@ -146,21 +144,4 @@ function readKeyring(
   return new Keyring(keys, current);
 }
 
-function readKeyFile(file: string, fail: (reason: string) => MasterKeyError): string {
-  let mode: number;
-  let text: string;
-  try {
-    mode = statSync(file).mode;
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw fail(`${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
-  }
-  if (mode & GROUP_OR_OTHER) throw fail(`${file}: mode ${(mode & 0o777).toString(8).padStart(4, '0')} lets group or others read it; chmod 600 ${file}`);
-  return text;
-}
 
-function readKeyVariable(name: string, env: Env, fail: (reason: string) => MasterKeyError): string {
-  const value = env[name];
-  if (value === undefined || value === '') throw fail(`environment variable ${name} is not set`);
-  return value;
-}

@@ -4,7 +4,11 @@
 // SQL and locking never leave the implementations.
 import { domainToASCII } from 'node:url';
 import type { DeliveryRecord, Outcome } from '../delivery/record.ts';
-import type { EventQuery, RelayEvent } from '../events/event.ts';
+import type { EventQuery, EventType, RelayEvent } from '../events/event.ts';
+import type { WebhookDelivery, WebhookDeliveryInfo, WebhookEndpointStatus, WebhookReplay, WebhookSettlement } from '../events/webhooks/outbox.ts';
+import type { Suppression, SuppressionFilter, SuppressionSource, TrackedRecipient, Unsubscribed } from '../reporting/tracking/suppression.ts';
+import type { AuditEntry, AuditInput, AuditQuery } from '../events/audit/entry.ts';
+import type { ReportCountsQuery, ReportCountsRow } from '../reporting/counts.ts';
 
 export interface NewMessage {
   readonly queueId: string;
@@ -396,6 +400,53 @@ export interface WrappedItemKey {
   readonly wrappedKey: Buffer;
 }
 
+/**
+ * What an API token may do: send mail, read the log and queue, act on the queue, or
+ * only scrape /metrics (counts, never a recipient: what a monitoring system should hold).
+ */
+export const API_SCOPES = ['send', 'read', 'admin', 'metrics'] as const;
+export type ApiScope = (typeof API_SCOPES)[number];
+
+/** An API token as operators see it (`sealrelay token list`): never its secret or hash. */
+export interface ApiTokenInfo {
+  /** Public id: the part of the token that finds it. */
+  readonly id: string;
+  readonly name: string;
+  readonly scopes: readonly ApiScope[];
+  /** ms since the epoch. */
+  readonly createdAt: number;
+  /** null: never expires. */
+  readonly expiresAt: number | null;
+  readonly revokedAt: number | null;
+  readonly lastUsedAt: number | null;
+}
+
+/** A token to store: its secret only as SHA-256 (http/api/tokens.ts). */
+export interface NewApiToken extends Omit<ApiTokenInfo, 'revokedAt' | 'lastUsedAt'> {
+  readonly secretHash: Buffer;
+}
+
+export interface ApiToken extends ApiTokenInfo {
+  readonly secretHash: Buffer;
+}
+
+/** An Idempotency-Key as sent with one POST, and what the request it names queued. */
+export interface IdempotencyKey {
+  readonly tokenId: string;
+  readonly key: string;
+  /** SHA-256 of the request (http/api/idempotency.ts): the same key with another request is refused. */
+  readonly requestHash: Buffer;
+  /** ms since the epoch. */
+  readonly createdAt: number;
+  /** A key written before this is forgotten (as if pruned) and may be used anew. */
+  readonly expiredBefore: number;
+}
+
+/** queued: `message` was queued now; repeat: the key's first request had queued `queueId`. */
+export type IdempotentEnqueue =
+  | { readonly result: 'queued' }
+  | { readonly result: 'repeat'; readonly queueId: string; readonly messageId: string | null; readonly requestHash: Buffer };
+
 export interface Store {
   /**
    * Resolves only once message and envelope are durably committed. The store may
@@ -571,10 +622,78 @@ export interface Store {
   listEvents(query: EventQuery): Promise<RelayEvent[]>;
 
   // ── reports (src/reporting/) ──
+  /**
+   * What reports read (reporting/report.ts): per split value and time bucket, the
+   * recipients counted from the events, each at most once per figure. One indexed read.
+   */
+  reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]>;
   // ── API tokens and idempotency (src/http/api/) ──
+  /** Stores a new API token (http/api/tokens.ts makes it); fails when an unrevoked token has the same name. */
+  createApiToken(token: NewApiToken): Promise<void>;
+  /** A token by its public id, with its secret's hash; null when there is none. */
+  findApiToken(id: string): Promise<ApiToken | null>;
+  /** Every token, newest first, without secret hashes (revoked ones too: they are the trace of who could send). */
+  listApiTokens(): Promise<ApiTokenInfo[]>;
+  /** Revokes the unrevoked token named `name` at `now`; false when there is none. */
+  revokeApiToken(name: string, now: number): Promise<boolean>;
+  /** Notes a token's last use (bookkeeping, like a session's last seen: not state a GET must keep). */
+  touchApiToken(id: string, at: number): Promise<void>;
+  /**
+   * Enqueues `message` unless `key` was used before by its token: in one durable
+   * transaction the key is looked up and, when new (or older than `key.expiredBefore`),
+   * written with the message, so that a crash leaves both or neither, and two requests
+   * racing with one key queue one message. Returns what the key's first request queued.
+   */
+  enqueueIdempotent(message: NewMessage, key: IdempotencyKey): Promise<IdempotentEnqueue>;
+  /** Forgets keys made before `before` (ms since the epoch); returns how many. */
+  pruneIdempotencyKeys(before: number): Promise<number>;
   // ── webhooks (src/events/webhooks/) ──
+  /**
+   * The webhook outbox (events/webhooks/outbox.ts). In one transaction: reads up to
+   * `limit` events after the endpoint's cursor, copies those of `types` (null: all) into
+   * its deliveries and moves the cursor past every event read; an endpoint without a
+   * cursor gets one at the current end of the events. Returns how many events were read.
+   */
+  copyWebhookEvents(endpoint: string, types: readonly EventType[] | null, limit: number, now?: number): Promise<number>;
+  /** Takes up to `limit` due deliveries of an endpoint under a lease, each the earliest pending one of its message. */
+  claimWebhookDeliveries(endpoint: string, limit: number, leaseMs: number, now?: number): Promise<WebhookDelivery[]>;
+  /** Records what became of requests: delivered, retry at nextAt (pushing the message's later deliveries back with it), or failed. */
+  settleWebhookDeliveries(settlements: readonly WebhookSettlement[]): Promise<void>;
+  /** At start: frees the leases of requests a previous run left in flight; returns how many. */
+  recoverWebhookDeliveries(): Promise<number>;
+  /** One batch of `sealrelay webhooks replay` (WebhookTable.replay): call again from `resumeAfter` until it is null. */
+  replayWebhooks(endpoint: string, afterId: string, types: readonly EventType[] | null, limit: number, now?: number): Promise<WebhookReplay & { resumeAfter: string | null }>;
+  /** Every endpoint that ever had a cursor (configured or not any more), by name. */
+  webhookStatus(): Promise<WebhookEndpointStatus[]>;
+  /** Deliveries given up or failing, the latest first; of one endpoint or (null) all. */
+  troubledWebhookDeliveries(endpoint: string | null, limit: number): Promise<WebhookDeliveryInfo[]>;
+  /** Deletes delivered and failed deliveries settled before `before` (one batch each); returns how many. */
+  pruneWebhookDeliveries(before: number): Promise<number>;
   // ── audit trail (src/events/audit/) ──
+  /**
+   * Appends an entry to the hash-chained audit trail (events/audit/entry.ts) and
+   * returns it, committed durably. Appends are serialised (the previous hash is read
+   * in the write transaction). There is no way to change or remove an entry.
+   * Throws a TypeError naming the field when the input is not valid.
+   */
+  appendAudit(input: AuditInput): Promise<AuditEntry>;
+  /** Entries in seq order (after `afterSeq`), filtered; exactly as stored, for `audit verify`. */
+  listAudit(query: AuditQuery): Promise<AuditEntry[]>;
   // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
+  /** Suppressions, newest first, optionally of one sender domain and/or one address. */
+  listSuppressions(filter?: SuppressionFilter): Promise<Suppression[]>;
+  /** Adds one (an operator's: source manual); false when it was there already. Throws a TypeError for a bad domain or address. */
+  addSuppression(s: { senderDomain: string; recipient: string; source: SuppressionSource; createdAt?: number }): Promise<boolean>;
+  /** False when there was none. Throws a TypeError for a bad domain or address. */
+  removeSuppression(senderDomain: string, recipient: string): Promise<boolean>;
+  /** Of `recipients`, those suppressed for mail from `senderDomain`. */
+  suppressedAmong(senderDomain: string, recipients: readonly string[]): Promise<string[]>;
+  /** The recipient (queueId, seq) names, from its `queued` event; null when unknown. */
+  trackedRecipient(queueId: string, seq: number): Promise<TrackedRecipient | null>;
+  /** Writes `opened` or `clicked` for that recipient; false when unknown. */
+  recordTracking(queueId: string, seq: number, type: 'opened' | 'clicked', opts: { at?: number; automated: boolean }): Promise<boolean>;
+  /** One-click unsubscribe of that recipient from its sender's domain, with its `unsubscribed` event; null when unknown. */
+  unsubscribe(queueId: string, seq: number, at?: number): Promise<Unsubscribed | null>;
 
   /**
    * Writes a consistent copy of the whole store to `path` while the relay runs (the

@@ -184,6 +184,7 @@ describe('paths', () => {
         'dkim:',
         '  domains: { clinic.example: { selector: s1, key_file: ../outside/dkim.key } }',
         'evidence: { signing_key_file: keys/evidence.pem }',
+        'tracking: { key: { file: keys/tracking.key } }',
       ].join('\n'),
     );
     const config = loadConfig(file);

@@ -10,6 +10,7 @@ import { assetUrl } from '../../src/http/assets.ts';
 import { buildWebServer } from '../../src/http/listeners.ts';
 import type { HttpServer } from '../../src/http/server.ts';
 import { createLogger } from '../../src/log.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { InjectClient, startTestWebServer, testWebCertificate, type TestWebServer } from '../helpers/web-server.ts';
 
 /** Sample requests for every GET route pattern any listener registers. */
@@ -26,6 +27,13 @@ const SAMPLES: Record<string, readonly string[]> = {
   '/session-on-get': ['/session-on-get'],
   '/throttled-get': ['/throttled-get'],
   '/fault': ['/fault'],
+  // The REST API (src/http/api/), asked without a token: refused, and the failure not counted on a GET.
+  '/api/v1/messages': ['/api/v1/messages?recipient=a@b.test'],
+  '/api/v1/messages/:id': ['/api/v1/messages/0000000000000000'],
+  '/api/v1/messages/:id/evidence': ['/api/v1/messages/0000000000000000/evidence'],
+  '/api/v1/queue': ['/api/v1/queue'],
+  '/api/v1/domains/:domain': ['/api/v1/domains/b.test'],
+  '/api/v1/openapi.json': ['/api/v1/openapi.json'],
   // This test's own.
   '/test-token': ['/test-token'],
 };
@@ -35,9 +43,14 @@ const ALSO = ['/no/such/page', '/p/unknown-token'];
 /** Wraps a production listener's server (not listening: inject needs no socket) as the helpers expect. */
 async function production(name: 'portal' | 'api'): Promise<TestWebServer> {
   const pair = testWebCertificate();
-  const server = await buildWebServer(name, { config: configSchema.parse({ ingress: { listeners: {} } }), logger: createLogger('silent'), tls: { cert: pair.certPem, key: pair.keyPem } });
+  // The api listener with the REST API's deps, so that its routes are requested too (test/http/api/queue.test.ts requests them with a token).
+  const api = name === 'api' ? { store: new SqliteStore(':memory:'), kick: () => undefined } : undefined;
+  const server = await buildWebServer(name, { config: configSchema.parse({ ingress: { listeners: {} } }), logger: createLogger('silent'), tls: { cert: pair.certPem, key: pair.keyPem }, api });
   addTestSignIn(server);
-  return { server, origin: 'https://127.0.0.1:1', port: 1, cert: pair, clock: { now: Date.now, advance: () => {} }, notes: [], close: () => server.close() };
+  return { server, origin: 'https://127.0.0.1:1', port: 1, cert: pair, clock: { now: Date.now, advance: () => {} }, notes: [], close: async () => {
+    await server.close();
+    await api?.store.close();
+  } };
 }
 
 /** A token and a POST that starts a session and records a failure, so the GETs below run with state to change. */

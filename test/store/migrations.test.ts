@@ -274,3 +274,57 @@ it('a version 11 store gains the events table, empty (what it did before has no 
   expect(after.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' ORDER BY name`).pluck().all()).toEqual(['events_at', 'events_queue_id', 'events_type_at']);
   after.close();
 });
+
+it('a version 12 store gains the API token and Idempotency-Key tables (schema 15), empty, and uses them', async () => {
+  const path = await version12Store();
+  const store = new SqliteStore(path);
+  expect(await store.listApiTokens()).toEqual([]);
+  await store.createApiToken({ id: '0123456789abcdef', name: 'app', scopes: ['send'], createdAt: 1, expiresAt: null, secretHash: Buffer.alloc(32, 1) });
+  const key = { tokenId: '0123456789abcdef', key: 'k', requestHash: Buffer.alloc(32, 2), createdAt: 2, expiredBefore: 0 };
+  const first = message();
+  expect(await store.enqueueIdempotent(first, key)).toEqual({ result: 'queued' });
+  expect(await store.enqueueIdempotent(message(), key)).toMatchObject({ result: 'repeat', queueId: first.queueId });
+  expect((await store.listQueue()).map((q) => q.queueId)).toEqual([first.queueId]);
+  await store.close();
+  const after = new Database(path, { readonly: true });
+  expect(after.pragma('user_version', { simple: true })).toBe(LATEST);
+  expect(after.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name LIKE 'api_%' AND name NOT LIKE 'sqlite_%' ORDER BY name`).pluck().all()).toEqual(['api_idempotency_keys_created_at', 'api_tokens_live_name']);
+  after.close();
+});
+
+it('a version 12 store gains the suppressions table (schema 18), empty, and uses it', async () => {
+  const path = await version12Store();
+  const store = new SqliteStore(path);
+  expect(await store.listSuppressions()).toEqual([]);
+  const first = message();
+  await store.enqueue(first);
+  expect(await store.addSuppression({ senderDomain: 'clinic.example', recipient: 'ann@patient.example', source: 'manual' })).toBe(true);
+  expect(await store.suppressedAmong('clinic.example', ['ann@patient.example'])).toEqual(['ann@patient.example']);
+  expect((await store.listQueue()).map((q) => q.queueId)).toContain(first.queueId);
+  await store.close();
+  const after = new Database(path, { readonly: true });
+  expect(after.pragma('user_version', { simple: true })).toBe(LATEST);
+  expect(after.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'suppressions' AND name NOT LIKE 'sqlite_%'`).pluck().all()).toEqual(['suppressions_recipient']);
+  after.close();
+});
+
+it('a version 12 store gains the webhook outbox (schema 16), empty; its events stay behind a new endpoint’s cursor', async () => {
+  const path = await version12Store();
+  const store = new SqliteStore(path);
+  expect(await store.webhookStatus()).toEqual([]);
+  await store.enqueue(message({ recipients: ['a@one.test'] }));
+  // A new endpoint starts at the end: the event written before it is not copied.
+  expect(await store.copyWebhookEvents('crm', null, 100)).toBe(0);
+  await store.enqueue(message({ recipients: ['b@one.test'] }));
+  expect(await store.copyWebhookEvents('crm', null, 100)).toBe(1);
+  expect(await store.claimWebhookDeliveries('crm', 10, 60_000)).toMatchObject([{ endpoint: 'crm', type: 'queued', attempts: 0 }]);
+  await store.close();
+  const after = new Database(path, { readonly: true });
+  expect(after.pragma('user_version', { simple: true })).toBe(LATEST);
+  expect(after.prepare(`SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name LIKE 'webhook_%' AND name NOT LIKE 'sqlite_%' ORDER BY name`).pluck().all()).toEqual([
+    'webhook_deliveries_due',
+    'webhook_deliveries_message',
+    'webhook_deliveries_settled',
+  ]);
+  after.close();
+});

@@ -11,13 +11,17 @@
 // itself is gone from the queue.
 import type Database from 'better-sqlite3';
 import { checkEventQuery, nextEventId, type EventQuery, type EventType, type MessageFacts, type NewEvent, type RelayEvent } from '../../events/event.ts';
+import { ReportTable } from './report-table.ts';
 
 const NO_FACTS: MessageFacts = { campaign: null, custom: null, subject: null };
 
 export class EventTable {
   private readonly stmt;
+  /** The report counts (report-table.ts), kept in the same transaction as each event. */
+  private readonly reports: ReportTable;
 
   constructor(private readonly db: Database.Database) {
+    this.reports = new ReportTable(db);
     this.stmt = {
       lastId: db.prepare(`SELECT max(id) FROM events`).pluck(),
       insert: db.prepare(
@@ -46,10 +50,13 @@ export class EventTable {
     let last = (this.stmt.lastId.get() as string | null) ?? null;
     const now = Date.now();
     const cache = new Map<string, MessageFacts>();
-    for (const e of events) {
+    const rows = events.map((e) => {
       last = nextEventId(last, now);
-      this.stmt.insert.run({ ...e, ...this.factsOf(e, cache), tls: e.tls ?? null, automated: e.automated ? 1 : 0, id: last });
-    }
+      return { ...e, ...this.factsOf(e, cache), tls: e.tls ?? null, automated: e.automated ? 1 : 0, id: last };
+    });
+    // Before the inserts: whether an event counts depends on the recipient's earlier events of its kind.
+    this.reports.count(rows);
+    for (const row of rows) this.stmt.insert.run(row);
   }
 
   list(query: EventQuery): RelayEvent[] {

@@ -216,15 +216,170 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE events ADD COLUMN automated INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE events ADD COLUMN tls TEXT;`,
   // ── v14: reports (src/reporting/): indexes or rollups the report queries need ──
-  `SELECT 1;`,
+  // The report counts (store/sqlite/report-table.ts): per split field, grain (15, 60
+  // or 1440 minutes), slot (ms since the epoch / grain) and value, each recipient
+  // counted once per figure at its first event of that kind; kept from now on by
+  // every event write. The events already there are counted here the same way, so
+  // reports cover the time before the upgrade too.
+  `CREATE TABLE report_counts (
+     dimension          TEXT NOT NULL,
+     grain              INTEGER NOT NULL,
+     slot               INTEGER NOT NULL,
+     value              TEXT NOT NULL,
+     queued             INTEGER NOT NULL DEFAULT 0,
+     delivered          INTEGER NOT NULL DEFAULT 0,
+     deferred           INTEGER NOT NULL DEFAULT 0,
+     bounced            INTEGER NOT NULL DEFAULT 0,
+     dropped            INTEGER NOT NULL DEFAULT 0,
+     secured            INTEGER NOT NULL DEFAULT 0,
+     tls13              INTEGER NOT NULL DEFAULT 0,
+     tls12              INTEGER NOT NULL DEFAULT 0,
+     tls_other          INTEGER NOT NULL DEFAULT 0,
+     pgp                INTEGER NOT NULL DEFAULT 0,
+     smime              INTEGER NOT NULL DEFAULT 0,
+     portal             INTEGER NOT NULL DEFAULT 0,
+     plaintext          INTEGER NOT NULL DEFAULT 0,
+     opened             INTEGER NOT NULL DEFAULT 0,
+     opened_human       INTEGER NOT NULL DEFAULT 0,
+     clicked            INTEGER NOT NULL DEFAULT 0,
+     clicked_human      INTEGER NOT NULL DEFAULT 0,
+     unsubscribed       INTEGER NOT NULL DEFAULT 0,
+     unsubscribed_human INTEGER NOT NULL DEFAULT 0,
+     PRIMARY KEY (dimension, grain, slot, value)
+   ) WITHOUT ROWID;
+   INSERT INTO report_counts (dimension, grain, slot, value, queued, delivered, deferred, bounced, dropped, secured, tls13, tls12, tls_other, pgp, smime, portal, plaintext, opened, opened_human, clicked, clicked_human, unsubscribed, unsubscribed_human)
+   WITH ranked AS MATERIALIZED (
+     SELECT at, type, coalesce(method, '') AS method, tls, domain, sender,
+            coalesce(subject, '') AS subject, coalesce(campaign, '') AS campaign, coalesce(custom, '') AS custom,
+            row_number() OVER (PARTITION BY queue_id, seq, type ORDER BY id) = 1 AS first,
+            automated = 0 AND row_number() OVER (PARTITION BY queue_id, seq, type, automated ORDER BY id) = 1 AS first_human
+     FROM events
+     WHERE type IN ('queued', 'delivered', 'portal-notified', 'deferred', 'bounced', 'dropped', 'secured', 'opened', 'clicked', 'unsubscribed')
+   ),
+   counted AS MATERIALIZED (
+     SELECT at, domain, sender, subject, campaign, custom,
+            first AND type = 'queued' AS queued,
+            first AND type IN ('delivered', 'portal-notified') AS delivered,
+            first AND type = 'deferred' AS deferred,
+            first AND type = 'bounced' AS bounced,
+            first AND type = 'dropped' AS dropped,
+            first AND type = 'secured' AS secured,
+            first AND type IN ('delivered', 'portal-notified') AND method = 'tls' AND tls IS 'TLSv1.3' AS tls13,
+            first AND type IN ('delivered', 'portal-notified') AND method = 'tls' AND tls IS 'TLSv1.2' AS tls12,
+            first AND type IN ('delivered', 'portal-notified') AND method = 'tls' AND coalesce(tls, '') NOT IN ('TLSv1.3', 'TLSv1.2') AS tls_other,
+            first AND type IN ('delivered', 'portal-notified') AND method IN ('pgp', 'pgp+tls') AS pgp,
+            first AND type IN ('delivered', 'portal-notified') AND method IN ('smime', 'smime+tls') AS smime,
+            first AND type IN ('delivered', 'portal-notified') AND method = 'portal' AS portal,
+            first AND type IN ('delivered', 'portal-notified') AND method NOT IN ('tls', 'pgp', 'pgp+tls', 'smime', 'smime+tls', 'portal') AS plaintext,
+            first AND type = 'opened' AS opened,
+            first_human AND type = 'opened' AS opened_human,
+            first AND type = 'clicked' AS clicked,
+            first_human AND type = 'clicked' AS clicked_human,
+            first AND type = 'unsubscribed' AS unsubscribed,
+            first_human AND type = 'unsubscribed' AS unsubscribed_human
+     FROM ranked
+   )
+   SELECT dimension, grain, at / (grain * 60000) AS slot, value, sum(queued), sum(delivered), sum(deferred), sum(bounced), sum(dropped), sum(secured), sum(tls13), sum(tls12), sum(tls_other), sum(pgp), sum(smime), sum(portal), sum(plaintext), sum(opened), sum(opened_human), sum(clicked), sum(clicked_human), sum(unsubscribed), sum(unsubscribed_human)
+   FROM (SELECT 'domain' AS dimension, domain AS value, * FROM counted
+         UNION ALL SELECT 'sender' AS dimension, sender AS value, * FROM counted
+         UNION ALL SELECT 'subject' AS dimension, subject AS value, * FROM counted
+         UNION ALL SELECT 'campaign' AS dimension, campaign AS value, * FROM counted
+         UNION ALL SELECT 'custom' AS dimension, custom AS value, * FROM counted)
+   CROSS JOIN (SELECT 15 AS grain UNION ALL SELECT 60 UNION ALL SELECT 1440)
+   GROUP BY dimension, grain, slot, value
+   HAVING sum(queued) + sum(delivered) + sum(deferred) + sum(bounced) + sum(dropped) + sum(secured) + sum(tls13) + sum(tls12) + sum(tls_other) + sum(pgp) + sum(smime) + sum(portal) + sum(plaintext) + sum(opened) + sum(opened_human) + sum(clicked) + sum(clicked_human) + sum(unsubscribed) + sum(unsubscribed_human) > 0;`,
   // ── v15: API tokens and idempotency keys (src/http/api/) ──
-  `SELECT 1;`,
+  // A token is found by its public id; only the SHA-256 of its secret is kept. Revoked
+  // tokens stay (who could send, and until when); a name is unique among live ones.
+  // An Idempotency-Key is kept per token with the hash of its request and what that
+  // request queued, written in the enqueue's transaction; pruned after api.idempotency_hours.
+  `CREATE TABLE api_tokens (
+     id           TEXT PRIMARY KEY,
+     name         TEXT NOT NULL,
+     secret_hash  BLOB NOT NULL,
+     scopes       TEXT NOT NULL,
+     created_at   INTEGER NOT NULL,
+     expires_at   INTEGER,
+     revoked_at   INTEGER,
+     last_used_at INTEGER
+   );
+   CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_at IS NULL;
+   CREATE TABLE api_idempotency_keys (
+     token_id     TEXT NOT NULL,
+     key          TEXT NOT NULL,
+     request_hash BLOB NOT NULL,
+     queue_id     TEXT NOT NULL,
+     message_id   TEXT,
+     created_at   INTEGER NOT NULL,
+     PRIMARY KEY (token_id, key)
+   ) WITHOUT ROWID;
+   CREATE INDEX api_idempotency_keys_created_at ON api_idempotency_keys (created_at);`,
   // ── v16: webhooks (src/events/webhooks/) ──
-  `SELECT 1;`,
+  // Per endpoint a cursor into the events and running totals, and a delivery per event
+  // copied for it (events/webhooks/outbox.ts), with the body it is sent (and signed) as.
+  `CREATE TABLE webhook_endpoints (
+     name              TEXT PRIMARY KEY,
+     after_id          TEXT NOT NULL,
+     delivered         INTEGER NOT NULL DEFAULT 0,
+     failed_attempts   INTEGER NOT NULL DEFAULT 0,
+     gave_up           INTEGER NOT NULL DEFAULT 0,
+     last_delivered_at INTEGER,
+     last_failure_at   INTEGER,
+     last_status       INTEGER,
+     last_error        TEXT
+   );
+   CREATE TABLE webhook_deliveries (
+     endpoint     TEXT NOT NULL,
+     event_id     TEXT NOT NULL,
+     queue_id     TEXT NOT NULL,
+     type         TEXT NOT NULL,
+     body         TEXT NOT NULL,
+     state        TEXT NOT NULL DEFAULT 'pending',
+     attempts     INTEGER NOT NULL DEFAULT 0,
+     queued_at    INTEGER NOT NULL,
+     next_at      INTEGER NOT NULL,
+     lease_until  INTEGER NOT NULL DEFAULT 0,
+     last_at      INTEGER,
+     last_status  INTEGER,
+     last_error   TEXT,
+     delivered_at INTEGER,
+     PRIMARY KEY (endpoint, event_id)
+   ) WITHOUT ROWID;
+   CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint, next_at) WHERE state = 'pending';
+   CREATE INDEX webhook_deliveries_message ON webhook_deliveries (endpoint, queue_id, event_id) WHERE state = 'pending';
+   CREATE INDEX webhook_deliveries_settled ON webhook_deliveries (endpoint, state, last_at) WHERE state != 'pending';`,
   // ── v17: audit trail (src/events/audit/) ──
-  `SELECT 1;`,
+  // Who read or changed what, hash-chained (events/audit/entry.ts; audit-table.ts).
+  // Append-only: the triggers refuse any update or delete.
+  `CREATE TABLE audit_trail (
+     seq        INTEGER PRIMARY KEY,
+     at         INTEGER NOT NULL,
+     actor_kind TEXT NOT NULL,
+     actor_name TEXT NOT NULL,
+     ip         TEXT,
+     action     TEXT NOT NULL,
+     target     TEXT,
+     detail     TEXT,
+     prev       TEXT NOT NULL,
+     hash       TEXT NOT NULL
+   );
+   CREATE INDEX audit_trail_at ON audit_trail (at);
+   CREATE TRIGGER audit_trail_no_update BEFORE UPDATE ON audit_trail BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
+   CREATE TRIGGER audit_trail_no_delete BEFORE DELETE ON audit_trail BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;`,
   // ── v18: tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
-  `SELECT 1;`,
+  // Who gets no more mail from a sender domain (reporting/tracking/suppression.ts):
+  // one row per (sender domain, address), both normalised; an unsubscribe names the
+  // message whose link made it. Opens, clicks and unsubscribes themselves are events.
+  `CREATE TABLE suppressions (
+     sender_domain TEXT NOT NULL,
+     recipient     TEXT NOT NULL,
+     source        TEXT NOT NULL,
+     created_at    INTEGER NOT NULL,
+     queue_id      TEXT,
+     seq           INTEGER,
+     PRIMARY KEY (sender_domain, recipient)
+   ) WITHOUT ROWID;
+   CREATE INDEX suppressions_recipient ON suppressions (recipient);`,
   // Queued bodies encrypted at rest (store/sqlite/body-cipher.ts): the key a part is
   // sealed with and its nonce; null for a part stored in the clear (before a key was set).
   `ALTER TABLE body_parts ADD COLUMN key_id TEXT;

@@ -53,13 +53,23 @@ import {
   type SetCodeResult,
   type WrappedItemKey,
 } from '../store.ts';
-import { attemptEvents, queuedEvents, type EventQuery, type RelayEvent } from '../../events/event.ts';
+import { attemptEvents, queuedEvents, type EventQuery, type EventType, type RelayEvent } from '../../events/event.ts';
+import { fitField, type AuditEntry, type AuditInput, type AuditQuery } from '../../events/audit/entry.ts';
+import { AuditTable } from './audit-table.ts';
 import { Checkpointer } from './checkpointer.ts';
 import { EventTable } from './event-table.ts';
 import { BodyCipher, SEAL_OVERHEAD, type StoredPart } from './body-cipher.ts';
 import type { Keyring } from '../../portal/master-keys.ts';
 import { migrate } from './migrations.ts';
 import { PortalItemTable } from './portal-items.ts';
+import { ReportTable } from './report-table.ts';
+import type { ReportCountsQuery, ReportCountsRow } from '../../reporting/counts.ts';
+import { WebhookTable } from './webhook-table.ts';
+import type { WebhookDelivery, WebhookDeliveryInfo, WebhookEndpointStatus, WebhookReplay, WebhookSettlement } from '../../events/webhooks/outbox.ts';
+import { SuppressionTable } from './suppression-table.ts';
+import type { Suppression, SuppressionFilter, SuppressionSource, TrackedRecipient, Unsubscribed } from '../../reporting/tracking/suppression.ts';
+import { ApiTokenTable } from './api-token-table.ts';
+import type { ApiToken, ApiTokenInfo, IdempotencyKey, IdempotentEnqueue, NewApiToken } from '../store.ts';
 
 /** A part's plaintext size in SQL: a sealed part carries its GCM tag beside the ciphertext. */
 const PLAIN_BYTES = `length(data) - CASE WHEN key_id IS NULL THEN 0 ELSE ${SEAL_OVERHEAD} END`;
@@ -90,6 +100,9 @@ export class SqliteStore implements Store {
   private readonly portal: PortalItemTable;
   private readonly events: EventTable;
   private readonly bodies: BodyCipher;
+  private readonly webhooks: WebhookTable;
+  private readonly suppressions: SuppressionTable;
+  private readonly audit: AuditTable;
 
   /**
    * `checkpointsApart`: for the long-running relay, WAL checkpoints run on a thread
@@ -117,6 +130,9 @@ export class SqliteStore implements Store {
     this.events = new EventTable(this.db);
     this.bodies = new BodyCipher(opts.bodyKeys ?? null);
     this.portal = new PortalItemTable(this.db, this.events);
+    this.webhooks = new WebhookTable(this.db, this.events);
+    this.suppressions = new SuppressionTable(this.db, this.events);
+    this.audit = new AuditTable(this.db);
     this.stmt = {
       insertMessage: this.db.prepare(
         `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid, origin, campaign, custom)
@@ -313,12 +329,14 @@ export class SqliteStore implements Store {
   }
 
   /** Runs `fn` in one transaction, committed with the given durability (see the module comment). */
-  private commit<T>(sync: 'full' | 'normal', fn: () => T): T {
+  private commit<T>(sync: 'full' | 'normal', fn: () => T, opts: { immediate?: boolean } = {}): T {
     if (sync !== this.sync) {
       this.db.pragma(`synchronous = ${sync.toUpperCase()}`);
       this.sync = sync;
     }
-    return this.db.transaction(fn)();
+    const tx = this.db.transaction(fn);
+    // IMMEDIATE: the write lock is taken before the first read (an audit append reads the chain's last hash).
+    return opts.immediate ? tx.immediate() : tx();
   }
 
   private insertMessage(m: NewMessage): void {
@@ -745,7 +763,24 @@ export class SqliteStore implements Store {
   }
 
   async recordPortalEvent(itemId: string, outcome: 'portal-viewed' | 'portal-opened' | 'portal-downloaded' | 'portal-replied', event: PortalEventInput): Promise<boolean> {
-    return this.commitInOrder(() => this.portal.event(itemId, outcome, event));
+    return this.commitInOrder(() => {
+      const found = this.portal.event(itemId, outcome, event);
+      // Showing the message (or an attachment) is an access to message data: audited in the same transaction.
+      const action = PORTAL_AUDIT_ACTIONS[outcome];
+      const item = found && action ? this.portal.info(itemId) : null;
+      if (item && action) {
+        // What came from the web is fitted to the trail's fields, so an odd value never fails the open itself.
+        this.audit.append({
+          at: event.at,
+          actor: { kind: 'recipient', name: fitField(item.recipient) },
+          ip: event.ip ? fitField(event.ip, 64) : null,
+          action,
+          target: `portal item ${itemId} (${item.queueId}.${item.seq})`,
+          detail: event.detail ? fitField(event.detail) : null,
+        });
+      }
+      return found;
+    });
   }
 
   async setPortalCode(itemId: string, code: PortalCode, event: PortalEventInput): Promise<SetCodeResult> {
@@ -778,10 +813,132 @@ export class SqliteStore implements Store {
   }
 
   // ── reports (src/reporting/) ──
+  async reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]> {
+    return new ReportTable(this.db).query(query);
+  }
+
   // ── API tokens and idempotency (src/http/api/) ──
+  private apiTokenTable: ApiTokenTable | null = null;
+  /** Made on first use: its statements need schema 15, which the constructor has migrated to by then. */
+  private get apiTokens(): ApiTokenTable {
+    return (this.apiTokenTable ??= new ApiTokenTable(this.db));
+  }
+
+  async createApiToken(token: NewApiToken): Promise<void> {
+    this.commitInOrder(() => this.apiTokens.insert(token));
+  }
+
+  async findApiToken(id: string): Promise<ApiToken | null> {
+    return this.apiTokens.find(id);
+  }
+
+  async listApiTokens(): Promise<ApiTokenInfo[]> {
+    return this.apiTokens.list();
+  }
+
+  async revokeApiToken(name: string, now: number): Promise<boolean> {
+    return this.commitInOrder(() => this.apiTokens.revoke(name, now));
+  }
+
+  async touchApiToken(id: string, at: number): Promise<void> {
+    this.commit('normal', () => this.apiTokens.touch(id, at));
+  }
+
+  async enqueueIdempotent(message: NewMessage, key: IdempotencyKey): Promise<IdempotentEnqueue> {
+    if (!message.recipients.length) throw new TypeError('a message needs at least one recipient');
+    // One transaction (better-sqlite3 runs it whole, and SQLite has one writer): a second
+    // request with the key finds the first one's row, never a gap between look-up and write.
+    return this.commitInOrder(() => {
+      const previous = this.apiTokens.previous(key);
+      if (previous) return previous;
+      this.insertMessage(message);
+      this.apiTokens.remember(key, message);
+      return { result: 'queued' } as const;
+    });
+  }
+
+  async pruneIdempotencyKeys(before: number): Promise<number> {
+    return this.commit('normal', () => this.apiTokens.prune(before));
+  }
   // ── webhooks (src/events/webhooks/) ──
+  copyWebhookEvents(endpoint: string, types: readonly EventType[] | null, limit: number, now = Date.now()): Promise<number> {
+    return this.writeValue(() => this.webhooks.copy(endpoint, types, limit, now));
+  }
+
+  async claimWebhookDeliveries(endpoint: string, limit: number, leaseMs: number, now = Date.now()): Promise<WebhookDelivery[]> {
+    return this.commit('normal', () => this.webhooks.claim(endpoint, limit, leaseMs, now));
+  }
+
+  settleWebhookDeliveries(settlements: readonly WebhookSettlement[]): Promise<void> {
+    return this.write(false, () => settlements.forEach((s) => this.webhooks.settle(s)));
+  }
+
+  async recoverWebhookDeliveries(): Promise<number> {
+    return this.commit('normal', () => this.webhooks.recover());
+  }
+
+  async replayWebhooks(endpoint: string, afterId: string, types: readonly EventType[] | null, limit: number, now = Date.now()): Promise<WebhookReplay & { resumeAfter: string | null }> {
+    return this.commitInOrder(() => this.webhooks.replay(endpoint, afterId, types, limit, now));
+  }
+
+  async webhookStatus(): Promise<WebhookEndpointStatus[]> {
+    return this.webhooks.status();
+  }
+
+  async troubledWebhookDeliveries(endpoint: string | null, limit: number): Promise<WebhookDeliveryInfo[]> {
+    return this.webhooks.troubled(endpoint, limit);
+  }
+
+  pruneWebhookDeliveries(before: number): Promise<number> {
+    return this.writeValue(() => this.webhooks.prune(before));
+  }
+
+  /** `write` (group commit, NORMAL) for a change whose result the caller needs. */
+  private async writeValue<T>(fn: () => T): Promise<T> {
+    let value!: T;
+    await this.write(false, () => {
+      value = fn();
+    });
+    return value;
+  }
   // ── audit trail (src/events/audit/) ──
+  async appendAudit(input: AuditInput): Promise<AuditEntry> {
+    // After the writes waiting for the group commit, durably, alone: one entry, one chain link.
+    this.flushPending();
+    return this.commit('full', () => this.audit.append(input), { immediate: true });
+  }
+
+  async listAudit(query: AuditQuery): Promise<AuditEntry[]> {
+    return this.audit.list(query);
+  }
   // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
+  async listSuppressions(filter: SuppressionFilter = {}): Promise<Suppression[]> {
+    return this.suppressions.list(filter);
+  }
+
+  async addSuppression(s: { senderDomain: string; recipient: string; source: SuppressionSource; createdAt?: number }): Promise<boolean> {
+    return this.commitInOrder(() => this.suppressions.add({ ...s, createdAt: s.createdAt ?? Date.now() }));
+  }
+
+  async removeSuppression(senderDomain: string, recipient: string): Promise<boolean> {
+    return this.commitInOrder(() => this.suppressions.remove(senderDomain, recipient));
+  }
+
+  async suppressedAmong(senderDomain: string, recipients: readonly string[]): Promise<string[]> {
+    return this.suppressions.among(senderDomain, recipients);
+  }
+
+  async trackedRecipient(queueId: string, seq: number): Promise<TrackedRecipient | null> {
+    return this.suppressions.target(queueId, seq);
+  }
+
+  async recordTracking(queueId: string, seq: number, type: 'opened' | 'clicked', opts: { at?: number; automated: boolean }): Promise<boolean> {
+    return this.commitInOrder(() => this.suppressions.observe(queueId, seq, type, opts.at ?? Date.now(), opts.automated));
+  }
+
+  async unsubscribe(queueId: string, seq: number, at = Date.now()): Promise<Unsubscribed | null> {
+    return this.commitInOrder(() => this.suppressions.unsubscribe(queueId, seq, at));
+  }
 
 
   /**
@@ -893,6 +1050,9 @@ interface KeyLookupRow {
   expires_at: number;
   error: string | null;
 }
+
+/** The portal events that show message data, and the audit action each is. */
+const PORTAL_AUDIT_ACTIONS: Partial<Record<string, 'portal.open' | 'portal.download'>> = { 'portal-opened': 'portal.open', 'portal-downloaded': 'portal.download' };
 
 /** A recipient an operator action changed. */
 interface ActedRow {

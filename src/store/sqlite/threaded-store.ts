@@ -11,12 +11,17 @@
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { DeliveryRecord } from '../../delivery/record.ts';
 import { siblingModule, tsxWorker } from '../../tsx-worker.ts';
-import type { EventQuery, RelayEvent } from '../../events/event.ts';
+import type { EventQuery, EventType, RelayEvent } from '../../events/event.ts';
+import type { WebhookDelivery, WebhookDeliveryInfo, WebhookEndpointStatus, WebhookReplay, WebhookSettlement } from '../../events/webhooks/outbox.ts';
+import type { Suppression, SuppressionFilter, SuppressionSource, TrackedRecipient, Unsubscribed } from '../../reporting/tracking/suppression.ts';
+import type { AuditEntry, AuditInput, AuditQuery } from '../../events/audit/entry.ts';
+import type { ReportCountsQuery, ReportCountsRow } from '../../reporting/counts.ts';
 import type { Env } from '../../config/load.ts';
 import type { Config } from '../../config/schema.ts';
 import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
 import type { DomainKnowledge, KeyKind, KeyLookup, LogRecord, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
 import type { CodeCheck, NewPortalItem, PortalCode, PortalEventInput, PortalItem, PortalItemHead, PortalItemInfo, SetCodeResult, WrappedItemKey } from '../store.ts';
+import type { ApiToken, ApiTokenInfo, IdempotencyKey, IdempotentEnqueue, NewApiToken } from '../store.ts';
 
 /**
  * What the store thread needs to load store.encryption's keys itself (key bytes never
@@ -305,10 +310,88 @@ export class ThreadedSqliteStore implements Store {
   }
 
   // ── reports (src/reporting/) ──
+  reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]> {
+    return this.call('reportCounts', query);
+  }
   // ── API tokens and idempotency (src/http/api/) ──
+  createApiToken(token: NewApiToken): Promise<void> {
+    return this.call('createApiToken', token);
+  }
+  async findApiToken(id: string): Promise<ApiToken | null> {
+    const token = await this.call<ApiToken | null>('findApiToken', id);
+    return token && { ...token, secretHash: asBuffer(token.secretHash) };
+  }
+  listApiTokens(): Promise<ApiTokenInfo[]> {
+    return this.call('listApiTokens');
+  }
+  revokeApiToken(name: string, now: number): Promise<boolean> {
+    return this.call('revokeApiToken', name, now);
+  }
+  touchApiToken(id: string, at: number): Promise<void> {
+    return this.call('touchApiToken', id, at);
+  }
+  /** The body moves to the store thread as enqueue's does. */
+  async enqueueIdempotent(message: NewMessage, key: IdempotencyKey): Promise<IdempotentEnqueue> {
+    const done = await this.callTransferring<IdempotentEnqueue>('enqueueIdempotent', [message, key], transferable(message.body));
+    return done.result === 'repeat' ? { ...done, requestHash: asBuffer(done.requestHash) } : done;
+  }
+  pruneIdempotencyKeys(before: number): Promise<number> {
+    return this.call('pruneIdempotencyKeys', before);
+  }
   // ── webhooks (src/events/webhooks/) ──
+  copyWebhookEvents(endpoint: string, types: readonly EventType[] | null, limit: number, now?: number): Promise<number> {
+    return this.call('copyWebhookEvents', endpoint, types, limit, now);
+  }
+  claimWebhookDeliveries(endpoint: string, limit: number, leaseMs: number, now?: number): Promise<WebhookDelivery[]> {
+    return this.call('claimWebhookDeliveries', endpoint, limit, leaseMs, now);
+  }
+  settleWebhookDeliveries(settlements: readonly WebhookSettlement[]): Promise<void> {
+    return this.call('settleWebhookDeliveries', settlements);
+  }
+  recoverWebhookDeliveries(): Promise<number> {
+    return this.call('recoverWebhookDeliveries');
+  }
+  replayWebhooks(endpoint: string, afterId: string, types: readonly EventType[] | null, limit: number, now?: number): Promise<WebhookReplay & { resumeAfter: string | null }> {
+    return this.call('replayWebhooks', endpoint, afterId, types, limit, now);
+  }
+  webhookStatus(): Promise<WebhookEndpointStatus[]> {
+    return this.call('webhookStatus');
+  }
+  troubledWebhookDeliveries(endpoint: string | null, limit: number): Promise<WebhookDeliveryInfo[]> {
+    return this.call('troubledWebhookDeliveries', endpoint, limit);
+  }
+  pruneWebhookDeliveries(before: number): Promise<number> {
+    return this.call('pruneWebhookDeliveries', before);
+  }
   // ── audit trail (src/events/audit/) ──
+  appendAudit(input: AuditInput): Promise<AuditEntry> {
+    return this.call('appendAudit', input);
+  }
+  listAudit(query: AuditQuery): Promise<AuditEntry[]> {
+    return this.call('listAudit', query);
+  }
   // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
+  listSuppressions(filter?: SuppressionFilter): Promise<Suppression[]> {
+    return this.call('listSuppressions', filter);
+  }
+  addSuppression(s: { senderDomain: string; recipient: string; source: SuppressionSource; createdAt?: number }): Promise<boolean> {
+    return this.call('addSuppression', s);
+  }
+  removeSuppression(senderDomain: string, recipient: string): Promise<boolean> {
+    return this.call('removeSuppression', senderDomain, recipient);
+  }
+  suppressedAmong(senderDomain: string, recipients: readonly string[]): Promise<string[]> {
+    return this.call('suppressedAmong', senderDomain, recipients);
+  }
+  trackedRecipient(queueId: string, seq: number): Promise<TrackedRecipient | null> {
+    return this.call('trackedRecipient', queueId, seq);
+  }
+  recordTracking(queueId: string, seq: number, type: 'opened' | 'clicked', opts: { at?: number; automated: boolean }): Promise<boolean> {
+    return this.call('recordTracking', queueId, seq, type, opts);
+  }
+  unsubscribe(queueId: string, seq: number, at?: number): Promise<Unsubscribed | null> {
+    return this.call('unsubscribe', queueId, seq, at);
+  }
 
   backup(path: string): Promise<void> {
     return this.call('backup', path);
