@@ -34,6 +34,7 @@ const SAMPLES: Record<string, readonly string[]> = {
   '/api/v1/queue': ['/api/v1/queue'],
   '/api/v1/domains/:domain': ['/api/v1/domains/b.test'],
   '/api/v1/openapi.json': ['/api/v1/openapi.json'],
+  '/api/v1/reports': ['/api/v1/reports?since=7d', '/api/v1/reports?since=30d&split=subject&bucket=hour&format=csv'],
   // This test's own.
   '/test-token': ['/test-token'],
 };

@@ -86,6 +86,7 @@ it('no API GET or HEAD changes state, authenticated or not', async () => {
     '/api/v1/queue': '/api/v1/queue',
     '/api/v1/domains/:domain': '/api/v1/domains/clinic.test',
     '/api/v1/openapi.json': '/api/v1/openapi.json',
+    '/api/v1/reports': '/api/v1/reports?since=7d&split=domain&bucket=day&format=csv',
   };
   expect(getRoutes).toEqual(Object.keys(samples).sort());
   // Once, so that the token's last use (bookkeeping, left out of the probe) is written before the snapshot.
