@@ -132,7 +132,6 @@ export async function startRelay(opts: {
   // Portal items past their expiry lose their ciphertext (portal/expiry.ts); restarted on reload for a new interval.
   const sweepExpired = (cfg: Config) => startExpirySweep({ store, logger, intervalMs: cfg.portal.expiry_sweep_seconds * 1000 });
   let expirySweep = sweepExpired(config);
-  // ── webhooks dispatcher (src/events/webhooks/) ──
   // Sends the events to the configured endpoints, signed; updated in place on reload.
   const webhooks = startWebhookDispatcher({ store, logger, config: config.webhooks, signers: webhookSigners });
   const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
@@ -192,7 +191,6 @@ export async function startRelay(opts: {
         clearInterval(certificateCheck);
         await prober.stop();
         await expirySweep.stop();
-        // ── webhooks dispatcher stop ──
         await webhooks.stop();
         await web.close();
         await ingress.stopAccepting();

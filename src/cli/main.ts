@@ -23,7 +23,6 @@ import { registerStart } from './start.ts';
 import { registerStatus } from './status.ts';
 import { registerStoreCommands } from './store.ts';
 import { registerUserCommands } from './user.ts';
-// ── imports of report, token, webhooks, audit, suppression commands ──
 import { registerTokenCommands } from './token.ts';
 import { registerSuppressionCommands } from './suppression.ts';
 import { registerReport } from './report.ts';
@@ -63,15 +62,10 @@ registerDkimCommands(program, context);
 registerPortalCommands(program, context);
 registerPolicyCommands(program, context);
 registerCheckDomain(program, context);
-// ── reports (src/cli/report.ts) ──
 registerReport(program, context);
-// ── API tokens (src/cli/token.ts) ──
 registerTokenCommands(program, context);
-// ── webhooks (src/cli/webhooks.ts) ──
 registerWebhookCommands(program, context);
-// ── audit trail (src/cli/audit.ts) ──
 registerAuditCommands(program, context);
-// ── suppressions (src/cli/suppression.ts) ──
 registerSuppressionCommands(program, context);
 
 try {

@@ -578,7 +578,6 @@ export const configSchema = z
       .object({
         /** The HTTPS listener of the API, dashboard and /healthz (src/http/), "host:port" or a port (127.0.0.1); null: none. */
         listen: webListen,
-        // ── api: tokens, idempotency (src/http/api/) ──
         /** An Idempotency-Key is remembered this long: a retry within it gets the first answer, never a second message. */
         idempotency_hours: z.number().int().min(1).max(24 * 30).default(24),
         /** Requests with a missing, wrong, expired or revoked token allowed per client IP within the window; past it, 429 until the window ends. */
@@ -596,12 +595,8 @@ export const configSchema = z
       })
       .strict()
       .prefault({}),
-    // ── api: tokens, idempotency (src/http/api/) — extend the api object above ──
-    // ── webhooks (src/events/webhooks/) ──
     /** Signed webhooks: endpoints, their event types and secrets, retry (config/webhooks.ts). */
     webhooks: webhooksSchema,
-    // ── audit (src/events/audit/) ──
-    // ── tracking (src/reporting/tracking/) ──
     tracking: z
       .object({
         /** Where the pixel, click and unsubscribe links point; null: portal.public_url, else the portal listener. */

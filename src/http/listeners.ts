@@ -56,7 +56,6 @@ export async function buildWebServer(
     portal?: PortalWebDeps;
     /** The config as it is now (reloads change it); `config` when absent. */
     currentConfig?: () => Config;
-    // ── deps of the API, metrics and tracking routes ──
     /** GET /metrics on the api listener: the store, the queue lifetime and who may scrape (guard); absent: no /metrics. */
     metrics?: Omit<MetricsDeps, 'guard'>;
     /** The store and tracking.key: with them the portal listener serves the tracking and unsubscribe links (src/reporting/tracking/). */
@@ -83,13 +82,13 @@ export async function buildWebServer(
   if (name === 'portal') {
     registerHome(server.app, { title: 'Secure messages', lead: 'Messages sent to you securely are read here. Open the link in the email that told you about your message.' });
     if (opts.portal) registerPortal(server, opts.portal, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
-    // ── tracking and unsubscribe routes (src/reporting/tracking/) ──
+    // Tracking pixels, click redirects and unsubscribe pages (src/reporting/tracking/): recipients follow them.
     if (opts.tracking) registerTracking(server, opts.tracking, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
   } else {
     registerHome(server.app, { title: 'SealRelay', lead: 'This is the SealRelay API and dashboard listener.' });
-    // ── API routes (src/http/api/) ──
+    // The REST API (src/http/api/).
     const api = opts.api ? registerApi(server, opts.api, { config: opts.currentConfig ?? (() => config), logger: opts.logger, now: opts.now ?? Date.now }) : null;
-    // ── /metrics (src/http/metrics.ts): scraped with a token of the metrics scope ──
+    // Prometheus /metrics (src/http/metrics.ts), scraped with a token of the metrics scope.
     if (opts.metrics && api) registerMetrics(server.app, { ...opts.metrics, guard: api.guard('metrics') });
   }
   return server;

@@ -621,13 +621,13 @@ export interface Store {
    */
   listEvents(query: EventQuery): Promise<RelayEvent[]>;
 
-  // ── reports (src/reporting/) ──
+  // reports (src/reporting/)
   /**
    * What reports read (reporting/report.ts): per split value and time bucket, the
    * recipients counted from the events, each at most once per figure. One indexed read.
    */
   reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]>;
-  // ── API tokens and idempotency (src/http/api/) ──
+  // API tokens and idempotency (src/http/api/)
   /** Stores a new API token (http/api/tokens.ts makes it); fails when an unrevoked token has the same name. */
   createApiToken(token: NewApiToken): Promise<void>;
   /** A token by its public id, with its secret's hash; null when there is none. */
@@ -647,7 +647,7 @@ export interface Store {
   enqueueIdempotent(message: NewMessage, key: IdempotencyKey): Promise<IdempotentEnqueue>;
   /** Forgets keys made before `before` (ms since the epoch); returns how many. */
   pruneIdempotencyKeys(before: number): Promise<number>;
-  // ── webhooks (src/events/webhooks/) ──
+  // webhooks (src/events/webhooks/)
   /**
    * The webhook outbox (events/webhooks/outbox.ts). In one transaction: reads up to
    * `limit` events after the endpoint's cursor, copies those of `types` (null: all) into
@@ -669,7 +669,7 @@ export interface Store {
   troubledWebhookDeliveries(endpoint: string | null, limit: number): Promise<WebhookDeliveryInfo[]>;
   /** Deletes delivered and failed deliveries settled before `before` (one batch each); returns how many. */
   pruneWebhookDeliveries(before: number): Promise<number>;
-  // ── audit trail (src/events/audit/) ──
+  // audit trail (src/events/audit/)
   /**
    * Appends an entry to the hash-chained audit trail (events/audit/entry.ts) and
    * returns it, committed durably. Appends are serialised (the previous hash is read
@@ -679,7 +679,7 @@ export interface Store {
   appendAudit(input: AuditInput): Promise<AuditEntry>;
   /** Entries in seq order (after `afterSeq`), filtered; exactly as stored, for `audit verify`. */
   listAudit(query: AuditQuery): Promise<AuditEntry[]>;
-  // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
+  // tracking, unsubscribes and suppressions (src/reporting/tracking/)
   /** Suppressions, newest first, optionally of one sender domain and/or one address. */
   listSuppressions(filter?: SuppressionFilter): Promise<Suppression[]>;
   /** Adds one (an operator's: source manual); false when it was there already. Throws a TypeError for a bad domain or address. */

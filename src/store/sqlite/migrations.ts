@@ -215,7 +215,7 @@ const MIGRATIONS: readonly string[] = [
    ALTER TABLE events ADD COLUMN custom TEXT;
    ALTER TABLE events ADD COLUMN automated INTEGER NOT NULL DEFAULT 0;
    ALTER TABLE events ADD COLUMN tls TEXT;`,
-  // ── v14: reports (src/reporting/): indexes or rollups the report queries need ──
+  // v14: report counts (src/reporting/).
   // The report counts (store/sqlite/report-table.ts): per split field, grain (15, 60
   // or 1440 minutes), slot (ms since the epoch / grain) and value, each recipient
   // counted once per figure at its first event of that kind; kept from now on by
@@ -288,7 +288,7 @@ const MIGRATIONS: readonly string[] = [
    CROSS JOIN (SELECT 15 AS grain UNION ALL SELECT 60 UNION ALL SELECT 1440)
    GROUP BY dimension, grain, slot, value
    HAVING sum(queued) + sum(delivered) + sum(deferred) + sum(bounced) + sum(dropped) + sum(secured) + sum(tls13) + sum(tls12) + sum(tls_other) + sum(pgp) + sum(smime) + sum(portal) + sum(plaintext) + sum(opened) + sum(opened_human) + sum(clicked) + sum(clicked_human) + sum(unsubscribed) + sum(unsubscribed_human) > 0;`,
-  // ── v15: API tokens and idempotency keys (src/http/api/) ──
+  // v15: API tokens and idempotency keys (src/http/api/).
   // A token is found by its public id; only the SHA-256 of its secret is kept. Revoked
   // tokens stay (who could send, and until when); a name is unique among live ones.
   // An Idempotency-Key is kept per token with the hash of its request and what that
@@ -314,7 +314,7 @@ const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (token_id, key)
    ) WITHOUT ROWID;
    CREATE INDEX api_idempotency_keys_created_at ON api_idempotency_keys (created_at);`,
-  // ── v16: webhooks (src/events/webhooks/) ──
+  // v16: webhooks (src/events/webhooks/).
   // Per endpoint a cursor into the events and running totals, and a delivery per event
   // copied for it (events/webhooks/outbox.ts), with the body it is sent (and signed) as.
   `CREATE TABLE webhook_endpoints (
@@ -348,7 +348,7 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint, next_at) WHERE state = 'pending';
    CREATE INDEX webhook_deliveries_message ON webhook_deliveries (endpoint, queue_id, event_id) WHERE state = 'pending';
    CREATE INDEX webhook_deliveries_settled ON webhook_deliveries (endpoint, state, last_at) WHERE state != 'pending';`,
-  // ── v17: audit trail (src/events/audit/) ──
+  // v17: the audit trail (src/events/audit/).
   // Who read or changed what, hash-chained (events/audit/entry.ts; audit-table.ts).
   // Append-only: the triggers refuse any update or delete.
   `CREATE TABLE audit_trail (
@@ -366,7 +366,7 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX audit_trail_at ON audit_trail (at);
    CREATE TRIGGER audit_trail_no_update BEFORE UPDATE ON audit_trail BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;
    CREATE TRIGGER audit_trail_no_delete BEFORE DELETE ON audit_trail BEGIN SELECT RAISE(ABORT, 'the audit trail is append-only'); END;`,
-  // ── v18: tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
+  // v18: tracking, unsubscribes and suppressions (src/reporting/tracking/).
   // Who gets no more mail from a sender domain (reporting/tracking/suppression.ts):
   // one row per (sender domain, address), both normalised; an unsubscribe names the
   // message whose link made it. Opens, clicks and unsubscribes themselves are events.

@@ -812,12 +812,12 @@ export class SqliteStore implements Store {
     return this.events.list(query);
   }
 
-  // ── reports (src/reporting/) ──
+  // reports (src/reporting/)
   async reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]> {
     return new ReportTable(this.db).query(query);
   }
 
-  // ── API tokens and idempotency (src/http/api/) ──
+  // API tokens and idempotency (src/http/api/)
   private apiTokenTable: ApiTokenTable | null = null;
   /** Made on first use: its statements need schema 15, which the constructor has migrated to by then. */
   private get apiTokens(): ApiTokenTable {
@@ -860,7 +860,7 @@ export class SqliteStore implements Store {
   async pruneIdempotencyKeys(before: number): Promise<number> {
     return this.commit('normal', () => this.apiTokens.prune(before));
   }
-  // ── webhooks (src/events/webhooks/) ──
+  // webhooks (src/events/webhooks/)
   copyWebhookEvents(endpoint: string, types: readonly EventType[] | null, limit: number, now = Date.now()): Promise<number> {
     return this.writeValue(() => this.webhooks.copy(endpoint, types, limit, now));
   }
@@ -901,7 +901,7 @@ export class SqliteStore implements Store {
     });
     return value;
   }
-  // ── audit trail (src/events/audit/) ──
+  // audit trail (src/events/audit/)
   async appendAudit(input: AuditInput): Promise<AuditEntry> {
     // After the writes waiting for the group commit, durably, alone: one entry, one chain link.
     this.flushPending();
@@ -911,7 +911,7 @@ export class SqliteStore implements Store {
   async listAudit(query: AuditQuery): Promise<AuditEntry[]> {
     return this.audit.list(query);
   }
-  // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
+  // tracking, unsubscribes and suppressions (src/reporting/tracking/)
   async listSuppressions(filter: SuppressionFilter = {}): Promise<Suppression[]> {
     return this.suppressions.list(filter);
   }

@@ -309,11 +309,11 @@ export class ThreadedSqliteStore implements Store {
     return this.call('listEvents', query);
   }
 
-  // ── reports (src/reporting/) ──
+  // reports (src/reporting/)
   reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]> {
     return this.call('reportCounts', query);
   }
-  // ── API tokens and idempotency (src/http/api/) ──
+  // API tokens and idempotency (src/http/api/)
   createApiToken(token: NewApiToken): Promise<void> {
     return this.call('createApiToken', token);
   }
@@ -338,7 +338,7 @@ export class ThreadedSqliteStore implements Store {
   pruneIdempotencyKeys(before: number): Promise<number> {
     return this.call('pruneIdempotencyKeys', before);
   }
-  // ── webhooks (src/events/webhooks/) ──
+  // webhooks (src/events/webhooks/)
   copyWebhookEvents(endpoint: string, types: readonly EventType[] | null, limit: number, now?: number): Promise<number> {
     return this.call('copyWebhookEvents', endpoint, types, limit, now);
   }
@@ -363,14 +363,14 @@ export class ThreadedSqliteStore implements Store {
   pruneWebhookDeliveries(before: number): Promise<number> {
     return this.call('pruneWebhookDeliveries', before);
   }
-  // ── audit trail (src/events/audit/) ──
+  // audit trail (src/events/audit/)
   appendAudit(input: AuditInput): Promise<AuditEntry> {
     return this.call('appendAudit', input);
   }
   listAudit(query: AuditQuery): Promise<AuditEntry[]> {
     return this.call('listAudit', query);
   }
-  // ── tracking, unsubscribes and suppressions (src/reporting/tracking/) ──
+  // tracking, unsubscribes and suppressions (src/reporting/tracking/)
   listSuppressions(filter?: SuppressionFilter): Promise<Suppression[]> {
     return this.call('listSuppressions', filter);
   }
