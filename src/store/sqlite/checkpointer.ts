@@ -54,8 +54,8 @@ export class Checkpointer {
   constructor(path: string, onError: (message: string) => void) {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
     this.worker = new Worker(SOURCE, { eval: true, workerData: { driver, path, pollMs: QUIET_POLL_MS, maxIntervalMs: CHECKPOINT_MAX_INTERVAL_MS } });
-    this.worker.on('message', (msg: { error?: string }) => msg.error && onError(msg.error));
-    this.worker.on('error', (err) => onError(err.message));
+    this.worker.on('message', (msg: { error?: string }) => msg.error && onError(`background checkpoint failed: ${msg.error}`));
+    this.worker.on('error', (err) => onError(`background checkpoint failed: ${err.message}`));
     // Checkpoints must never keep a finished process alive.
     this.worker.unref();
   }

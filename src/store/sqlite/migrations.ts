@@ -384,6 +384,14 @@ const MIGRATIONS: readonly string[] = [
   // sealed with and its nonce; null for a part stored in the clear (before a key was set).
   `ALTER TABLE body_parts ADD COLUMN key_id TEXT;
    ALTER TABLE body_parts ADD COLUMN nonce BLOB;`,
+  // v20: the report counts are kept behind the events, not in each event's transaction
+  // (report-table.ts): how far they have counted. The counts up to here were kept
+  // with every event written, so they already hold all the events in the table.
+  `CREATE TABLE report_progress (
+     only       INTEGER PRIMARY KEY CHECK (only = 1),
+     through_id TEXT
+   );
+   INSERT INTO report_progress (only, through_id) SELECT 1, max(id) FROM events;`,
 ];
 
 export function migrate(db: Database.Database): void {

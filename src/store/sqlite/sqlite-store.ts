@@ -89,6 +89,9 @@ const MAX_GROUP_COMMIT = 256;
 /** What each operator action's statement returns of the recipients it changed. */
 const ACTED = 'RETURNING queue_id, seq, recipient, domain, attempts';
 
+/** Events counted into the report counts per transaction: a few tens of milliseconds of work. */
+const REPORT_BATCH = 5000;
+
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private pending: PendingWrite[] = [];
@@ -103,6 +106,10 @@ export class SqliteStore implements Store {
   private readonly webhooks: WebhookTable;
   private readonly suppressions: SuppressionTable;
   private readonly audit: AuditTable;
+  /** The report counts, kept behind the events (report-table.ts). */
+  private readonly reports: ReportTable;
+  /** The relay's periodic catch-up of the report counts. */
+  private reportTimer: NodeJS.Timeout | null = null;
 
   /**
    * `checkpointsApart`: for the long-running relay, WAL checkpoints run on a thread
@@ -112,7 +119,12 @@ export class SqliteStore implements Store {
    * `bodyKeys`: store.encryption's keys; with them every body part written is sealed
    * (body-cipher.ts), and parts sealed before can be read.
    */
-  constructor(path: string, opts: { checkpointsApart?: boolean; onError?: (message: string) => void; bodyKeys?: Keyring | null } = {}) {
+  /**
+   * `countReportsEveryMs`: for the long-running relay, the report counts catch up
+   * with the events this often (report-table.ts); others count when they read a
+   * report and before they close.
+   */
+  constructor(path: string, opts: { checkpointsApart?: boolean; countReportsEveryMs?: number; onError?: (message: string) => void; bodyKeys?: Keyring | null } = {}) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -133,6 +145,19 @@ export class SqliteStore implements Store {
     this.webhooks = new WebhookTable(this.db, this.events);
     this.suppressions = new SuppressionTable(this.db, this.events);
     this.audit = new AuditTable(this.db);
+    this.reports = new ReportTable(this.db);
+    if (opts.countReportsEveryMs) {
+      const onError = opts.onError ?? (() => undefined);
+      this.reportTimer = setInterval(() => {
+        try {
+          this.catchUpReports();
+        } catch (err) {
+          // Another process held the write lock past busy_timeout: the next tick counts them.
+          onError(`report counts could not catch up: ${(err as Error).message}`);
+        }
+      }, opts.countReportsEveryMs);
+      this.reportTimer.unref();
+    }
     this.stmt = {
       insertMessage: this.db.prepare(
         `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid, origin, campaign, custom)
@@ -329,14 +354,16 @@ export class SqliteStore implements Store {
   }
 
   /** Runs `fn` in one transaction, committed with the given durability (see the module comment). */
-  private commit<T>(sync: 'full' | 'normal', fn: () => T, opts: { immediate?: boolean } = {}): T {
+  private commit<T>(sync: 'full' | 'normal', fn: () => T): T {
     if (sync !== this.sync) {
       this.db.pragma(`synchronous = ${sync.toUpperCase()}`);
       this.sync = sync;
     }
-    const tx = this.db.transaction(fn);
-    // IMMEDIATE: the write lock is taken before the first read (an audit append reads the chain's last hash).
-    return opts.immediate ? tx.immediate() : tx();
+    // IMMEDIATE: the write lock is taken before the first read. Other processes write
+    // too (the CLI's queue actions, a report's count catching up); a transaction that
+    // read first would fail at once (SQLITE_BUSY_SNAPSHOT) when one of them committed
+    // in between, where one that holds the lock from its start waits (busy_timeout).
+    return this.db.transaction(fn).immediate();
   }
 
   private insertMessage(m: NewMessage): void {
@@ -814,7 +841,19 @@ export class SqliteStore implements Store {
 
   // reports (src/reporting/)
   async reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]> {
-    return new ReportTable(this.db).query(query);
+    this.flushPending();
+    this.catchUpReports();
+    return this.reports.query(query);
+  }
+
+  /**
+   * Counts the events not counted yet, a bounded batch to a transaction so the
+   * write lock is never held long. NORMAL commits: a batch lost to a power cut is
+   * counted again from the mark, which commits with it.
+   */
+  private catchUpReports(): void {
+    if (!this.reports.behind()) return;
+    while (this.commit('normal', () => this.reports.catchUp(REPORT_BATCH)) === REPORT_BATCH);
   }
 
   // API tokens and idempotency (src/http/api/)
@@ -905,7 +944,7 @@ export class SqliteStore implements Store {
   async appendAudit(input: AuditInput): Promise<AuditEntry> {
     // After the writes waiting for the group commit, durably, alone: one entry, one chain link.
     this.flushPending();
-    return this.commit('full', () => this.audit.append(input), { immediate: true });
+    return this.commit('full', () => this.audit.append(input));
   }
 
   async listAudit(query: AuditQuery): Promise<AuditEntry[]> {
@@ -972,6 +1011,9 @@ export class SqliteStore implements Store {
   async close(): Promise<void> {
     if (this.closed) return;
     this.flushPending();
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    // What this connection wrote is counted before it lets go (a CLI that queued mail with no relay running).
+    if (this.events.written) this.catchUpReports();
     this.closed = true;
     this.db.close();
     await this.checkpointer?.stop();

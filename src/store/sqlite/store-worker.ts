@@ -16,7 +16,8 @@ try {
   store = new SqliteStore(data.path, {
     bodyKeys: data.bodyKeys ? loadBodyKeyring({ driver: 'sqlite', path: data.path, encryption: data.bodyKeys.encryption }, data.bodyKeys.env) : null,
     checkpointsApart: true,
-    onError: (message) => port.postMessage({ log: `background checkpoint failed: ${message}` }),
+    countReportsEveryMs: 1000,
+    onError: (message) => port.postMessage({ log: message }),
   });
   port.postMessage({ ready: true });
 } catch (err) {
