@@ -33,7 +33,7 @@ import { parseArgs } from 'node:util';
 import Database from 'better-sqlite3';
 import type { Method } from '../src/delivery/record.ts';
 import { nextEventId, type NewEvent } from '../src/events/event.ts';
-import { REPORT_BUCKETS, REPORT_SPLITS, runReport, type ReportQuery } from '../src/reporting/report.ts';
+import { DEFAULT_REPORT_TOP, REPORT_BUCKETS, REPORT_SPLITS, runReport, type ReportQuery } from '../src/reporting/report.ts';
 import type { ReportCountsQuery } from '../src/reporting/counts.ts';
 import { EventTable } from '../src/store/sqlite/event-table.ts';
 import { ReportTable } from '../src/store/sqlite/report-table.ts';
@@ -291,6 +291,8 @@ async function seedStore(path: string, recipients: number): Promise<SeedFigures>
 interface CaseFigures {
   split: string;
   bucket: string;
+  /** ReportQuery.top: DEFAULT_REPORT_TOP as the CLI and the API ask by default; 0 for every value. */
+  top: number;
   rows: number;
   /** runReport, end to end (ms). */
   totalMs: ReturnType<typeof summarize>;
@@ -302,9 +304,11 @@ async function measure(path: string, runs: number): Promise<{ cases: CaseFigures
   const store = new SqliteStore(path);
   const cases: CaseFigures[] = [];
   try {
-    for (const split of REPORT_SPLITS) {
-      for (const bucket of REPORT_BUCKETS) {
-        const query: ReportQuery = { since: END - WINDOW_DAYS * DAY, until: END, split, bucket, timeZone: ZONE, includeAutomated: false };
+    // Each split × bucket as the CLI and the API run it by default, and with a split and buckets every value too (--top all).
+    const plan = REPORT_SPLITS.flatMap((split) => REPORT_BUCKETS.flatMap((bucket) => (split !== 'none' && bucket !== 'none' ? [DEFAULT_REPORT_TOP, 0] : [DEFAULT_REPORT_TOP]).map((top) => ({ split, bucket, top }))));
+    for (const { split, bucket, top } of plan) {
+      {
+        const query: ReportQuery = { since: END - WINDOW_DAYS * DAY, until: END, split, bucket, timeZone: ZONE, includeAutomated: false, top };
         // The store's share: time its own call by wrapping it for these runs.
         const storeTimes: number[] = [];
         const timed = Object.create(store) as SqliteStore;
@@ -323,9 +327,9 @@ async function measure(path: string, runs: number): Promise<{ cases: CaseFigures
           rows = (await runReport(timed, query)).rows.length;
           totals.push(performance.now() - t);
         }
-        const figures = { split, bucket, rows, totalMs: summarize(totals), storeMs: summarize(storeTimes) };
+        const figures = { split, bucket, top, rows, totalMs: summarize(totals), storeMs: summarize(storeTimes) };
         cases.push(figures);
-        console.error(`  ${split.padEnd(8)} ${bucket.padEnd(4)} ${String(rows).padStart(7)} rows  p50 ${figures.totalMs.p50} ms  max ${figures.totalMs.max} ms  (SQL p50 ${figures.storeMs.p50} ms)`);
+        console.error(`  ${split.padEnd(8)} ${bucket.padEnd(4)} ${(top ? `top ${top}` : 'all').padEnd(6)} ${String(rows).padStart(7)} rows  p50 ${figures.totalMs.p50} ms  max ${figures.totalMs.max} ms  (SQL p50 ${figures.storeMs.p50} ms)`);
       }
     }
   } finally {
@@ -355,7 +359,10 @@ async function main(): Promise<void> {
   const runs = Number(args.runs);
   console.error(`every split × bucket over ${WINDOW_DAYS} days (${ZONE}), ${runs} runs after a warm-up:`);
   const { cases, peakRssBytes } = await measure(path, runs);
-  const worst = cases.reduce((a, b) => (b.totalMs.max > a.totalMs.max ? b : a));
+  const slowest = (of: CaseFigures[]) => of.reduce((a, b) => (b.totalMs.max > a.totalMs.max ? b : a));
+  // The target is judged on the reports as the CLI and the API give them; every value (--top all) is reported beside it.
+  const worst = slowest(cases.filter((c) => c.top === DEFAULT_REPORT_TOP));
+  const worstEveryValue = slowest(cases.filter((c) => c.top === 0));
   const results = {
     scenario: 'report',
     startedAt: files.startedAt.toISOString(),
@@ -365,13 +372,14 @@ async function main(): Promise<void> {
     runs,
     store: seeded,
     cases,
-    worst: { split: worst.split, bucket: worst.bucket, maxMs: worst.totalMs.max },
+    worst: { split: worst.split, bucket: worst.bucket, top: worst.top, maxMs: worst.totalMs.max },
+    worstEveryValue: { split: worstEveryValue.split, bucket: worstEveryValue.bucket, maxMs: worstEveryValue.totalMs.max, rows: worstEveryValue.rows },
     targetMs: 1000,
     met: worst.totalMs.max < 1000,
     peakRssBytes,
   };
   writeFileSync(files.resultFile, `${JSON.stringify(results, null, 2)}\n`);
-  console.log(`slowest report: split ${worst.split}, bucket ${worst.bucket}: max ${worst.totalMs.max} ms (target < 1000 ms: ${results.met ? 'met' : 'NOT met'}); peak RSS ${(peakRssBytes / MB).toFixed(0)} MB`);
+  console.log(`slowest report (top ${DEFAULT_REPORT_TOP}, as the CLI and API give it): split ${worst.split}, bucket ${worst.bucket}: max ${worst.totalMs.max} ms (target < 1000 ms: ${results.met ? 'met' : 'NOT met'}); with every value: split ${worstEveryValue.split}, bucket ${worstEveryValue.bucket}, ${worstEveryValue.rows} rows: max ${worstEveryValue.totalMs.max} ms; peak RSS ${(peakRssBytes / MB).toFixed(0)} MB`);
   console.log(`results: ${files.resultFile}`);
 }
 

@@ -36,11 +36,22 @@ export function openLogDestination(opts: { backlogBytes: number; fd?: number; fa
   // Written from libuv's thread pool: a write held up by the file system (say,
   // behind the store's fsync) never stalls the SMTP sessions.
   const destination = pino.destination({ dest: fd, sync: false, maxLength: backlogBytes });
+  return survive(destination, { backlogBytes, where: { fd }, fallbackFd: opts.fallbackFd ?? (fd === 2 ? 1 : 2) });
+}
+
+/**
+ * Makes an asynchronous SonicBoom (`maxLength` set to the backlog) survive its
+ * destination failing, as above. `where` names it in the log.* lines: `{ fd }` for
+ * stdout, `{ file }` for a log file (log-file.ts).
+ */
+export function survive(destination: LogDestination, opts: { backlogBytes: number; where: { fd: number } | { file: string }; fallbackFd: number }): LogDestination {
+  const { backlogBytes, where } = opts;
+  const named = 'fd' in where ? `fd ${where.fd}` : where.file;
   // pino's handler would give up for good on EPIPE (writes become no-ops, nothing is
   // counted) and rethrow anything else; ours below replaces it.
   destination.removeAllListeners('error');
   const here = createLogger('info', destination);
-  const elsewhere = createLogger('info', fallbackDestination(opts.fallbackFd ?? (fd === 2 ? 1 : 2)));
+  const elsewhere = createLogger('info', fallbackDestination(opts.fallbackFd));
 
   let trouble: Trouble | null = null;
   const begin = (code: string, detail: string): Trouble => {
@@ -49,8 +60,8 @@ export function openLogDestination(opts: { backlogBytes: number; fd?: number; fa
     retry.unref();
     trouble = { since: Date.now(), code, lost: 0, retry };
     elsewhere.error(
-      { event: 'log.failed', fd, code, backlogBytes },
-      `cannot write the log to fd ${fd} (${detail}): lines wait in memory up to ${backlogBytes} bytes, then are dropped and counted, until it can be written again`,
+      { event: 'log.failed', ...where, code, backlogBytes },
+      `cannot write the log to ${named} (${detail}): lines wait in memory up to ${backlogBytes} bytes, then are dropped and counted, until it can be written again`,
     );
     return trouble;
   };
@@ -66,7 +77,7 @@ export function openLogDestination(opts: { backlogBytes: number; fd?: number; fa
     const { since, code, lost, retry } = trouble;
     trouble = null;
     clearInterval(retry);
-    const fields = { event: 'log.resumed', fd, code, lost, failedForMs: Date.now() - since };
+    const fields = { event: 'log.resumed', ...where, code, lost, failedForMs: Date.now() - since };
     const text = `the log can be written again after ${fields.failedForMs} ms (${code}); ${lost} line(s) were lost`;
     here.warn(fields, text);
     elsewhere.warn(fields, text);
@@ -82,7 +93,7 @@ export function openLogDestination(opts: { backlogBytes: number; fd?: number; fa
     if (lostAtExit) return;
     lostAtExit = true;
     elsewhere.error(
-      { event: 'log.lost', fd, code: trouble.code, lost: trouble.lost },
+      { event: 'log.lost', ...where, code: trouble.code, lost: trouble.lost },
       `exiting while the log cannot be written (${trouble.code}): the lines still waiting in memory are lost, besides ${trouble.lost} dropped`,
     );
   };

@@ -32,10 +32,15 @@ export const EVENTS = [
   'domains.probe',
   'store.error',
   'store.recovered',
+  // Retention (store/retention.ts): what a run pruned (counts only), or that it failed.
+  'store.pruned',
+  'store.prune_failed',
   // The log destination itself (log-destination.ts): failed, written again, lines lost at exit.
   'log.failed',
   'log.resumed',
   'log.lost',
+  // A rotated log file beyond logging.rotate.keep that could not be removed (log-file.ts).
+  'log.prune_failed',
   // Operator actions (`sealrelay queue ...`), logged by the command that made them.
   'queue.deleted',
   'queue.held',

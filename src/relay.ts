@@ -12,6 +12,7 @@ import { loadUsers } from './ingress/users.ts';
 import type { Logger } from './log.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
 import { startExpirySweep } from './portal/expiry.ts';
+import { startRetentionSweep } from './store/retention.ts';
 import { loadKeyring } from './portal/master-keys.ts';
 import { loadTrackingKey } from './reporting/tracking/key.ts';
 import { startWebhookDispatcher } from './events/webhooks/dispatcher.ts';
@@ -132,6 +133,9 @@ export async function startRelay(opts: {
   // Portal items past their expiry lose their ciphertext (portal/expiry.ts); restarted on reload for a new interval.
   const sweepExpired = (cfg: Config) => startExpirySweep({ store, logger, intervalMs: cfg.portal.expiry_sweep_seconds * 1000 });
   let expirySweep = sweepExpired(config);
+  // Old evidence of finished messages is pruned by retention's ages (store/retention.ts); restarted on reload.
+  const startPruning = (cfg: Config) => startRetentionSweep({ store, logger, retention: cfg.retention });
+  let retention = startPruning(config);
   // Sends the events to the configured endpoints, signed; updated in place on reload.
   const webhooks = startWebhookDispatcher({ store, logger, config: config.webhooks, signers: webhookSigners });
   const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
@@ -191,6 +195,7 @@ export async function startRelay(opts: {
         clearInterval(certificateCheck);
         await prober.stop();
         await expirySweep.stop();
+        await retention.stop();
         await webhooks.stop();
         await web.close();
         await ingress.stopAccepting();
@@ -222,6 +227,8 @@ export async function startRelay(opts: {
       prober = watchDomains(next);
       await expirySweep.stop();
       expirySweep = sweepExpired(next);
+      await retention.stop();
+      retention = startPruning(next);
       config = next;
       cert = nextCert;
       // SIGHUP (cli/start.ts) is what asks for a reload: the policy may now decide differently. The reload

@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { loadConfig, loadConfigFile, type Env } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
+import type { Keyring } from '../portal/master-keys.ts';
 import { openStore } from '../store/open-store.ts';
 import type { Store } from '../store/store.ts';
 import { CliError, EXIT } from './exit.ts';
@@ -31,11 +32,11 @@ export function readPolicyConfig(ctx: CliContext): Config {
  * SQLite file is an error rather than a new empty database: it almost always
  * means the wrong working directory or store.path, and an empty answer would hide that.
  */
-export async function withStore<T>(config: Config, use: (store: Store) => Promise<T>): Promise<T> {
+export async function withStore<T>(config: Config, use: (store: Store) => Promise<T>, opts: { bodyKeys?: Keyring | null } = {}): Promise<T> {
   if (config.store.driver === 'sqlite' && config.store.path !== ':memory:' && !existsSync(config.store.path)) {
     throw new CliError(EXIT.FAILURE, `no store at ${config.store.path} (has the relay run with this config? check store.path)`);
   }
-  const store = openStore(config.store);
+  const store = openStore(config.store, opts);
   try {
     return await use(store);
   } finally {

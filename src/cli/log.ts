@@ -2,7 +2,11 @@
 // recipient, and between them the operators' actions on the queue (held,
 // released, flushed, deleted, by whom) and the portal's events (viewed, code
 // sent, verified, opened, recalled, … with IP and user agent), filtered like the
-// store's RecordFilter. The table is for people; --json prints the records
+// store's RecordFilter. The table is for people, and fits a 120-column terminal:
+// when, which message and recipient, the outcome, how it travelled (method, TLS
+// version and whether the certificate was verified) and the server's answer, long
+// values cut with an ellipsis; --wide adds the MX, the cipher and the rule/mode and
+// cuts nothing. --json prints the records
 // unchanged, one per line (NDJSON), for auditors' tools: an operator's record has
 // "kind": "operator", a portal event "kind": "portal".
 // --follow keeps printing records as the relay writes them, like `tail -f`: it
@@ -26,18 +30,18 @@ import {
   type RecordFilter,
   type Store,
 } from '../store/store.ts';
-import { columnWidths, renderTable, truncate, type Column } from './table.ts';
+import { columnWidths, fitCells, fitWidths, renderTable, truncate, type Column } from './table.ts';
 import { isoSeconds, parseSince } from './time.ts';
 
 /** SMTP delivery port: an MX on it is shown without ":port" (RFC 5321 §4.5.4.1). */
 const SMTP_PORT = 25;
-/** Width of the SMTP response text in the table; --json has it whole. */
-const RESPONSE_WIDTH = 40;
+/** The table's width without --wide: a 120-column terminal. */
+const TABLE_WIDTH = 120;
 /** With --follow and no --limit, the newest this many records are shown first (tail's default). */
 const FOLLOW_BACKLOG = 10;
 /** How often --follow asks the store for new records, in ms. */
 const FOLLOW_POLL_MS = 500;
-/** Width of a portal visitor's user agent in the table; --json has it whole. */
+/** Width of a portal visitor's user agent in the table; --wide and --json have it whole. */
 const USER_AGENT_WIDTH = 30;
 /** What --outcome accepts: an attempt's outcome, what an operator action made of a recipient, or a portal event. */
 type LogOutcome = Outcome | OperatorOutcome | PortalOutcome;
@@ -51,6 +55,7 @@ interface LogOptions {
   since?: number;
   limit?: number;
   json?: boolean;
+  wide?: boolean;
   follow?: boolean;
 }
 
@@ -64,6 +69,7 @@ export function registerLog(program: Command, context: () => CliContext): void {
     .option('--outcome <outcome>', `one of ${LOG_OUTCOMES.join(', ')}`, parseOutcome)
     .option('--since <when>', 'duration back from now (30m, 1h, 2d) or ISO date', parseSinceOption)
     .option('--limit <n>', 'only the newest n records', parsePositiveInt)
+    .option('--wide', `every column (MX, cipher, rule/mode), nothing cut; without it the table fits ${TABLE_WIDTH} columns`)
     .option('--json', 'one JSON record per line (DeliveryRecords; operator actions have "kind": "operator", portal events "kind": "portal")')
     .option('-f, --follow', `keep printing new records as they are written (Ctrl-C ends); starts with the newest ${FOLLOW_BACKLOG} unless --limit`)
     .action(async (opts: LogOptions) => {
@@ -79,7 +85,7 @@ export function registerLog(program: Command, context: () => CliContext): void {
       if (opts.follow) {
         return withStore(config, async (store) => {
           await auditCommand(store, 'log.read', describeFilter(filter), 'follow');
-          return follow(store, filter, opts.json === true);
+          return follow(store, filter, opts.json === true, tableFor(opts.wide === true));
         });
       }
       const records = await withStore(config, async (store) => {
@@ -90,7 +96,7 @@ export function registerLog(program: Command, context: () => CliContext): void {
       if (opts.json) {
         for (const r of records) console.log(JSON.stringify(r));
       } else if (records.length) {
-        console.log(recordTable(records));
+        console.log(recordTable(records, opts.wide === true));
       } else {
         console.log('no delivery records match');
       }
@@ -98,7 +104,7 @@ export function registerLog(program: Command, context: () => CliContext): void {
 }
 
 /** Prints what is there (the newest FOLLOW_BACKLOG by default), then what is written, until SIGINT/SIGTERM or a closed pipe. */
-async function follow(store: Store, filter: RecordFilter, json: boolean): Promise<void> {
+async function follow(store: Store, filter: RecordFilter, json: boolean, table: Table): Promise<void> {
   let stopped = false;
   const stop = () => {
     stopped = true;
@@ -113,9 +119,11 @@ async function follow(store: Store, filter: RecordFilter, json: boolean): Promis
       for (const r of records) process.stdout.write(`${JSON.stringify(r)}\n`);
       return;
     }
-    const rows = records.map(recordRow);
-    widths = columnWidths(RECORD_COLUMNS, rows, widths);
-    if (header || rows.length) process.stdout.write(`${renderTable(RECORD_COLUMNS, rows, { header, widths })}\n`);
+    const rows = records.map(table.row);
+    // Columns grow as wider rows arrive (up to the fitted width), so the rows stay aligned.
+    widths = columnWidths(table.columns, rows, widths);
+    const fitted = table.width === null ? widths : fitWidths(table.columns, widths, table.width);
+    if (header || rows.length) process.stdout.write(`${renderTable(table.columns, fitCells(rows, fitted), { header, widths: fitted })}\n`);
   };
   let { records, cursor } = await store.logAfter(null, { ...filter, limit: filter.limit ?? FOLLOW_BACKLOG });
   print(records, true);
@@ -127,23 +135,63 @@ async function follow(store: Store, filter: RecordFilter, json: boolean): Promis
   }
 }
 
-const RECORD_COLUMNS: readonly Column[] = [
-  { header: 'TIME' },
-  { header: 'ID' },
-  { header: 'ATT', align: 'right' },
-  { header: 'RECIPIENT' },
-  { header: 'OUTCOME' },
-  { header: 'METHOD' },
-  { header: 'MX' },
-  { header: 'TLS' },
-  { header: 'SMTP' },
-  { header: 'RULE/MODE' },
-];
+/** One way to print records: its columns, a row per record, and the width it must fit (null: none). */
+interface Table {
+  readonly columns: readonly Column[];
+  readonly row: (r: LogRecord) => string[];
+  readonly width: number | null;
+}
 
-function recordRow(r: LogRecord): string[] {
+// Without --wide: what a reader of a delivery log needs. Recipient and the SMTP reply
+// give way first (min), the rest is short (times, ids, enum values).
+const FITTED: Table = {
+  columns: [
+    { header: 'TIME' },
+    { header: 'ID' },
+    { header: 'ATT', align: 'right' },
+    { header: 'RECIPIENT', min: 16 },
+    { header: 'OUTCOME' },
+    { header: 'METHOD' },
+    { header: 'TLS' },
+    { header: 'SMTP', min: 16 },
+  ],
+  row: (r) => {
+    const [time, id, attempt, recipient, outcome, method, , tls, smtp] = wideRow(r, false);
+    return [time!, id!, attempt!, recipient!, outcome!, method!, isDeliveryRecord(r) ? shortTls(r.tls) : tls!, smtp!];
+  },
+  width: TABLE_WIDTH,
+};
+
+const WIDE: Table = {
+  columns: [
+    { header: 'TIME' },
+    { header: 'ID' },
+    { header: 'ATT', align: 'right' },
+    { header: 'RECIPIENT' },
+    { header: 'OUTCOME' },
+    { header: 'METHOD' },
+    { header: 'MX' },
+    { header: 'TLS' },
+    { header: 'SMTP' },
+    { header: 'RULE/MODE' },
+  ],
+  row: (r) => wideRow(r, true),
+  width: null,
+};
+
+const tableFor = (wide: boolean): Table => (wide ? WIDE : FITTED);
+
+const isDeliveryRecord = (r: LogRecord): r is DeliveryRecord => !isOperatorRecord(r) && !isPortalRecord(r);
+
+/** Every column, each cell on one line of printable characters (`whole`: the user agent not shortened). */
+function wideRow(r: LogRecord, whole: boolean): string[] {
+  return rawRow(r, whole).map(printable);
+}
+
+function rawRow(r: LogRecord, whole: boolean): string[] {
   // Not an attempt: no attempt number, method, MX, TLS or rule; the reason column says who did what.
   if (isOperatorRecord(r)) return [isoSeconds(r.at), `${r.queueId}.${r.seq}`, '-', r.recipient, r.outcome, '-', '-', '-', `queue ${r.action} by ${r.operator}`, '-'];
-  if (isPortalRecord(r)) return [isoSeconds(r.at), `${r.queueId}.${r.seq}`, '-', r.recipient, r.outcome, 'portal', '-', '-', portalDetail(r), '-'];
+  if (isPortalRecord(r)) return [isoSeconds(r.at), `${r.queueId}.${r.seq}`, '-', r.recipient, r.outcome, 'portal', '-', '-', portalDetail(r, whole), '-'];
   return [
     isoSeconds(r.at),
     `${r.queueId}.${r.seq}`,
@@ -158,13 +206,34 @@ function recordRow(r: LogRecord): string[] {
   ];
 }
 
-export function recordTable(records: readonly LogRecord[]): string {
-  return renderTable(RECORD_COLUMNS, records.map(recordRow));
+/** `wide`: every column, nothing cut; else the columns that fit TABLE_WIDTH, long values cut with an ellipsis. */
+export function recordTable(records: readonly LogRecord[], wide = false): string {
+  const table = tableFor(wide);
+  const rows = records.map(table.row);
+  const natural = columnWidths(table.columns, rows);
+  const widths = table.width === null ? natural : fitWidths(table.columns, natural, table.width);
+  return renderTable(table.columns, fitCells(rows, widths), { widths });
+}
+
+/**
+ * Whitespace runs become one space and other control characters U+FFFD: a reply from
+ * a remote server (or an address) can neither break the table's lines nor send
+ * escape sequences to the operator's terminal.
+ */
+function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/\s+/g, ' ').replace(/[\u0000-\u001f\u007f-\u009f]/g, '\ufffd');
+}
+
+/** "TLSv1.3 ok", "TLSv1.2 fail" (the certificate not verified; --wide says why), or "-" for no TLS. */
+function shortTls(tls: DeliveryRecord['tls']): string {
+  return tls ? `${tls.protocol} ${tls.authorized ? 'ok' : 'fail'}` : '-';
 }
 
 /** "item <id>: by alice" or "item <id>: 203.0.113.7 Mozilla/5.0 (…) possibly automated" — what the event was and who caused it. */
-function portalDetail(r: PortalRecord): string {
-  const who = r.operator ? `by ${r.operator}` : [r.ip, r.userAgent && truncate(r.userAgent, USER_AGENT_WIDTH)].filter(Boolean).join(' ');
+function portalDetail(r: PortalRecord, whole: boolean): string {
+  const agent = r.userAgent && (whole ? r.userAgent : truncate(r.userAgent, USER_AGENT_WIDTH));
+  const who = r.operator ? `by ${r.operator}` : [r.ip, agent].filter(Boolean).join(' ');
   return [`item ${r.itemId}:`, who, r.detail].filter(Boolean).join(' ').replace(/:$/, '');
 }
 
@@ -181,12 +250,22 @@ function formatTls(tls: DeliveryRecord['tls']): string {
   return `${tls.protocol} ${tls.cipher} ${tls.bits}b verify=${verdict}`;
 }
 
-/** "250 2.0.0 Ok: queued as X", without repeating a code the response text already starts with. */
+/**
+ * "250 2.0.0 Ok: queued as X", without repeating a code the response text already starts
+ * with; the lines of a multi-line reply ("550-5.7.1 …") joined, the code said once.
+ */
 function formatSmtp(smtp: DeliveryRecord['smtp']): string {
-  let text = smtp.response.replace(/\s+/g, ' ').trim();
   const prefix = [smtp.code, smtp.enhanced].filter((p) => p !== null && p !== undefined).map(String);
-  for (const p of prefix) if (text.startsWith(`${p} `) || text === p) text = text.slice(p.length).trimStart();
-  return truncate([...prefix, text].filter(Boolean).join(' '), RESPONSE_WIDTH);
+  const text = smtp.response
+    .split(/\r?\n/)
+    .map((line) => {
+      let rest = line.replace(/\s+/g, ' ').trim();
+      for (const p of prefix) if (rest.startsWith(`${p} `) || rest.startsWith(`${p}-`) || rest === p) rest = rest.slice(p.length + 1).trimStart();
+      return rest;
+    })
+    .filter(Boolean)
+    .join(' ');
+  return [...prefix, text].filter(Boolean).join(' ');
 }
 
 function parseOutcome(value: string): LogOutcome {

@@ -26,12 +26,15 @@ import { registerUserCommands } from './user.ts';
 import { registerTokenCommands } from './token.ts';
 import { registerSuppressionCommands } from './suppression.ts';
 import { registerReport } from './report.ts';
+import { LINK_DEFAULT_CONFIG, registerSendmail, sendmailInvocation } from './sendmail.ts';
 import { registerWebhookCommands } from './webhooks.ts';
 import { registerAuditCommands } from './audit.ts';
 
 const DEFAULT_CONFIG_FILE = 'config/sealrelay.yaml';
 
 const env = process.env;
+// Called as a `sendmail` or `mailq` link, or as `sealrelay sendmail`: those arguments follow sendmail's rules (sendmail.ts).
+const invocation = sendmailInvocation(process.argv);
 // `sealrelay queue list | head`: a reader that goes away ends any command quietly.
 endQuietlyOnClosedPipe();
 // npm sets this for the commands its scripts run (`npm start`): there, npm's shell
@@ -40,7 +43,7 @@ if (env.npm_lifecycle_event) stopWithParent();
 const program = new Command('sealrelay')
   .description('SealRelay: outbound SMTP relay with per-recipient encryption policy and a TLS floor')
   .version(pkg.version)
-  .option('-c, --config <file>', 'config file (env SEALRELAY_CONFIG)', env.SEALRELAY_CONFIG || DEFAULT_CONFIG_FILE)
+  .option('-c, --config <file>', 'config file (env SEALRELAY_CONFIG)', env.SEALRELAY_CONFIG || (invocation.sendmail?.viaLink ? LINK_DEFAULT_CONFIG : DEFAULT_CONFIG_FILE))
   .showHelpAfterError('(run with --help for usage)')
   // Subcommands inherit this: every usage error reaches the catch below and exits 64.
   .exitOverride();
@@ -67,9 +70,10 @@ registerTokenCommands(program, context);
 registerWebhookCommands(program, context);
 registerAuditCommands(program, context);
 registerSuppressionCommands(program, context);
+registerSendmail(program, context, invocation.sendmail?.args ?? []);
 
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(invocation.argv);
 } catch (err) {
   process.exitCode = exitCodeFor(err);
 }

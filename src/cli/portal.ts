@@ -105,7 +105,8 @@ export function registerPortalCommands(program: Command, context: () => CliConte
         }
         console.log(itemDetails(item, now));
         console.log();
-        console.log(records.length ? `records:\n${recordTable(records)}` : 'records: none');
+        // One item's detail: every fact in full (the IP and user agent of each view), as `log --wide`.
+        console.log(records.length ? `records:\n${recordTable(records, true)}` : 'records: none');
       });
     });
 

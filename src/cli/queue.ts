@@ -9,13 +9,15 @@
 // duplicates (DESIGN: after a crash a message may be delivered twice, and that is counted).
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
-import type { AuditAction } from '../events/audit/entry.ts';
-import { createLogger, type LogEvent } from '../log.ts';
+import { createLogger } from '../log.ts';
 import type { OperatorAction, QueueEntry, QueueStats, Store } from '../store/store.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { recordTable } from './log.ts';
 import { auditCommand, currentOperator } from './operator.ts';
+import { ACTION_EVENTS, AUDIT_ACTIONS } from './queue-actions.ts';
+import { listSelected, runQueueAction, type ActionOptions, type QueueView } from './queue-bulk.ts';
+import { addSelectionOptions, hasFilters, TARGET_HELP, type SelectionOptions } from './queue-select.ts';
 import { renderTable, truncate } from './table.ts';
 import { formatDuration, formatRelative, isoSeconds } from './time.ts';
 
@@ -30,50 +32,21 @@ const LAST_ERROR_WIDTH = 50;
 
 type Recipient = QueueEntry['recipients'][number];
 
-/** The log event of each operator action. */
-const ACTION_EVENTS = {
-  delete: 'queue.deleted',
-  hold: 'queue.held',
-  release: 'queue.released',
-  flush: 'queue.flushed',
-} as const satisfies Record<OperatorAction, LogEvent>;
-
-/** The audit action of each operator action. */
-const AUDIT_ACTIONS = {
-  delete: 'queue.delete',
-  hold: 'queue.hold',
-  release: 'queue.release',
-  flush: 'queue.flush',
-} as const satisfies Record<OperatorAction, AuditAction>;
+/** How the bulk actions (queue-bulk.ts) show what they select: as `queue list` does. */
+const VIEW: QueueView = { table: (entries, now) => queueTable(entries, now), footer: (stats) => queueFooter(stats) };
 
 export function registerQueueCommands(program: Command, context: () => CliContext): void {
   const queue = program.command('queue').description('list and act on queued messages (default: list)');
 
-  queue
-    .command('list', { isDefault: true })
-    .description('list queued messages (like postqueue -p)')
-    .option('--json', 'one JSON queue entry per line')
-    .option('--limit <n>', `the oldest n messages (0: all; default ${DEFAULT_LIST_LIMIT})`, parseLimit, DEFAULT_LIST_LIMIT)
-    .action(async (opts: { json?: boolean; limit: number }) => {
-      const { entries, stats } = await withStore(readConfig(context()), async (store) => {
-        const listed = { entries: await store.listQueue(opts.limit ? { limit: opts.limit } : {}), stats: await store.queueStats() };
-        await auditCommand(store, 'queue.read', 'list', `${listed.entries.length} messages`);
-        return listed;
-      });
-      if (opts.json) {
-        for (const e of entries) console.log(JSON.stringify(e));
-        return;
-      }
-      if (!entries.length) {
-        // The possible duplicates outlive the messages they belonged to.
-        console.log(stats.possibleDuplicates ? `queue is empty; ${duplicatesNote(stats.possibleDuplicates)}` : 'queue is empty');
-        return;
-      }
-      console.log(queueTable(entries, Date.now()));
-      console.log();
-      if (entries.length < stats.messages) console.log(`(the oldest ${entries.length} of ${stats.messages} messages; --limit 0 lists all)`);
-      console.log(queueFooter(stats));
-    });
+  addSelectionOptions(
+    queue
+      .command('list [target]', { isDefault: true })
+      .description('list queued messages (like postqueue -p); with a queue id prefix or filters, those that match')
+      .option('--json', 'one JSON queue entry per line')
+      .option('--limit <n>', `the oldest n messages (0: all; default ${DEFAULT_LIST_LIMIT})`, parseLimit, DEFAULT_LIST_LIMIT),
+  ).action((target: string | undefined, opts: SelectionOptions & { json?: boolean; limit: number }) =>
+    target !== undefined || hasFilters(opts) ? listSelected(context(), target, opts, VIEW) : listQueue(context(), opts),
+  );
 
   queue
     .command('stats')
@@ -102,41 +75,72 @@ export function registerQueueCommands(program: Command, context: () => CliContex
         console.log();
         console.log(recipientTable(entry.recipients, now));
         console.log();
-        console.log(records.length ? `delivery records:\n${recordTable(records)}` : 'delivery records: none yet');
+        // One message's detail: every fact in full, as `log --wide`.
+        console.log(records.length ? `delivery records:\n${recordTable(records, true)}` : 'delivery records: none yet');
       });
     });
 
-  queue
-    .command('flush [id]')
-    .description('make waiting recipients due now (all messages when no id)')
-    .action(async (id: string | undefined) => {
-      const n = await act(context(), 'flush', id ?? null, (store, operator) => store.flush(id ?? null, operator));
-      console.log(`flushed ${plural(n, 'recipient')}${id ? ` of ${id}` : ''}`);
-    });
+  actionCommand(queue, 'flush [target]', 'make waiting recipients due now (like postqueue -f; with --domain, postqueue -s); the whole queue when no target').action(
+    (target: string | undefined, opts: ActionOptions) =>
+      runQueueAction(context(), 'flush', target, opts, VIEW, async (id) => {
+        const n = await act(context(), 'flush', id, (store, operator) => store.flush(id, operator));
+        console.log(`flushed ${plural(n, 'recipient')}${id ? ` of ${id}` : ''}`);
+      }),
+  );
 
-  queue
-    .command('hold <id>')
-    .description('keep a message from being tried until it is released')
-    .action(async (id: string) => {
-      const n = await act(context(), 'hold', id, (store, operator) => store.hold(id, operator));
-      console.log(`held ${plural(n, 'recipient')} of ${id}`);
-    });
+  actionCommand(queue, 'hold [target]', 'keep messages from being tried until they are released (like postsuper -h)').action(
+    (target: string | undefined, opts: ActionOptions) =>
+      runQueueAction(context(), 'hold', target, opts, VIEW, async (id) => {
+        const n = await act(context(), 'hold', id, (store, operator) => store.hold(id!, operator));
+        console.log(`held ${plural(n, 'recipient')} of ${id}`);
+      }),
+  );
 
-  queue
-    .command('release <id>')
-    .description('release a held message; it is due at once')
-    .action(async (id: string) => {
-      const n = await act(context(), 'release', id, (store, operator) => store.releaseHold(id, operator));
-      console.log(`released ${plural(n, 'recipient')} of ${id}`);
-    });
+  actionCommand(queue, 'release [target]', 'release held messages; they are due at once (like postsuper -H)').action(
+    (target: string | undefined, opts: ActionOptions) =>
+      runQueueAction(context(), 'release', target, opts, VIEW, async (id) => {
+        const n = await act(context(), 'release', id, (store, operator) => store.releaseHold(id!, operator));
+        console.log(`released ${plural(n, 'recipient')} of ${id}`);
+      }),
+  );
 
-  queue
-    .command('delete <id>')
-    .description('remove a message from the queue without delivering or bouncing it (like postsuper -d)')
-    .action(async (id: string) => {
-      const n = await act(context(), 'delete', id, (store, operator) => store.deleteEntry(id, operator));
-      console.log(`deleted ${id}: ${plural(n, 'recipient')} removed`);
-    });
+  actionCommand(queue, 'delete [target]', 'remove messages from the queue without delivering or bouncing them (like postsuper -d)').action(
+    (target: string | undefined, opts: ActionOptions) =>
+      runQueueAction(context(), 'delete', target, opts, VIEW, async (id) => {
+        const n = await act(context(), 'delete', id, (store, operator) => store.deleteEntry(id!, operator));
+        console.log(`deleted ${id}: ${plural(n, 'recipient')} removed`);
+      }),
+  );
+}
+
+/** An action that takes a target (TARGET_HELP), the filters and --dry-run. */
+function actionCommand(queue: Command, nameAndArgs: string, description: string): Command {
+  return addSelectionOptions(queue.command(nameAndArgs).description(`${description}\ntarget: ${TARGET_HELP}`)).option(
+    '--dry-run',
+    'show what would change, and change nothing',
+  );
+}
+
+/** `queue list`, and `mailq` / `sendmail -bp` (sendmail.ts): the oldest `limit` messages (0: all) and the totals. */
+export async function listQueue(ctx: CliContext, opts: { json?: boolean; limit: number } = { limit: DEFAULT_LIST_LIMIT }): Promise<void> {
+  const { entries, stats } = await withStore(readConfig(ctx), async (store) => {
+    const listed = { entries: await store.listQueue(opts.limit ? { limit: opts.limit } : {}), stats: await store.queueStats() };
+    await auditCommand(store, 'queue.read', 'list', `${listed.entries.length} messages`);
+    return listed;
+  });
+  if (opts.json) {
+    for (const e of entries) console.log(JSON.stringify(e));
+    return;
+  }
+  if (!entries.length) {
+    // The possible duplicates outlive the messages they belonged to.
+    console.log(stats.possibleDuplicates ? `queue is empty; ${duplicatesNote(stats.possibleDuplicates)}` : 'queue is empty');
+    return;
+  }
+  console.log(queueTable(entries, Date.now()));
+  console.log();
+  if (entries.length < stats.messages) console.log(`(the oldest ${entries.length} of ${stats.messages} messages; --limit 0 lists all)`);
+  console.log(queueFooter(stats));
 }
 
 /**
@@ -201,11 +205,12 @@ export function queueTable(entries: readonly QueueEntry[], now: number): string 
   );
 }
 
-/** "held" when every waiting recipient is held, "active" while a worker is trying one. */
+/** "held" when every waiting recipient is held, "active" while a worker is trying one, "deferred" when every one was tried (as `--state` names them). */
 function entryState(pending: readonly Recipient[], now: number): string {
   if (pending.length && pending.every((r) => r.state === 'held')) return 'held';
   if (pending.some((r) => r.leasedUntil !== null && r.leasedUntil > now)) return 'active';
   if (pending.some((r) => r.state === 'held')) return 'partly held';
+  if (pending.length && pending.every((r) => r.attempts > 0)) return 'deferred';
   return 'queued';
 }
 

@@ -11,7 +11,7 @@
 // relay's commits. Bad --since, --until, --split, --bucket or --tz exit 64.
 import { Option, type Command } from 'commander';
 import { reportToCsv } from '../reporting/csv.ts';
-import { parseReportQuery, REPORT_BUCKETS, REPORT_SPLITS, runReport, type Report, type ReportFigures, type ReportQuery } from '../reporting/report.ts';
+import { DEFAULT_REPORT_TOP, parseReportQuery, REPORT_BUCKETS, REPORT_SPLITS, runReport, type Report, type ReportFigures, type ReportQuery } from '../reporting/report.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
 import { auditCommand } from './operator.ts';
@@ -33,6 +33,7 @@ interface ReportOptions {
   tz: string;
   format: Format;
   includeAutomated?: boolean;
+  top?: string;
 }
 
 export function registerReport(program: Command, context: () => CliContext): void {
@@ -46,6 +47,7 @@ export function registerReport(program: Command, context: () => CliContext): voi
     .option('--tz <zone>', 'IANA time zone of the buckets (default: this machine\'s)', Intl.DateTimeFormat().resolvedOptions().timeZone)
     .addOption(new Option('--format <format>', 'output format').choices(FORMATS).default('table'))
     .option('--include-automated', 'count opens, clicks and unsubscribes made by machines (image proxies, link scanners) too')
+    .option('--top <n>', `with --split and --bucket: the n values with the most queued shown one by one, the rest summed as "(other)"; all: every value (default ${DEFAULT_REPORT_TOP})`)
     .action(async (opts: ReportOptions) => {
       const query = toQuery(opts);
       const config = readConfig(context());
@@ -62,7 +64,7 @@ export function registerReport(program: Command, context: () => CliContext): voi
 
 function toQuery(opts: ReportOptions): ReportQuery {
   try {
-    return parseReportQuery({ since: opts.since, until: opts.until, split: opts.split, bucket: opts.bucket, tz: opts.tz, includeAutomated: opts.includeAutomated === true });
+    return parseReportQuery({ since: opts.since, until: opts.until, split: opts.split, bucket: opts.bucket, tz: opts.tz, includeAutomated: opts.includeAutomated === true, ...(opts.top === undefined ? {} : { top: opts.top }) });
   } catch (err) {
     if (err instanceof TypeError) throw new CliError(EXIT.USAGE, err.message.replace(/^report: /, ''));
     throw err;
@@ -119,11 +121,11 @@ function partTable(report: Report, part: Part): string {
     ...(report.bucket === 'none' ? [] : [{ header: report.bucket.toUpperCase() }]),
   ];
   const columns: Column[] = [...lead, ...part.columns.map((c) => ({ ...c, align: 'right' as const }))];
-  const leadCells = (key: string | null, bucket: string | null): string[] => [
-    ...(report.split === 'none' ? [] : [key === null ? '(none)' : printable(key)]),
+  const leadCells = (key: string | null, bucket: string | null, other: boolean): string[] => [
+    ...(report.split === 'none' ? [] : [other ? '(other)' : key === null ? '(none)' : printable(key)]),
     ...(report.bucket === 'none' ? [] : [bucket === null ? '' : bucketLabel(report, bucket)]),
   ];
-  let rows = report.rows.map((r) => [...leadCells(r.key, r.bucket), ...part.cells(r)]);
+  let rows = report.rows.map((r) => [...leadCells(r.key, r.bucket, r.other === true), ...part.cells(r)]);
   const total = [...lead.map((_, i) => (i === 0 ? 'TOTAL' : '')), ...part.cells(report.total)];
   if (report.split !== 'none') {
     // Cut the split value so that the table fits.

@@ -5,7 +5,8 @@
 //                     A second signal exits 1 at once, for an operator who will not wait
 //                     (one within a second of the first is the same stop delivered twice).
 //   SIGHUP            re-read the config file; a config with problems is logged
-//                     (relay.reload_failed) and the running config stays.
+//                     (relay.reload_failed) and the running config stays. A log
+//                     file (logging.file) is opened again by its name first.
 //
 // Before starting (and before each reload) the config is tried as `config check`
 // tries it (try-config.ts): a missing certificate, key or domains file is a config
@@ -20,6 +21,7 @@ import { lookAt, watchForEdits } from '../config/file-watch.ts';
 import { ConfigError, formatProblem, loadConfigFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { openLogDestination } from '../log-destination.ts';
+import { openLogFile, reopenLog } from '../log-file.ts';
 import { createLogger, type Logger } from '../log.ts';
 import type { CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
@@ -46,7 +48,9 @@ export function registerStart(program: Command, context: () => CliContext): void
       const config = await readAndTry(ctx, devCert);
       // Asynchronous, and a log that cannot be written (full disk, closed pipe) never
       // stops the relay: it says so on stderr and catches up later (log-destination.ts).
-      const destination = openLogDestination({ backlogBytes: config.logging.backlog_bytes });
+      // Likewise a log file (logging.file, log-file.ts); SIGHUP reopens it, for logrotate.
+      const { file, rotate, backlog_bytes: backlogBytes } = config.logging;
+      const destination = file === null ? openLogDestination({ backlogBytes }) : await openLogFile({ file, rotate, backlogBytes });
       const logger = createLogger(config.logging.level, destination);
       const exit = (code: number): never => {
         destination.flushSync();
@@ -122,6 +126,8 @@ export function registerStart(program: Command, context: () => CliContext): void
       if (early) stop(early);
       else if (reloadAsked) reloads = reloads.then(reload);
       process.on('SIGHUP', () => {
+        // At once, whatever the config: logrotate has just moved the file away.
+        reopenLog(destination);
         reloads = reloads.then(reload);
       });
       // Editing the config file reloads it too (an invalid edit is refused, as on SIGHUP);

@@ -1,6 +1,9 @@
 // `sealrelay store keys`: how many queued body parts each key of store.encryption
 // seals (and how many are in the clear), so an operator knows when an old key may go.
 //
+// `sealrelay store prune [--dry-run]`: retention now (store/retention.ts), counts per
+// kind; audited when it deleted anything.
+//
 // `sealrelay store backup FILE`: a consistent copy of the store made while the relay
 // runs (SQLite's online backup API, through the store), written to a new file of
 // mode 0600 — it holds queued messages and delivery records, which name patients —
@@ -14,9 +17,13 @@ import Database from 'better-sqlite3';
 import type { Command } from 'commander';
 import { readConfig, withStore, type CliContext } from './context.ts';
 import { CliError, EXIT } from './exit.ts';
+import { currentOperator } from './operator.ts';
+import { fitField, type AuditInput } from '../events/audit/entry.ts';
+import { PRUNE_KINDS } from '../store/store.ts';
+import { countPrunable, pruneAll, pruneAudit, PruneError, RETENTION_SETTING, retentionCutoffs, totalOf, type PruneCounts } from '../store/retention.ts';
 
 export function registerStoreCommands(program: Command, context: () => CliContext): void {
-  const store = program.command('store').description('the store itself: body encryption keys in use, backups');
+  const store = program.command('store').description('the store itself: body encryption keys in use, retention, backups');
   store
     .command('keys')
     .description('how many queued body parts each store.encryption key seals (and how many are stored in the clear)')
@@ -28,6 +35,34 @@ export function registerStoreCommands(program: Command, context: () => CliContex
       for (const k of inUse) {
         const note = k.keyId === null ? 'in the clear (queued before a key was set)' : `${listed.has(k.keyId) ? '' : 'NOT LISTED in store.encryption.keys; '}${k.keyId === config.store.encryption.current_key ? 'current' : 'older key'}`;
         console.log(`${(k.keyId ?? '(none)').padEnd(20)} ${String(k.parts).padStart(8)} part(s)  ${note}`);
+      }
+    });
+  store
+    .command('prune')
+    .description('delete delivery records, events and erased portal items older than retention allows (what the relay does every retention.interval_seconds)')
+    .option('--dry-run', 'count what would be deleted; change nothing')
+    .action(async (opts: { dryRun?: boolean }) => {
+      const config = readConfig(context());
+      const cutoffs = retentionCutoffs(config.retention);
+      const dry = opts.dryRun === true;
+      const counts = await withStore(config, async (s) => {
+        if (dry) return countPrunable(s, cutoffs);
+        let pruned: PruneCounts;
+        try {
+          pruned = await pruneAll(s, cutoffs);
+        } catch (err) {
+          // Batches before the failure are gone all the same: recorded, then the failure reported.
+          if (err instanceof PruneError && totalOf(err.pruned)) await s.appendAudit(pruneAudit(operatorActor(), err.pruned, cutoffs));
+          throw new CliError(EXIT.FAILURE, `prune failed: ${(err as Error).message}`);
+        }
+        if (totalOf(pruned)) await s.appendAudit(pruneAudit(operatorActor(), pruned, cutoffs));
+        return pruned;
+      });
+      for (const kind of PRUNE_KINDS) {
+        const setting = `retention.${RETENTION_SETTING[kind]}`;
+        const before = cutoffs[kind];
+        const what = before === null ? `kept (${setting}: null)` : `${dry ? 'would be deleted' : 'deleted'}: older than ${new Date(before).toISOString()} (${setting}: ${config.retention[RETENTION_SETTING[kind]]})`;
+        console.log(`${kind.padEnd(14)} ${String(counts[kind]).padStart(10)}  ${what}`);
       }
     });
   store
@@ -52,6 +87,9 @@ export function registerStoreCommands(program: Command, context: () => CliContex
       }
     });
 }
+
+/** The OS user running the command, as the audit trail names them. */
+const operatorActor = (): AuditInput['actor'] => ({ kind: 'os-user', name: fitField(currentOperator()) });
 
 /** Opens the copy read-only and runs SQLite's integrity check; what it holds, for the operator. */
 function check(path: string): string {

@@ -5,6 +5,8 @@
 export interface Column {
   readonly header: string;
   readonly align?: 'left' | 'right';
+  /** fitWidths may narrow this column down to `min` characters first; the others only if that is not enough. */
+  readonly min?: number;
 }
 
 const GAP = '  ';
@@ -37,4 +39,31 @@ export function renderTable(
 export function truncate(text: string, max: number): string {
   const flat = text.replace(/\s+/g, ' ').trim();
   return flat.length <= max ? flat : `${flat.slice(0, Math.max(0, max - 1)).trimEnd()}…`;
+}
+
+/**
+ * Widths (from columnWidths) narrowed until a line, gaps included, is at most `maxWidth`:
+ * the widest of the columns with a `min` loses a character at a time, down to its min;
+ * if that is not enough, down to its header's width; only then the other columns too.
+ */
+export function fitWidths(columns: readonly Column[], widths: readonly number[], maxWidth: number): number[] {
+  const fitted = [...widths];
+  const total = () => fitted.reduce((a, b) => a + b, 0) + GAP.length * (columns.length - 1);
+  const header = (c: Column) => Math.max(1, c.header.length);
+  for (const floor of [(c: Column) => c.min ?? Infinity, (c: Column) => (c.min === undefined ? Infinity : header(c)), header]) {
+    while (total() > maxWidth) {
+      let widest = -1;
+      columns.forEach((c, i) => {
+        if (fitted[i]! > floor(c) && (widest < 0 || fitted[i]! > fitted[widest]!)) widest = i;
+      });
+      if (widest < 0) break;
+      fitted[widest]! -= 1;
+    }
+  }
+  return fitted;
+}
+
+/** Each cell cut to its column's width (from fitWidths), the cut marked with an ellipsis. */
+export function fitCells(rows: readonly (readonly string[])[], widths: readonly number[]): string[][] {
+  return rows.map((r) => r.map((cell, i) => (cell.length > (widths[i] ?? Infinity) ? truncate(cell, widths[i]!) : cell)));
 }

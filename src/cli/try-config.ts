@@ -70,6 +70,7 @@ export async function tryConfig(loaded: LoadedConfig, opts: TryOptions = {}): Pr
   const { webhookSecretProblems } = await import('../events/webhooks/signing.ts');
   for (const err of webhookSecretProblems(config.webhooks, opts.env ?? {})) problems.push(loaded.problem(err.path, err.reason));
   await attempt(['store', 'path'], () => checkStorePath(config.store.path));
+  if (config.logging.file !== null) await attempt(['logging', 'file'], () => checkLogFile(config.logging.file!));
   return problems.sort((a, b) => (a.file === b.file ? (a.line ?? 0) - (b.line ?? 0) : a.file === loaded.file ? -1 : 1));
 }
 
@@ -137,6 +138,22 @@ function checkStorePath(path: string): void {
     accessSync(dir, constants.W_OK);
   } catch {
     throw new Error(`${path}: cannot create or write in ${dir}`);
+  }
+}
+
+/** The log file's directory exists (it is not made: a typo would log somewhere unwatched) and is writable; the file, if there, is a file. */
+function checkLogFile(path: string): void {
+  const dir = dirname(path);
+  if (!existsSync(dir)) throw new Error(`${path}: directory ${dir} does not exist (create it, owned by the relay's user)`);
+  if (!statSync(dir).isDirectory()) throw new Error(`${path}: ${dir} is not a directory`);
+  if (existsSync(path) && !statSync(path).isFile()) throw new Error(`${path}: not a file`);
+  // Rotation begins new files there; an existing file is appended to.
+  for (const target of existsSync(path) ? [dir, path] : [dir]) {
+    try {
+      accessSync(target, constants.W_OK);
+    } catch {
+      throw new Error(`${path}: cannot write ${target === path ? 'the file' : `in ${dir}`}`);
+    }
   }
 }
 

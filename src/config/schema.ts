@@ -234,6 +234,12 @@ const retrySchema = z
   })
   .strict();
 
+/**
+ * An age in days past which retention prunes, or null: keep. 400 days by default: a year
+ * of evidence for the yearly review and audit, with a month to spare (README, Retention).
+ */
+const retentionDays = z.number().int().min(1).max(36500).nullable().default(400);
+
 export const configSchema = z
   .object({
     server: z
@@ -271,6 +277,22 @@ export const configSchema = z
             if (e.current_key !== null && !ids.has(e.current_key)) ctx.addIssue({ code: 'custom', path: ['current_key'], message: `no key with id ${e.current_key} in store.encryption.keys` });
           })
           .prefault({}),
+      })
+      .strict()
+      .prefault({}),
+    /**
+     * How long the store keeps what is left of finished messages (store/retention.ts).
+     * A message's body goes with its last recipient's final outcome, always; these
+     * ages are for the evidence of how it travelled. null keeps that kind for ever.
+     */
+    retention: z
+      .object({
+        /** The delivery log (attempt records, operator actions, portal events) and erased portal items' metadata, in days. */
+        records_days: retentionDays,
+        /** Events (what webhooks, metrics and the dashboard read; reports read their own counts), in days. */
+        events_days: retentionDays,
+        /** How often the running relay prunes, in seconds (and once at start). */
+        interval_seconds: z.number().int().min(60).max(7 * 86400).default(3600),
       })
       .strict()
       .prefault({}),
@@ -632,8 +654,28 @@ export const configSchema = z
          * pipe); past this, lines are dropped and counted (log-destination.ts). Read at start.
          */
         backlog_bytes: z.number().int().min(16 * 1024).default(4 * 1024 * 1024),
+        /**
+         * Where the log goes: null, stdout (journald, Docker); a path, that file, mode 0640, in
+         * a directory that must exist. Reopened on SIGHUP, for logrotate (log-file.ts). Read at start.
+         */
+        file: z.string().min(1).nullable().default(null),
+        /** Rotation of logging.file by pino-roll: by size, by time or both; files numbered NAME.1.log, NAME.2.log… */
+        rotate: z
+          .object({
+            /** A file is closed and the next one begun once it holds this many bytes; null: no size limit. */
+            max_bytes: z.number().int().min(1024).nullable().default(null),
+            /** A new file each hour or each day (local time); null: not by time. */
+            every: z.enum(['hourly', 'daily']).nullable().default(null),
+            /** Files kept, the one being written included; older ones are removed at each rotation. */
+            keep: z.number().int().min(1).max(1000).default(10),
+          })
+          .strict()
+          .nullable()
+          .default(null),
       })
       .strict()
+      .refine((l) => l.rotate === null || l.file !== null, { path: ['rotate'], message: 'rotation needs logging.file (stdout is not rotated)' })
+      .refine((l) => l.rotate === null || l.rotate.max_bytes !== null || l.rotate.every !== null, { path: ['rotate'], message: 'set max_bytes, every or both' })
       .prefault({}),
   })
   .strict()

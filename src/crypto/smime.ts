@@ -29,6 +29,11 @@
 // certificate). And it holds the content as several binary-string copies (about
 // 120 MB of RSS for a 5 MB message); here the ciphertext is written straight into
 // the one buffer that becomes the DER, and only the base64 text is a second copy.
+// PKI.js, the maintained CMS library, would not keep the algorithms: it encrypts
+// through WebCrypto, which has RSA-OAEP but no PKCS#1 v1.5 encryption, and its
+// EnvelopedData.encrypt() swallows a failed key transport, leaving a recipient with
+// no key. It also encrypts one whole buffer into another and then serialises the tree
+// again. test/crypto/smime-der.test.ts holds our DER to OpenSSL's own encoder instead.
 //
 // What is refused with an SmimeCertError: recipients and signers whose key is not
 // RSA. forge reads only RSA public keys from certificates, and the EC structures
@@ -238,7 +243,9 @@ function signedData(contentDigest: Buffer, key: KeyObject, cert: Certificate, ch
 
   // SHA-2 algorithm identifiers carry no parameters (RFC 5754 §2); rsaEncryption carries NULL (RFC 3370 §3.2).
   const signerInfo = tlv(0x30, integer(1), cert.issuerAndSerial, algorithm(OID.sha256), tlv(0xa0, ...attributes), algorithm(OID.rsaEncryption, NULL), tlv(0x04, signature));
-  const content = tlv(0x30, integer(1), tlv(0x31, algorithm(OID.sha256)), tlv(0x30, oid(OID.data)), tlv(0xa0, cert.der, ...chain), tlv(0x31, signerInfo));
+  // certificates is a SET OF as well: DER-sorted like the attributes (the signer is found by issuerAndSerial, not by position).
+  const certificates = tlv(0xa0, ...[cert.der, ...chain].sort(Buffer.compare));
+  const content = tlv(0x30, integer(1), tlv(0x31, algorithm(OID.sha256)), tlv(0x30, oid(OID.data)), certificates, tlv(0x31, signerInfo));
   return tlv(0x30, oid(OID.signedData), tlv(0xa0, content));
 }
 

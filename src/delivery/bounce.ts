@@ -16,14 +16,14 @@ export interface Bounce {
   readonly reported: number;
 }
 
-export function bounceFor(job: Job, failed: readonly RecipientResult[], body: Buffer, hostname: string): Bounce | null {
+export async function bounceFor(job: Job, failed: readonly RecipientResult[], body: Buffer, hostname: string): Promise<Bounce | null> {
   if (job.sender === '') return null;
   // RFC 3461 §4.1: a recipient submitted with NOTIFY that leaves out FAILURE (NEVER, or only SUCCESS/DELAY) gets no failure DSN.
   const bounced = failed.filter((r) => wantsFailureNotice(r.item.dsn.notify));
   if (!bounced.length) return null;
   const queueId = newQueueId();
   const first = bounced[0]!.item;
-  const dsn = buildBounce({
+  const dsn = await buildBounce({
     reportingMta: hostname,
     originalSender: job.sender,
     queueId: job.queueId,

@@ -1,4 +1,6 @@
-// Bounces: RFC 3464 delivery status notifications in an RFC 6522 multipart/report.
+// Bounces: RFC 3464 delivery status notifications in an RFC 6522 multipart/report,
+// composed by nodemailer's MailComposer (MIME structure, boundaries, header
+// encoding and folding, transfer encodings); what goes into the report is decided here.
 //
 // Policy:
 // - three parts: a human-readable text, the machine-readable message/delivery-status,
@@ -9,6 +11,12 @@
 // - from MAILER-DAEMON at our host name, to the original sender, sent by the caller with
 //   the null envelope sender so that a bounce never bounces (RFC 5321 §4.5.5);
 // - Auto-Submitted: auto-replied (RFC 3834 §5), so responders stay quiet.
+//
+// The header block goes in as a pre-built part (MailComposer's `raw`), byte for byte
+// and labelled 8bit when it has 8-bit bytes, as Postfix sends it: MailComposer would
+// re-encode a text/* part with 8-bit bytes or lines over 76 characters as
+// quoted-printable or base64, and bounce processors read this part as it is to find the
+// original Message-ID.
 import crypto from 'node:crypto';
 
 export interface BounceFailure {
@@ -85,39 +93,8 @@ function originalRecipient(orcpt: string): string {
   return fieldValue(semi < 0 ? `rfc822; ${orcpt}` : `${orcpt.slice(0, semi).trim()}; ${orcpt.slice(semi + 1).trim()}`);
 }
 
-export function buildBounce(input: BounceInput): Bounce {
-  if (!input.reportingMta) throw new TypeError('a bounce needs the reporting MTA');
-  if (!input.originalSender) throw new TypeError('a bounce needs a sender to go to (never bounce a bounce)');
-  if (!input.failures.length) throw new TypeError('a bounce needs at least one failed recipient');
-  assertHeaderSafe('reportingMta', input.reportingMta);
-  assertHeaderSafe('originalSender', input.originalSender);
-  for (const f of input.failures) {
-    assertHeaderSafe('recipient', f.recipient);
-    if (!/^[245]\.\d{1,3}\.\d{1,3}$/.test(f.status)) throw new RangeError(`not an enhanced status code: ${f.status}`);
-  }
-
-  const date = input.date ?? new Date();
-  const messageId = `<${input.queueId}.${date.getTime().toString(36)}.${crypto.randomBytes(6).toString('hex')}@${input.reportingMta}>`;
-  const headers = headerBlockOnly(input.originalHeaders);
-  // bounce.ts reads the stored message as latin1, so chars up to U+00FF are bytes: write them back as such.
-  const headerBytes = Buffer.from(headers, [...headers].some((ch) => ch.codePointAt(0)! > 0xff) ? 'utf8' : 'latin1');
-  const eightBit = headerBytes.some((byte) => byte > 0x7f);
-
-  let boundary: string;
-  do boundary = `=_sealrelay_${crypto.randomBytes(12).toString('hex')}`;
-  while (headerBytes.includes(boundary));
-
-  const human = [
-    `This is the mail system at host ${input.reportingMta}.`,
-    '',
-    'Your message could not be delivered to one or more recipients.',
-    'It will not be retried. The reasons are below.',
-    '',
-    ...input.failures.map((f) => `<${f.recipient}>: ${f.remoteMta ? `host ${f.remoteMta} said: ` : ''}${fieldValue(f.diagnostic)}`),
-    '',
-    'The headers of your message are attached; its content is not.',
-  ];
-
+/** The message/delivery-status body (RFC 3464 §2.1): per-message fields, then one blank-line-separated group per recipient. */
+function deliveryStatus(input: BounceInput): string {
   const perMessage = [
     ...(input.envelopeId ? [`Original-Envelope-Id: ${fieldValue(input.envelopeId)}`] : []),
     `Reporting-MTA: dns; ${input.reportingMta}`,
@@ -136,43 +113,81 @@ export function buildBounce(input: BounceInput): Bounce {
       `Diagnostic-Code: ${/^\d{3}[ -]/.test(f.diagnostic.trim()) ? 'smtp' : 'X-SealRelay'}; ${fieldValue(f.diagnostic)}`,
     ].join(CRLF),
   );
+  return [perMessage.join(CRLF), ...perRecipient].join(CRLF + CRLF) + CRLF;
+}
 
+function notification(input: BounceInput): string {
+  return [
+    `This is the mail system at host ${input.reportingMta}.`,
+    '',
+    'Your message could not be delivered to one or more recipients.',
+    'It will not be retried. The reasons are below.',
+    '',
+    ...input.failures.map((f) => `<${f.recipient}>: ${f.remoteMta ? `host ${f.remoteMta} said: ` : ''}${fieldValue(f.diagnostic)}`),
+    '',
+    'The headers of your message are attached; its content is not.',
+    '',
+  ].join(CRLF);
+}
+
+/** The text/rfc822-headers part, headers included, as the bytes the original had. */
+function headersPart(originalHeaders: string): Buffer {
+  const headers = headerBlockOnly(originalHeaders);
+  // bounce.ts reads the stored message as latin1, so chars up to U+00FF are bytes: write them back as such.
+  const bytes = Buffer.from(headers, [...headers].some((ch) => ch.codePointAt(0)! > 0xff) ? 'utf8' : 'latin1');
   const head = [
-    `From: Mail Delivery System <MAILER-DAEMON@${input.reportingMta}>`,
-    `To: <${input.originalSender}>`,
-    `Subject: ${SUBJECT}`,
-    `Date: ${rfc5322Date(date)}`,
-    `Message-ID: ${messageId}`,
-    'Auto-Submitted: auto-replied',
-    'MIME-Version: 1.0',
-    `Content-Type: multipart/report; report-type=delivery-status;${CRLF}\tboundary="${boundary}"`,
-    '',
-    'This is a MIME-encapsulated message.',
-    '',
-    `--${boundary}`,
-    'Content-Type: text/plain; charset=us-ascii',
-    'Content-Description: Notification',
-    '',
-    ...human,
-    '',
-    `--${boundary}`,
-    'Content-Type: message/delivery-status',
-    'Content-Description: Delivery report',
-    '',
-    // RFC 3464 §2.1: per-message fields, then one blank-line-separated group per recipient.
-    [perMessage.join(CRLF), ...perRecipient].join(CRLF + CRLF),
-    '',
-    `--${boundary}`,
     'Content-Type: text/rfc822-headers',
     'Content-Description: Undelivered Message Headers',
-    ...(eightBit ? ['Content-Transfer-Encoding: 8bit'] : []),
+    ...(bytes.some((byte) => byte > 0x7f) ? ['Content-Transfer-Encoding: 8bit'] : []),
     '',
     '',
   ].join(CRLF);
-  const tail = `${CRLF}${CRLF}--${boundary}--${CRLF}`;
+  return Buffer.concat([Buffer.from(head, 'latin1'), bytes, Buffer.from(CRLF, 'latin1')]);
+}
+
+export async function buildBounce(input: BounceInput): Promise<Bounce> {
+  if (!input.reportingMta) throw new TypeError('a bounce needs the reporting MTA');
+  if (!input.originalSender) throw new TypeError('a bounce needs a sender to go to (never bounce a bounce)');
+  if (!input.failures.length) throw new TypeError('a bounce needs at least one failed recipient');
+  assertHeaderSafe('reportingMta', input.reportingMta);
+  assertHeaderSafe('originalSender', input.originalSender);
+  for (const f of input.failures) {
+    assertHeaderSafe('recipient', f.recipient);
+    if (!/^[245]\.\d{1,3}\.\d{1,3}$/.test(f.status)) throw new RangeError(`not an enhanced status code: ${f.status}`);
+  }
+
+  const date = input.date ?? new Date();
+  const messageId = `<${input.queueId}.${date.getTime().toString(36)}.${crypto.randomBytes(6).toString('hex')}@${input.reportingMta}>`;
+  const human = notification(input);
+  const report = deliveryStatus(input);
+  const original = headersPart(input.originalHeaders);
+  // Every boundary MailComposer makes contains this random part: none of the parts may.
+  let baseBoundary: string;
+  do baseBoundary = `sealrelay_${crypto.randomBytes(12).toString('hex')}`;
+  while (original.includes(baseBoundary) || human.includes(baseBoundary) || report.includes(baseBoundary));
+
+  // Loaded when a bounce is made: MailComposer and its MIME modules are start-up time every CLI command would pay.
+  const { default: MailComposer } = await import('nodemailer/lib/mail-composer');
+  const root = new MailComposer({
+    from: { name: 'Mail Delivery System', address: `MAILER-DAEMON@${input.reportingMta}` },
+    // An object, so that the envelope address is one address and never parsed as a list.
+    to: { name: '', address: input.originalSender },
+    subject: SUBJECT,
+    date,
+    messageId,
+    headers: { 'Auto-Submitted': 'auto-replied' },
+    baseBoundary,
+    alternatives: [{ contentType: 'text/plain; charset=us-ascii', content: human, headers: { 'Content-Description': 'Notification' } }],
+    attachments: [
+      { contentType: 'message/delivery-status', content: report, headers: { 'Content-Description': 'Delivery report' } },
+      { raw: original },
+    ],
+  }).compile();
+  // MailComposer makes the two parts and the attachment a multipart/mixed; RFC 6522 wants a multipart/report.
+  root.setHeader('Content-Type', 'multipart/report; report-type=delivery-status');
 
   return Object.freeze({
-    body: Buffer.concat([Buffer.from(head, 'utf8'), headerBytes, Buffer.from(tail, 'utf8')]),
+    body: await root.build(),
     messageId,
     subject: SUBJECT,
     sender: '' as const,

@@ -226,7 +226,7 @@ export function startDelivery(deps: {
       const decide = (rcpt: string) => informedByMtaSts(informedBy(policy.decide(rcpt, ctx), group.domain, knowledge), group.domain, sts);
       jobs = splitByDecision(group, decide).map((job) => ({ ...job, mtaSts: sts }));
     } catch (err) {
-      await commit(failed(undecided(group), err, body, started), group.queueId);
+      await commit(await failed(undecided(group), err, body, started), group.queueId);
       return;
     }
     // Checked before each attempt, not only at ingress: max_hops may have been lowered since this was queued.
@@ -237,15 +237,15 @@ export function startDelivery(deps: {
       let outcome: Settled;
       try {
         const results = hops > maxHops ? tooManyHops(job, hops, maxHops) : await deliverUnlessSuppressed(job, prepared);
-        outcome = settled(job, results, body, started);
+        outcome = await settled(job, results, body, started);
       } catch (err) {
-        outcome = failed(job, err, body, started);
+        outcome = await failed(job, err, body, started);
         await commit(outcome, job.queueId);
         continue;
       }
       // store.finish is one transaction: when it refuses what the attempt came to, nothing of it
       // was written, and the failure is settled in its place (a store that is down refuses both).
-      await commit(outcome, job.queueId).catch((err: unknown) => commit(failed(job, err, body, started), job.queueId));
+      await commit(outcome, job.queueId).catch(async (err: unknown) => commit(await failed(job, err, body, started), job.queueId));
     }
   }
 
@@ -260,7 +260,7 @@ export function startDelivery(deps: {
   }
 
   /** What one job's results come to: the records, the new queue state and any bounce. */
-  function settled(job: Job, results: readonly RecipientResult[], body: Buffer, started: number): Settled {
+  async function settled(job: Job, results: readonly RecipientResult[], body: Buffer, started: number): Promise<Settled> {
     const now = Date.now();
     const records: DeliveryRecord[] = [];
     const settlements: Settlement[] = [];
@@ -285,7 +285,7 @@ export function startDelivery(deps: {
         notices.push(r.portal.notification);
       }
     }
-    const bounce = bounced.length ? bounceFor(job, bounced, body, config.server.hostname) : null;
+    const bounce = bounced.length ? await bounceFor(job, bounced, body, config.server.hostname) : null;
     return { records, settlements, bounce: bounce?.message ?? null, bounced: bounce?.reported ?? 0, portalItems, notices };
   }
 
@@ -294,14 +294,14 @@ export function startDelivery(deps: {
    * lifetime is over). Built so that it cannot throw itself: a record or a DSN that
    * cannot be made is logged and left out, the queue state is always settled.
    */
-  function failed(job: Job, err: unknown, body: Buffer, started: number): Settled {
+  async function failed(job: Job, err: unknown, body: Buffer, started: number): Promise<Settled> {
     const message = (err as Error)?.message ?? String(err);
     logger.error({ event: 'delivery.error', err, queueId: job.queueId, domain: job.domain }, 'delivery job failed unexpectedly: its recipients are deferred with the error');
     const results = job.items.map(
       (item): RecipientResult => ({ item, outcome: 'deferred', method: 'none', mx: null, starttlsOffered: null, tls: null, smtp: { code: 451, enhanced: '4.3.0', response: `delivery failed: ${message}` } }),
     );
     try {
-      return settled(job, results, body, started);
+      return await settled(job, results, body, started);
     } catch (again) {
       // settled() itself is where it broke (a record or a DSN it cannot make): settle the queue without them.
       logger.error({ event: 'delivery.error', err: again, queueId: job.queueId }, 'could not write the records or the bounce of a failed job; settling its recipients without them');

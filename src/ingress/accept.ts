@@ -13,7 +13,8 @@ import type { NewMessage, Store } from '../store/store.ts';
 import { DataReader, HEADROOM, type DataRefusal, type DataResult } from './data-reader.ts';
 import { StagedParts } from './staged-parts.ts';
 import type { Ticket } from './receive-budget.ts';
-import { headerSection, stampMessage, type InboundHop } from './received.ts';
+import { messageToQueue } from './queued-message.ts';
+import { headerSection, type InboundHop } from './received.ts';
 import { replies } from './replies.ts';
 import type { SessionState } from './sessions.ts';
 import type { IngressSettings } from './settings.ts';
@@ -117,23 +118,9 @@ export async function acceptMessage(opts: {
     recipients,
     date: new Date(receivedAt),
   };
-  const stamped = stampMessage(content, hop, { headroom, section, report: settings.reportHeaders });
+  const stamped = messageToQueue(content, hop, { sender, clientIp: state.ip, authUser: state.user?.name ?? null }, { headroom, section, report: settings.reportHeaders });
   const size = stamped.body.length + staged.bytes;
-  const message: NewMessage = {
-    queueId,
-    sender,
-    recipients,
-    body: stamped.body,
-    ...(staged.count ? { staged: { parts: staged.count, bytes: staged.bytes } } : {}),
-    messageId: stamped.messageId,
-    subject: stamped.subject,
-    campaign: stamped.campaign,
-    custom: stamped.custom,
-    clientIp: state.ip,
-    authUser: state.user?.name ?? null,
-    receivedAt,
-    ...dsn,
-  };
+  const message: NewMessage = { ...stamped, ...(staged.count ? { staged: { parts: staged.count, bytes: staged.bytes } } : {}), ...dsn };
   // How long the durable commit held the reply: the store's share of the accept latency an app sees.
   const commitStart = performance.now();
   try {
@@ -166,7 +153,7 @@ export async function acceptMessage(opts: {
  * (Our stamp on a message whose queue entry is gone is a legitimate second pass, e.g.
  * forwarded back to us by a mailbox rule.)
  */
-async function loopRefusal(header: Buffer, settings: IngressSettings, store: IngressStore): Promise<SmtpError | null> {
+export async function loopRefusal(header: Buffer, settings: Pick<IngressSettings, 'maxHops' | 'hostname'>, store: Pick<IngressStore, 'getQueueEntry'>): Promise<SmtpError | null> {
   const hops = countHops(header);
   if (hops > settings.maxHops) return replies.tooManyHops();
   if (hops === 0) return null;

@@ -33,6 +33,11 @@ export interface InboundHop {
    * write HTTP or HTTPS, and ESMTPSA would claim an SMTP session there was not).
    */
   readonly protocol?: string;
+  /**
+   * A local submission (`sealrelay sendmail`): no client host, so the field names the
+   * OS user instead of "from HELO (address)", as Postfix's "from userid" and Exim's "with local".
+   */
+  readonly local?: { readonly user: string; readonly uid: number };
 }
 
 /** Header lines are folded to stay within this many characters where possible (RFC 5322 §2.1.1). */
@@ -51,7 +56,9 @@ export function receivedHeader(hop: InboundHop): string {
   // RFC 5321 §4.4 TCP-info = address-literal / ( Domain FWS address-literal )
   const tcpInfo = hop.clientHostname ? `${hop.clientHostname} ${literal}` : literal;
   // Each entry stays on one line when folded.
-  const tokens = [`Received: from ${hop.helo}`, `(${tcpInfo})`, `by ${hop.hostname}`, '(SealRelay)', `with ${withProtocol(hop)}`, `id ${hop.queueId}`];
+  const tokens = hop.local
+    ? ['Received:', `by ${hop.hostname}`, '(SealRelay)', `with ${withProtocol(hop)}`, `id ${hop.queueId}`, `(uid ${hop.local.uid} ${hop.local.user})`]
+    : [`Received: from ${hop.helo}`, `(${tcpInfo})`, `by ${hop.hostname}`, '(SealRelay)', `with ${withProtocol(hop)}`, `id ${hop.queueId}`];
   if (hop.tls) {
     // verify=NO: ingress does not ask clients for certificates.
     tokens.push(`(version=${hop.tls.version}`, `cipher=${hop.tls.cipher}`);

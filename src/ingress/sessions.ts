@@ -329,7 +329,7 @@ function eightBitRefusal(address: SMTPServerAddress, session: SMTPServerSession)
 }
 
 /** Why no MX lookup can serve a domain (an address literal, a bare IP, localhost), or null. */
-function unroutable(domain: string): string | null {
+export function unroutable(domain: string): string | null {
   if (domain.startsWith('[')) return 'address literals are not delivered by this relay';
   if (isIP(domain)) return 'a bare IP address is not a mail domain';
   if (domain === 'localhost' || domain.endsWith('.localhost')) return 'localhost is not a mail domain here (RFC 6761)';

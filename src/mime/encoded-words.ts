@@ -2,6 +2,7 @@
 // reading: the Subject in reports and policy matching. Shared by ingress and the
 // policy, which may not import each other.
 import { TextDecoder } from 'node:util';
+import { decoderForLabel, type CharsetDecoder } from './charset.ts';
 
 const ENCODED_WORD = /=\?([^?\s]+)\?([BbQq])\?([^?\s]*)\?=/g;
 
@@ -39,11 +40,7 @@ function qDecode(s: string): Buffer {
   return Buffer.from(latin1, 'latin1');
 }
 
-/** A TextDecoder for a charset label; an unknown label reads as latin1, which keeps every byte visible. */
-function decoderFor(charset: string): TextDecoder {
-  try {
-    return new TextDecoder(charset);
-  } catch {
-    return new TextDecoder('latin1');
-  }
+/** A decoder for a charset label; an unknown label reads as latin1, which keeps every byte visible. */
+function decoderFor(charset: string): CharsetDecoder {
+  return decoderForLabel(charset) ?? new TextDecoder('latin1');
 }

@@ -3,7 +3,8 @@
 // lenient decoder nodemailer uses) but encoded here: libqp's encoder builds its
 // string one character at a time (6 s for a 25 MB body, on the ingress thread)
 // and lets a lone CR or LF through; this loop writes straight into one buffer.
-// Base64 is Node's own codec.
+// Base64 is Node's own codec; lines are cut here (libbase64.wrap gives the same
+// lines, 20–35 % slower on a 25 MB body).
 import libqp from 'libqp';
 
 /** RFC 2045 §6.7 (5) and §6.8: encoded lines are at most 76 characters, CRLF not counted. */

@@ -75,13 +75,20 @@ export interface ReportCountsQuery {
   readonly pieces: readonly ReportPiece[];
   /** Count opens, clicks and unsubscribes made by machines too. */
   readonly includeAutomated: boolean;
+  /**
+   * Split values ('' for none) to count one by one; all others are summed per
+   * bucket into one row marked `other`. Absent: every value has its row.
+   */
+  readonly keep?: readonly string[];
 }
 
 /** One row of the store's answer. */
 export interface ReportCountsRow {
-  /** The split value; null: none (no split, or the events had none). */
+  /** The split value; null: none (no split, or the events had none), or the values not kept. */
   readonly key: string | null;
   /** The bucket of its pieces (ReportPiece.bucket). */
   readonly bucket: number;
   readonly counts: ReportCounts;
+  /** The sum of the split values not in ReportCountsQuery.keep. */
+  readonly other?: true;
 }

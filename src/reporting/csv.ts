@@ -64,7 +64,7 @@ export function reportToCsv(report: Report): string {
     ...PERCENT_NAMES.map((n) => PERCENT_HEADERS[n]),
   ];
   const lines = report.rows.map((row) => [
-    ...(report.split === 'none' ? [] : [neutraliseCell(row.key ?? '')]),
+    ...(report.split === 'none' ? [] : [row.other ? '(other)' : neutraliseCell(row.key ?? '')]),
     ...(report.bucket === 'none' ? [] : [row.bucket ?? '']),
     ...COUNT_NAMES.map((n) => String(row.counts[n])),
     ...PERCENT_NAMES.map((n) => (row.percent[n] === null ? '' : String(row.percent[n]))),

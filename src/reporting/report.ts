@@ -44,6 +44,14 @@ const DAY_MS = 24 * HOUR_MS;
 export const MAX_REPORT_DAYS = 366;
 /** The longest window of an hourly report (744 buckets a row). */
 export const MAX_HOURLY_REPORT_DAYS = 31;
+/**
+ * Split values a bucketed report shows one by one unless asked otherwise (CLI and
+ * API): the rest are summed into one `other` row per bucket. A month of hours split
+ * by 300 domains is 200,000 rows that nobody reads and no report draws in a second.
+ */
+export const DEFAULT_REPORT_TOP = 25;
+/** The most values `top` may ask for. */
+export const MAX_REPORT_TOP = 10_000;
 
 export interface ReportQuery {
   /** Start of the window, ms since the epoch (rounded down to the quarter hour). */
@@ -56,6 +64,12 @@ export interface ReportQuery {
   readonly timeZone: string;
   /** Count opens, clicks and unsubscribes made by machines too. */
   readonly includeAutomated: boolean;
+  /**
+   * With a split and buckets: the split values with the most queued recipients over
+   * the window shown one by one, the others summed per bucket into a row marked
+   * `other`. 0 or absent: every value.
+   */
+  readonly top?: number;
 }
 
 /** Checks a query before it reaches the store; throws a TypeError naming the field at fault. */
@@ -68,6 +82,9 @@ export function checkReportQuery(q: ReportQuery): ReportQuery {
   if (!(REPORT_BUCKETS as readonly unknown[]).includes(q.bucket)) throw new TypeError(`report: bucket must be one of ${REPORT_BUCKETS.join(', ')}, not "${String(q.bucket)}"`);
   if (typeof q.includeAutomated !== 'boolean') throw new TypeError('report: includeAutomated must be true or false');
   if (typeof q.timeZone !== 'string') throw new TypeError('report: timeZone must be an IANA time zone name');
+  if (q.top !== undefined && (!Number.isSafeInteger(q.top) || q.top < 0 || q.top > MAX_REPORT_TOP)) {
+    throw new TypeError(`report: top must be a whole number from 1 to ${MAX_REPORT_TOP}, or all, not ${String(q.top)}`);
+  }
   const days = (q.until - q.since) / DAY_MS;
   if (days > MAX_REPORT_DAYS) throw new TypeError(`report: the window may be at most ${MAX_REPORT_DAYS} days, not ${Math.ceil(days)}`);
   if (q.bucket === 'hour' && days > MAX_HOURLY_REPORT_DAYS) {
@@ -88,6 +105,8 @@ export interface ReportQueryInput {
   /** IANA time zone; absent: UTC. */
   readonly tz?: string;
   readonly includeAutomated?: boolean | string;
+  /** "all", or how many split values to show one by one; absent: DEFAULT_REPORT_TOP. */
+  readonly top?: string | number;
 }
 
 const UNIT_MS: Readonly<Record<string, number>> = { m: 60_000, h: HOUR_MS, d: DAY_MS, w: 7 * DAY_MS };
@@ -110,6 +129,14 @@ function parseTime(field: string, value: string | number, now: number): number {
   throw new TypeError(`report: ${field} must be a duration back from now (30m, 12h, 7d, 2w) or an ISO 8601 time (2026-03-01T08:00:00Z), not "${value}"`);
 }
 
+function parseTop(value: string | number | undefined): number {
+  if (value === undefined || value === '') return DEFAULT_REPORT_TOP;
+  if (value === 'all') return 0;
+  const n = typeof value === 'number' ? value : /^\d{1,6}$/.test(value) ? Number(value) : Number.NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_REPORT_TOP) throw new TypeError(`report: top must be a whole number from 1 to ${MAX_REPORT_TOP}, or all, not "${value}"`);
+  return n;
+}
+
 function parseFlag(value: boolean | string | undefined): boolean {
   if (value === undefined || typeof value === 'boolean') return value ?? false;
   if (value === 'true' || value === '1') return true;
@@ -127,6 +154,7 @@ export function parseReportQuery(input: ReportQueryInput, now = Date.now()): Rep
     bucket: (input.bucket ?? 'none') as ReportBucket,
     timeZone: input.tz ?? 'UTC',
     includeAutomated: parseFlag(input.includeAutomated),
+    top: parseTop(input.top),
   });
 }
 
@@ -156,8 +184,10 @@ export interface ReportFigures {
 }
 
 export interface ReportRow extends ReportFigures {
-  /** The split value; null: no split, or events without one (no campaign, the null sender). */
+  /** The split value; null: no split, or events without one (no campaign, the null sender), or `other`. */
   readonly key: string | null;
+  /** The split values beyond the top ones (ReportQuery.top), summed. */
+  readonly other?: true;
   /** Local start of the bucket, ISO 8601 with the zone's offset ("2026-03-08T00:00:00-05:00"); null: no buckets. */
   readonly bucket: string | null;
 }
@@ -171,7 +201,9 @@ export interface Report {
   readonly bucket: ReportBucket;
   readonly timeZone: string;
   readonly includeAutomated: boolean;
-  /** By bucket, then by most queued, then by key. */
+  /** Split values shown one by one (ReportQuery.top); 0: all. */
+  readonly top: number;
+  /** By bucket, then by most queued, then by key (the `other` row last). */
   readonly rows: readonly ReportRow[];
   /** The whole window, all rows together. */
   readonly total: ReportFigures;
@@ -182,7 +214,9 @@ export async function runReport(store: Store, query: ReportQuery): Promise<Repor
   const q = checkReportQuery(query);
   const fromSlot = Math.floor(q.since / SLOT_MS);
   const toSlot = Math.ceil(q.until / SLOT_MS);
-  const rows = await store.reportCounts({ split: q.split, pieces: reportPieces(q, fromSlot, toSlot), includeAutomated: q.includeAutomated });
+  const top = q.split !== 'none' && q.bucket !== 'none' ? (q.top ?? 0) : 0;
+  const keep = top ? await topValues(store, q, fromSlot, toSlot, top) : undefined;
+  const rows = await store.reportCounts({ split: q.split, pieces: reportPieces(q, fromSlot, toSlot), includeAutomated: q.includeAutomated, ...(keep ? { keep } : {}) });
   // Many rows share a bucket (one per split value): each bucket's label is made once.
   const labels = new Map<number, string | null>();
   const label = (row: ReportCountsRow): string | null => {
@@ -190,7 +224,7 @@ export async function runReport(store: Store, query: ReportQuery): Promise<Repor
     if (text === undefined) labels.set(row.bucket, (text = bucketStart(q, row)));
     return text;
   };
-  const sorted = [...rows].sort((a, b) => a.bucket - b.bucket || b.counts.queued - a.counts.queued || byKey(a.key, b.key));
+  const sorted = [...rows].sort((a, b) => a.bucket - b.bucket || Number(a.other ?? false) - Number(b.other ?? false) || b.counts.queued - a.counts.queued || byKey(a.key, b.key));
   return {
     since: new Date(fromSlot * SLOT_MS).toISOString(),
     until: new Date(toSlot * SLOT_MS).toISOString(),
@@ -198,9 +232,22 @@ export async function runReport(store: Store, query: ReportQuery): Promise<Repor
     bucket: q.bucket,
     timeZone: q.timeZone,
     includeAutomated: q.includeAutomated,
-    rows: sorted.map((r) => ({ key: r.key, bucket: label(r), ...figures(r.counts) })),
+    top,
+    rows: sorted.map((r) => ({ key: r.key, bucket: label(r), ...(r.other ? { other: true as const } : {}), ...figures(r.counts) })),
     total: figures(sumCounts(rows.map((r) => r.counts))),
   };
+}
+
+/**
+ * The `top` split values with the most queued recipients over the whole window
+ * (read at the coarsest grains: cheap), as the store names them ('' for none);
+ * undefined when there are no more than `top` of them.
+ */
+async function topValues(store: Store, q: ReportQuery, fromSlot: number, toSlot: number, top: number): Promise<string[] | undefined> {
+  const totals = await store.reportCounts({ split: q.split, pieces: reportPieces({ bucket: 'none', timeZone: q.timeZone }, fromSlot, toSlot), includeAutomated: q.includeAutomated });
+  if (totals.length <= top) return undefined;
+  totals.sort((a, b) => b.counts.queued - a.counts.queued || byKey(a.key, b.key));
+  return totals.slice(0, top).map((r) => r.key ?? '');
 }
 
 /** Quarter hours in an hour and in a day. */

@@ -3,13 +3,14 @@ import type { Config } from '../config/schema.ts';
 import { SqliteStore } from './sqlite/sqlite-store.ts';
 import type { Env } from '../config/load.ts';
 import { bodyKeySource, ThreadedSqliteStore } from './sqlite/threaded-store.ts';
+import type { Keyring } from '../portal/master-keys.ts';
 import type { Store } from './store.ts';
 
-/** For tools (the CLI): the store on the calling thread. */
-export function openStore(config: Config['store']): Store {
+/** For tools (the CLI): the store on the calling thread; with `bodyKeys` (store.encryption's, loaded), a body it writes is sealed as the relay's are. */
+export function openStore(config: Config['store'], opts: { bodyKeys?: Keyring | null } = {}): Store {
   switch (config.driver) {
     case 'sqlite':
-      return new SqliteStore(config.path);
+      return new SqliteStore(config.path, opts.bodyKeys ? { bodyKeys: opts.bodyKeys } : {});
   }
 }
 

@@ -114,6 +114,52 @@ export type OperatorAction = 'delete' | 'hold' | 'release' | 'flush';
 export const OPERATOR_OUTCOMES = { delete: 'deleted', hold: 'held', release: 'released', flush: 'flushed' } as const;
 export type OperatorOutcome = (typeof OPERATOR_OUTCOMES)[OperatorAction];
 
+/**
+ * Where a waiting recipient is, as `sealrelay queue --state` selects it; like Postfix's
+ * queues, each recipient is in exactly one: `queued` (not tried yet), `deferred` (tried,
+ * waiting to be retried), `active` (a worker is trying it now), `held`.
+ */
+export const QUEUE_STATES = ['queued', 'deferred', 'active', 'held'] as const;
+export type QueueState = (typeof QUEUE_STATES)[number];
+
+/**
+ * Which waiting recipients, and so which messages, an operator selects (`sealrelay
+ * queue list|delete|hold|release|flush` with filters). Every field given must match;
+ * none given selects every waiting recipient. Nothing in it is a pattern: ids,
+ * addresses and domains are taken literally.
+ */
+export interface QueueSelection {
+  /** One message by its exact queue id. */
+  readonly queueId?: string;
+  /** Messages whose queue id starts with this (literally: `%` and `_` are characters, not wildcards). */
+  readonly idPrefix?: string;
+  /** Recipients in any of these states. */
+  readonly states?: readonly QueueState[];
+  /** Recipients at this domain, exactly (any case; not its subdomains). */
+  readonly domain?: string;
+  /** Messages from this envelope sender (any case), from any address at this domain, or ('' address) with the null sender. */
+  readonly sender?: { readonly address: string } | { readonly domain: string };
+  /** Messages received before / after (ms since the epoch, both exclusive). */
+  readonly receivedBefore?: number;
+  readonly receivedAfter?: number;
+  /** Only the recipients this action would change (hold: not held; release: held; flush: not yet due; delete: all). */
+  readonly changedBy?: OperatorAction;
+}
+
+/** Matching messages and their matching waiting recipients. */
+export interface QueueCount {
+  readonly messages: number;
+  readonly recipients: number;
+}
+
+/** One batch of a bulk operator action (`actOnQueue`): what it changed, and where to go on from. */
+export interface QueueBatch extends QueueCount {
+  /** The messages changed and how many recipients of each, in queue id order. */
+  readonly acted: readonly { readonly queueId: string; readonly recipients: number }[];
+  /** Pass as `afterId` for the next batch; null when the selection is exhausted. */
+  readonly resumeAfter: string | null;
+}
+
 /** What every entry of the delivery log besides an attempt says of its recipient (for a portal event: the original recipient the item was made for). */
 export interface LogEntryFacts {
   readonly queueId: string;
@@ -234,6 +280,13 @@ export interface DomainKnowledge {
   /** Whether that probe completed a TLS handshake meeting the floor (false also when STARTTLS was not offered); null until a probe ran. */
   readonly lastProbeTlsOk: boolean | null;
 }
+
+/**
+ * What retention prunes (store/retention.ts): delivery log entries (attempts, operator
+ * actions, portal events), events, and the metadata left of erased portal items.
+ */
+export const PRUNE_KINDS = ['records', 'events', 'portal-items'] as const;
+export type PruneKind = (typeof PRUNE_KINDS)[number];
 
 /** Totals of the whole queue. */
 export interface QueueStats {
@@ -495,7 +548,10 @@ export interface Store {
   /** Earliest time anything queued becomes due, or null when the queue is empty. */
   nextDueAt(): Promise<number | null>;
 
-  listQueue(opts?: { limit?: number }): Promise<QueueEntry[]>;
+  /** Oldest first; with `select`, the messages with a waiting recipient it selects (each shown whole). */
+  listQueue(opts?: { limit?: number; select?: QueueSelection }): Promise<QueueEntry[]>;
+  /** How many messages and waiting recipients `select` selects (one indexed read; nothing loaded). */
+  countQueue(select: QueueSelection): Promise<QueueCount>;
   getQueueEntry(queueId: string): Promise<QueueEntry | null>;
   /**
    * Operator actions, like postsuper. Each returns how many recipients it changed and,
@@ -508,6 +564,21 @@ export interface Store {
   flush(queueId: string | null, operator: string): Promise<number>;
   /** Removes a message; its recipients still waiting are recorded as `deleted`. */
   deleteEntry(queueId: string, operator: string): Promise<number>;
+  /**
+   * One batch of a bulk action (`sealrelay queue delete ALL --state deferred`): in one
+   * durable transaction, `action` on the recipients `select` picks of up to `limit`
+   * messages after `afterId` (queue id order), an OperatorRecord for each recipient
+   * changed and, with `audit`, an audit entry per message changed (target: its queue id;
+   * detail: how many recipients), as the single-message actions leave. Call again from
+   * `resumeAfter` until it is null: each batch holds the write lock briefly, and each
+   * message is visited once. Deleting some of a message's recipients leaves the others
+   * queued; the message goes when none is left waiting.
+   */
+  actOnQueue(
+    action: OperatorAction,
+    select: QueueSelection,
+    opts: { operator: string; limit: number; afterId?: string; audit?: Pick<AuditInput, 'actor' | 'action'> | null },
+  ): Promise<QueueBatch>;
   queueStats(): Promise<QueueStats>;
 
   /** The attempts' records (never an operator's action): what reports and evidence read. */
@@ -647,6 +718,18 @@ export interface Store {
   enqueueIdempotent(message: NewMessage, key: IdempotencyKey): Promise<IdempotentEnqueue>;
   /** Forgets keys made before `before` (ms since the epoch); returns how many. */
   pruneIdempotencyKeys(before: number): Promise<number>;
+  // retention (store/retention.ts)
+  /**
+   * Deletes, in one short transaction, up to `limit` of the oldest rows of `kind` dated
+   * before `before` (ms since the epoch): records by `at`, events by `at`, portal items
+   * by creation (only those already erased). Never a row of a message still in the queue
+   * or of one whose portal item is still readable, never the newest record or event (ids
+   * go on growing from them), never an event the report counts have not counted yet.
+   * Returns how many; fewer than `limit`: none is left.
+   */
+  pruneOld(kind: PruneKind, before: number, limit: number): Promise<number>;
+  /** How many rows `pruneOld` would delete (in all batches) for the same cutoff; changes nothing. */
+  countPrunable(kind: PruneKind, before: number): Promise<number>;
   // webhooks (src/events/webhooks/)
   /**
    * The webhook outbox (events/webhooks/outbox.ts). In one transaction: reads up to

@@ -87,22 +87,36 @@ async function jsonRecords(...args: string[]): Promise<DeliveryRecord[]> {
 const ids = (records: DeliveryRecord[]) => records.map((r) => `${r.queueId}.${r.seq}#${r.attempt}`);
 
 describe('sealrelay log', () => {
-  it('prints every record as a table, oldest first, with TLS, MX, SMTP and rule/mode', async () => {
+  it('prints every record as a table, oldest first: time, id, attempt, recipient, outcome, method, TLS and verdict, SMTP reply', async () => {
     const res = await log();
     expect(res.code).toBe(0);
     const [header, ...rows] = lines(res.stdout);
-    expect(header?.split(/\s{2,}/)).toEqual(['TIME', 'ID', 'ATT', 'RECIPIENT', 'OUTCOME', 'METHOD', 'MX', 'TLS', 'SMTP', 'RULE/MODE']);
+    expect(header?.split(/\s{2,}/)).toEqual(['TIME', 'ID', 'ATT', 'RECIPIENT', 'OUTCOME', 'METHOD', 'TLS', 'SMTP']);
     expect(rows).toHaveLength(6);
     expect(rows.map((r) => r.split(/\s+/)[1])).toEqual(['MSGA.0', 'MSGA.1', 'MSGB.0', 'MSGA.0', 'MSGC.0', 'MSGD.0']);
     const [aliceDeferred, bob, carol, , dave] = rows;
+    expect(aliceDeferred).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+MSGA\.0\s+1\s+alice@example\.com\s+deferred\s+tls\s+TLSv1\.2 fail\s+451 4\.7\.1 Greylisted, .*…$/);
+    expect(bob).toMatch(/bob@example\.org\s+delivered\s+tls\s+TLSv1\.3 ok\s+250 2\.0\.0 Ok: queued as 4ABC$/);
+    // Replies are cut to fit 120 columns, with an ellipsis (--wide has them whole).
+    expect(carol).toMatch(/bounced\s+tls\s+TLSv1\.3 ok\s+550 5\.1\.1 <carol@example\.net>: \S.*…$/);
+    for (const row of [header!, ...rows]) expect(row.length).toBeLessThanOrEqual(120);
+    expect(dave).toMatch(/deferred\s+none\s+-\s+connect ECONNREFUSED 127\.0\.0\.1:25$/);
+  });
+
+  it('--wide adds MX, cipher and verdict, rule/mode, and cuts nothing', async () => {
+    const res = await log('--wide');
+    expect(res.code).toBe(0);
+    const [header, ...rows] = lines(res.stdout);
+    expect(header?.split(/\s{2,}/)).toEqual(['TIME', 'ID', 'ATT', 'RECIPIENT', 'OUTCOME', 'METHOD', 'MX', 'TLS', 'SMTP', 'RULE/MODE']);
+    const [aliceDeferred, bob, carol, , dave] = rows;
     expect(aliceDeferred).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+MSGA\.0\s+1\s+alice@example\.com\s+deferred\s+tls\s+mx\.example\.com\s/);
     expect(aliceDeferred).toContain('TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 128b verify=fail(DEPTH_ZERO_SELF_SIGNED_CERT)');
-    expect(aliceDeferred).toContain('451 4.7.1 Greylisted, please try again…');
+    expect(aliceDeferred).toContain('451 4.7.1 Greylisted, please try again later');
     expect(aliceDeferred).toMatch(/default\/opportunistic$/);
     expect(bob).toContain('mx.example.org:2525');
     expect(bob).toContain('TLSv1.3 TLS_AES_256_GCM_SHA384 256b verify=ok');
     expect(bob).toContain('250 2.0.0 Ok: queued as 4ABC');
-    expect(carol).toMatch(/550 5\.1\.1 <carol@example\.net>: Recipien…\s+domain:example\.net\/forced$/);
+    expect(carol).toMatch(/550 5\.1\.1 <carol@example\.net>: Recipient address rejected: User unknown in virtual mailbox table\s+domain:example\.net\/forced$/);
     expect(dave).toMatch(/deferred\s+none\s+-\s+-\s+connect ECONNREFUSED 127\.0\.0\.1:25\s+default\/opportunistic$/);
   });
 
@@ -164,6 +178,78 @@ describe('sealrelay log', () => {
     } finally {
       empty.cleanup();
     }
+  });
+});
+
+describe('sealrelay log on a 120-column terminal', () => {
+  // Long values from outside: a long address, a long MX name, a long multi-line reply
+  // carrying a terminal escape sequence, a long certificate error and rule name.
+  const longRecipient = `${'patient-records-department-'.repeat(3)}x@${'very-long-subdomain.'.repeat(4)}hospital.example.org`;
+  const longMx = `${'mx-inbound-filtering-cluster-07.'.repeat(3)}protection.example.net`;
+  const longReply = `550-5.7.1 \u001b[31mmessage refused\u001b[0m by policy:\r\n550-5.7.1 ${'the sending domain is not on the list of partners for this mailbox; '.repeat(4)}\r\n550 5.7.1 see https://help.example.net/550`;
+  const stored = [
+    record({
+      queueId: '0Gb3kZ5mTqR7xw2F', seq: 12, recipient: longRecipient, attempt: 17, at: now - HOUR, outcome: 'bounced',
+      fields: {
+        method: 'smime+tls',
+        mx: { host: longMx, ip: '2001:db8::25', port: 2525, preference: 10 },
+        tls: { protocol: 'TLSv1.2', cipher: 'ECDHE-RSA-AES256-GCM-SHA384', bits: 256, authorized: false, authorizationError: `Hostname/IP does not match certificate's altnames: Host: ${longMx}. is not in the cert's altnames`, peerCertSubject: null, peerCertFingerprint256: null },
+        smtp: { code: 550, enhanced: '5.7.1', response: longReply },
+        decision: { rule: `domain:${'very-long-subdomain.'.repeat(4)}hospital.example.org`, mode: 'forced', verification: 'ca', fallbackChain: ['smime'], reasons: ['partner'] },
+      },
+    }),
+    record({ queueId: '0Gb3kZ5mTqR7xw2G', seq: 0, recipient: 'short@example.com', attempt: 1, at: now - MINUTE, outcome: 'portal-notified', fields: { method: 'portal' } }),
+  ];
+  let wideBox: Sandbox;
+  beforeAll(async () => {
+    wideBox = makeSandbox();
+    await withStore(wideBox.storePath, async (store) => {
+      await store.enqueue(message('0Gb3kZ5mTqR7xw2F', [...Array.from({ length: 12 }, (_, i) => `r${i}@example.com`), longRecipient], now - 2 * HOUR));
+      await store.enqueue(message('0Gb3kZ5mTqR7xw2G', ['short@example.com'], now - 2 * HOUR));
+      await claimAll(store);
+      await store.finish(stored, [
+        { queueId: '0Gb3kZ5mTqR7xw2F', seq: 12, outcome: 'bounced', error: longReply },
+        { queueId: '0Gb3kZ5mTqR7xw2G', seq: 0, outcome: 'portal-notified', error: null },
+      ]);
+    });
+  });
+  afterAll(() => wideBox.cleanup());
+  const wideLog = (...args: string[]) => runCli(['-c', wideBox.configFile, 'log', ...args]);
+
+  it('no line is longer than 120 characters; long values end with an ellipsis; no control character reaches the terminal', async () => {
+    const res = await wideLog();
+    expect(res.code).toBe(0);
+    const all = lines(res.stdout);
+    expect(all).toHaveLength(3);
+    for (const line of all) expect(line.length).toBeLessThanOrEqual(120);
+    const [, long, short] = all;
+    // What identifies the record is whole; the address and the reply are cut.
+    expect(long).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ {2}0Gb3kZ5mTqR7xw2F\.12\s+17 {2}patient-\S*…\s+bounced\s+smime\+tls\s+TLSv1\.2 fail\s+550 5\.7\.1 \ufffd\[3\S*…$/);
+    // Every row gives way to the longest: here a short address is cut too, never the id, outcome or method.
+    expect(short).toMatch(/0Gb3kZ5mTqR7xw2G\.0\s+1\s+short@\S+\s+portal-notified\s+portal\s+TLSv1\.3 ok\s+250 2\.0\.0 \S+$/);
+    // eslint-disable-next-line no-control-regex
+    expect(res.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f]/);
+  });
+
+  it('--wide shows every value whole (the reply on one line, its escape sequences neutralised)', async () => {
+    const res = await wideLog('--wide');
+    expect(res.code).toBe(0);
+    const [, long] = lines(res.stdout);
+    expect(long).toContain(longRecipient);
+    expect(long).toContain(`${longMx}:2525`);
+    expect(long).toContain(`verify=fail(Hostname/IP does not match certificate's altnames: Host: ${longMx}. is not in the cert's altnames)`);
+    // The reply's lines joined, its code said once.
+    expect(long).toContain(`550 5.7.1 \ufffd[31mmessage refused\ufffd[0m by policy: ${'the sending domain is not on the list of partners for this mailbox; '.repeat(4).trim()} see https://help.example.net/550`);
+    expect(long).toMatch(/domain:(very-long-subdomain\.){4}hospital\.example\.org\/forced$/);
+    expect(long!.length).toBeGreaterThan(400);
+    // eslint-disable-next-line no-control-regex
+    expect(res.stdout).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f]/);
+  });
+
+  it('--json is unchanged: the records as stored, the reply with its CRLFs and escapes', async () => {
+    const res = await wideLog('--json');
+    expect(res.code).toBe(0);
+    expect(lines(res.stdout).map((l) => JSON.parse(l) as DeliveryRecord)).toEqual(stored);
   });
 });
 

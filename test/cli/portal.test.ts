@@ -124,7 +124,7 @@ describe('sealrelay portal list and show', () => {
     expect(res.stdout).toContain('message:     QP.0');
     expect(res.stdout).toContain('recipient:   pat@patient.example');
     expect(res.stdout).toContain('master key:  k2');
-    expect(res.stdout).toMatch(/records:\n.*TIME.*\n.*QP\.0\s+-\s+pat@patient\.example\s+portal-viewed\s+portal\s+-\s+-\s+item \S+: 203\.0\.113\.7 Mozilla\/5\.0 \(Windows NT 10\.0;… possibly automated/);
+    expect(res.stdout).toMatch(/records:\n.*TIME.*\n.*QP\.0\s+-\s+pat@patient\.example\s+portal-viewed\s+portal\s+-\s+-\s+item \S+: 203\.0\.113\.7 Mozilla\/5\.0 \(Windows NT 10\.0; Win64; x64\) Safari possibly automated/);
     expect(res.stdout).toMatch(/portal-code-sent\s+portal\s+-\s+-\s+item \S+: 198\.51\.100\.4 Firefox/);
     expect(res.stdout).not.toContain(MARKER);
 
@@ -156,7 +156,8 @@ describe('sealrelay portal recall and expire', () => {
       expect(openPortalItem(keyring, (await s.getPortalItem(other!.item.id))!).equals(MESSAGE)).toBe(true);
     });
 
-    const log = await runCli(['-c', box.configFile, 'log', '--message', 'QP']);
+    // --wide: every column whole (the default table cuts the reason to fit 120 columns).
+    const log = await runCli(['-c', box.configFile, 'log', '--message', 'QP', '--wide']);
     expect(log.code).toBe(0);
     expect(lines(log.stdout).slice(1)).toEqual([
       expect.stringMatching(new RegExp(`QP\\.0\\s+-\\s+pat@patient\\.example\\s+portal-recalled\\s+portal\\s+-\\s+-\\s+item ${a!.item.id}: by ${OPERATOR}\\s+-$`)),

@@ -5,7 +5,7 @@
 // --until, --split, --bucket, --tz, --format exit 64 with a message and no output.
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { runReport, type Report } from '../../src/reporting/report.ts';
+import { DEFAULT_REPORT_TOP, runReport, type Report } from '../../src/reporting/report.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { seedReportStore, HOUR, T0 } from '../reporting/seed.ts';
 import { makeSandbox, runCli, type Sandbox } from './harness.ts';
@@ -28,7 +28,7 @@ const report = (...args: string[]) => runCli(['-c', box.configFile, 'report', ..
 async function inProcess(split: 'domain' | 'subject', bucket: 'day' | 'none', includeAutomated = false): Promise<Report> {
   const store = new SqliteStore(box.storePath);
   try {
-    return await runReport(store, { since: T0, until: T0 + 48 * HOUR, split, bucket, timeZone: 'UTC', includeAutomated });
+    return await runReport(store, { since: T0, until: T0 + 48 * HOUR, split, bucket, timeZone: 'UTC', includeAutomated, top: DEFAULT_REPORT_TOP });
   } finally {
     await store.close();
   }

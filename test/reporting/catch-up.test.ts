@@ -2,7 +2,7 @@
 // event is counted exactly once whoever catches up — the relay's store thread on
 // its timer, a report before it reads, another process at the same time — and a
 // connection that wrote events counts them before it closes.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -17,7 +17,10 @@ import { message } from '../store/contract.ts';
 import { HOUR, T0 } from './seed.ts';
 
 const dirs: string[] = [];
+const children: ChildProcess[] = [];
 afterEach(() => {
+  // A failed test must not leave its counting process behind.
+  for (const child of children.splice(0)) child.kill('SIGKILL');
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -65,7 +68,9 @@ it('two processes catching up while events are written count each event once', a
      const store = new SqliteStore(process.argv[2]);
      const q = { split: 'none', pieces: [{ grain: 1440, fromSlot: 0, toSlot: 1e9, bucket: 0 }], includeAutomated: false };
      let rounds = 0;
+     const deadline = Date.now() + 90_000;
      for (;;) {
+       if (Date.now() > deadline) process.exit(2);
        const [row] = await store.reportCounts(q);
        rounds++;
        if (row && row.counts.queued === ${RECIPIENTS}) break;
@@ -75,6 +80,7 @@ it('two processes catching up while events are written count each event once', a
      console.log(rounds);`,
   );
   const child = spawn(process.execPath, ['--import', 'tsx', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((done) => child.on('exit', done));

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reportToCsv } from '../../src/reporting/csv.ts';
-import { parseReportQuery, reportPieces, runReport, type Report, type ReportQuery } from '../../src/reporting/report.ts';
+import { DEFAULT_REPORT_TOP, parseReportQuery, reportPieces, runReport, type Report, type ReportQuery } from '../../src/reporting/report.ts';
 import Database from 'better-sqlite3';
 import { EventTable } from '../../src/store/sqlite/event-table.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
@@ -131,6 +131,36 @@ describe('counts by hand', () => {
     expect(r.total.percent.delivered).toBeNull();
   });
 
+  it('top: the values with the most queued one by one, the others summed per bucket into one `other` row', async () => {
+    const over = { split: 'domain', bucket: 'day', timeZone: 'Europe/Berlin' } as const;
+    const all = await report({ ...over, top: 0 });
+    const top1 = await report({ ...over, top: 1 });
+    expect(top1.top).toBe(1);
+    // big.test has the most recipients over the window (5 of 8): its rows stay as they were.
+    expect(top1.rows.filter((r) => r.key === 'big.test')).toEqual(all.rows.filter((r) => r.key === 'big.test'));
+    const buckets = [...new Set(all.rows.map((r) => r.bucket))];
+    for (const bucket of buckets) {
+      const rest = all.rows.filter((r) => r.bucket === bucket && r.key !== 'big.test');
+      const other = top1.rows.filter((r) => r.bucket === bucket && r.other);
+      if (!rest.length) {
+        expect(other).toEqual([]);
+        continue;
+      }
+      // One row, last in its bucket, with the sums of the others.
+      expect(other).toHaveLength(1);
+      expect(other[0]).toMatchObject({ key: null, other: true });
+      expect(top1.rows.filter((r) => r.bucket === bucket).at(-1)).toBe(other[0]);
+      for (const name of Object.keys(other[0]!.counts) as (keyof Report['total']['counts'])[]) {
+        expect(other[0]!.counts[name], `${bucket} ${name}`).toBe(rest.reduce((n, r) => n + r.counts[name], 0));
+      }
+    }
+    expect(top1.total).toEqual(all.total);
+    // As many values as there are, or more: every value has its row, and none is `other`.
+    expect((await report({ ...over, top: 3 })).rows).toEqual(all.rows);
+    // Without buckets, or without a split, top changes nothing.
+    expect((await report({ split: 'domain', top: 1 })).rows).toEqual((await report({ split: 'domain', top: 0 })).rows);
+  });
+
   it('the threaded store (the relay\'s) answers the same', async () => {
     const threaded = await ThreadedSqliteStore.open(path);
     try {
@@ -244,8 +274,10 @@ describe('queries from outside', () => {
 
   it('parses durations, ISO times, fields and the zone; the window is rounded out to quarter hours', async () => {
     const q = parseReportQuery({ since: '7d', split: 'domain', bucket: 'day', tz: 'Europe/Berlin', includeAutomated: 'true' }, NOW);
-    expect(q).toEqual({ since: NOW - 7 * 24 * HOUR, until: NOW, split: 'domain', bucket: 'day', timeZone: 'Europe/Berlin', includeAutomated: true });
+    expect(q).toEqual({ since: NOW - 7 * 24 * HOUR, until: NOW, split: 'domain', bucket: 'day', timeZone: 'Europe/Berlin', includeAutomated: true, top: DEFAULT_REPORT_TOP });
     expect(parseReportQuery({ since: '2026-11-01', until: '2026-11-02T06:00:00+01:00' }, NOW)).toMatchObject({ since: Date.UTC(2026, 10, 1), until: Date.UTC(2026, 10, 2, 5), split: 'none', bucket: 'none', timeZone: 'UTC', includeAutomated: false });
+    expect(parseReportQuery({ since: '7d', top: 'all' }, NOW).top).toBe(0);
+    expect(parseReportQuery({ since: '7d', top: '3' }, NOW).top).toBe(3);
     const r = await runReport(store, parseReportQuery({ since: '2026-11-02T00:10:00Z', until: '2026-11-03T23:50:00Z' }));
     expect([r.since, r.until]).toEqual(['2026-11-02T00:00:00.000Z', '2026-11-04T00:00:00.000Z']);
   });
@@ -263,6 +295,10 @@ describe('queries from outside', () => {
     [{ includeAutomated: 'yes' }, /includeAutomated must be true or false/],
     [{ since: '400d' }, /at most 366 days/],
     [{ since: '32d', bucket: 'hour' }, /hourly buckets cover at most 31 days/],
+    [{ top: '0' }, /top must be a whole number from 1 to 10000, or all, not "0"/],
+    [{ top: '10001' }, /top must be/],
+    [{ top: 'ten' }, /top must be/],
+    [{ top: '-1' }, /top must be/],
   ])('refuses %o with a TypeError naming the field', (bad, message) => {
     const input = { since: '7d', ...bad };
     expect(() => parseReportQuery(input, NOW)).toThrow(TypeError);

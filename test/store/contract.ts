@@ -15,8 +15,10 @@ import {
   type PortalRecord,
   type QueueItem,
   type RecipientKey,
+  type PruneKind,
   type Store,
 } from '../../src/store/store.ts';
+import { deferredMessage, finishedMessage, heldMessage, portalMessage } from './retention-seed.ts';
 
 export function message(over: Partial<NewMessage> = {}): NewMessage {
   return {
@@ -1076,6 +1078,92 @@ export function storeContract<Place>(name: string, opts: ContractOptions<Place>)
           await expect(s.listEvents({ afterId: "' OR 1=1 --", limit: 10 })).rejects.toThrow(/afterId must be an event id/);
           await expect(s.listEvents({ types: ['delivered', 'sent' as EventType], limit: 10 })).rejects.toThrow(/unknown type "sent"/);
           await expect(s.listEvents({ since: Number.NaN, limit: 10 })).rejects.toThrow(/since must be a time/);
+        }));
+    });
+
+    describe('retention (pruneOld, countPrunable)', () => {
+      const now = Date.now();
+      const cutoff = now - 400 * DAY_MS;
+      const ago = (days: number) => now - days * DAY_MS;
+      const queueIds = async (s: Store) => new Set((await s.listEvents({ limit: 10_000 })).map((e) => e.queueId));
+      /** Reading a report makes its counts catch up with the events: only counted events may be pruned. */
+      const countForReports = (s: Store) => s.reportCounts({ split: 'none', pieces: [], includeAutomated: false });
+      const drain = async (s: Store, kind: PruneKind, limit: number) => {
+        const batches: number[] = [];
+        for (;;) {
+          const n = await s.pruneOld(kind, cutoff, limit);
+          batches.push(n);
+          if (n < limit) return batches;
+        }
+      };
+
+      it('prunes records and events of finished messages older than the cutoff, in batches; keeps queued messages, readable portal items and anything newer', () =>
+        withStore(async (s) => {
+          const old1 = await finishedMessage(s, ago(500));
+          const old2 = await finishedMessage(s, ago(450));
+          const fresh = await finishedMessage(s, ago(10));
+          const deferred = await deferredMessage(s, ago(500));
+          const held = await heldMessage(s, ago(500));
+          const portal = await portalMessage(s, ago(500));
+          await countForReports(s);
+
+          // 3 recipients each: a record apiece; queued, delivered and secured events apiece.
+          expect(await s.countPrunable('records', cutoff)).toBe(6);
+          expect(await s.countPrunable('events', cutoff)).toBe(18);
+          expect(await drain(s, 'records', 4)).toEqual([4, 2]);
+          expect(await drain(s, 'events', 7)).toEqual([7, 7, 4]);
+          expect(await s.countPrunable('records', cutoff)).toBe(0);
+          expect(await s.countPrunable('events', cutoff)).toBe(0);
+
+          for (const gone of [old1, old2]) expect(await s.queryLog({ message: gone.queueId })).toEqual([]);
+          expect(await s.queryRecords({ message: fresh.queueId })).toHaveLength(3);
+          expect(await s.queryRecords({ message: deferred.queueId })).toHaveLength(3);
+          expect(await s.queryRecords({ message: portal.message.queueId })).toHaveLength(3);
+          const left = await queueIds(s);
+          expect([old1, old2].filter((m) => left.has(m.queueId))).toEqual([]);
+          expect([fresh, deferred, held, portal.message].every((m) => left.has(m.queueId))).toBe(true);
+          // The queue is untouched, old as it is.
+          expect((await s.getQueueEntry(deferred.queueId))?.recipients.map((r) => r.state)).toEqual(['queued', 'queued', 'queued']);
+          expect((await s.getQueueEntry(held.queueId))?.recipients.map((r) => r.state)).toEqual(['held', 'held', 'held']);
+          expect((await s.readBody(held.queueId))?.equals(held.body)).toBe(true);
+        }));
+
+      it('a portal message is pruned once its item is erased; an erased item\'s metadata goes by its creation, a readable one never', () =>
+        withStore(async (s) => {
+          const readable = await portalMessage(s, ago(500));
+          const erased = await portalMessage(s, ago(500), { erased: true });
+          const erasedNew = await portalMessage(s, ago(10), { erased: true });
+          expect(await s.countPrunable('portal-items', cutoff)).toBe(1);
+          expect(await drain(s, 'portal-items', 10)).toEqual([1]);
+          expect(await s.getPortalItemInfo(erased.itemId)).toBeNull();
+          expect(await s.getPortalItemInfo(readable.itemId)).not.toBeNull();
+          expect(await s.getPortalItemInfo(erasedNew.itemId)).not.toBeNull();
+          await drain(s, 'records', 100);
+          expect(await s.queryLog({ message: erased.message.queueId })).toEqual([]);
+          expect(await s.queryLog({ message: readable.message.queueId })).not.toEqual([]);
+        }));
+
+      it('never the newest record or event: a reader following the log or the events by id sees what is written after a prune of everything', () =>
+        withStore(async (s) => {
+          await finishedMessage(s, ago(500));
+          const { cursor } = await s.logAfter(null, {});
+          const lastEvent = (await s.listEvents({ limit: 10_000 })).at(-1)!;
+          await countForReports(s);
+          expect(await s.pruneOld('records', now, 100)).toBe(2);
+          expect(await s.pruneOld('events', now, 100)).toBe(8);
+          const next = await finishedMessage(s, now);
+          expect((await s.logAfter(cursor, {})).records.map((r) => r.queueId)).toEqual([next.queueId, next.queueId, next.queueId]);
+          expect((await s.listEvents({ afterId: lastEvent.id, limit: 100 })).map((e) => e.queueId)).toEqual(Array(9).fill(next.queueId));
+        }));
+
+      it('refuses an unknown kind, a bad time or limit, and changes nothing', () =>
+        withStore(async (s) => {
+          await finishedMessage(s, ago(500));
+          await expect(s.pruneOld('bodies' as PruneKind, cutoff, 10)).rejects.toThrow(/unknown kind "bodies"/);
+          await expect(s.pruneOld('records', Number.NaN, 10)).rejects.toThrow(/before must be a time/);
+          await expect(s.pruneOld('records', cutoff, 0)).rejects.toThrow(/limit must be a whole number/);
+          await expect(s.countPrunable('events', 1.5)).rejects.toThrow(/before must be a time/);
+          expect(await s.countPrunable('records', cutoff)).toBe(2);
         }));
     });
   });

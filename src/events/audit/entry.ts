@@ -52,6 +52,8 @@ export const AUDIT_ACTIONS = [
   'api.request',
   /** The audit trail itself was read or exported. */
   'audit.read',
+  /** Retention deleted old delivery records, events or portal items (`sealrelay store prune`, or the relay's own run): how many of each. */
+  'store.prune',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];
 export const isAuditAction = (action: string): action is AuditAction => (AUDIT_ACTIONS as readonly string[]).includes(action);

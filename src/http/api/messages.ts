@@ -12,7 +12,8 @@ import canonicalize from 'canonicalize';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { buildEvidence, formatSignedEvidence, signEvidence } from '../../events/evidence.ts';
 import { EvidenceKeyError, loadEvidenceSigningKey } from '../../events/evidence-key.ts';
-import { stampMessage, type InboundHop } from '../../ingress/received.ts';
+import { messageToQueue } from '../../ingress/queued-message.ts';
+import type { InboundHop } from '../../ingress/received.ts';
 import { readInboundTls } from '../../ingress/tls-session.ts';
 import { subjectField } from '../../log.ts';
 import { newQueueId } from '../../store/queue-id.ts';
@@ -157,23 +158,15 @@ async function submit(ctx: ApiContext, request: FastifyRequest<{ Body: Submissio
     date: new Date(now),
     protocol: 'HTTPS',
   };
-  const stamped = stampMessage(composed.mime, hop, { report: { campaign: config.reports.campaign_header, custom: config.reports.custom_header } });
-  if (stamped.body.length > limits.maxMessageBytes) throw tooLarge(limits);
-  const message: NewMessage = {
-    queueId,
-    sender: composed.sender,
-    recipients: composed.recipients,
-    body: stamped.body,
-    messageId: stamped.messageId,
-    subject: stamped.subject,
-    campaign: request.body.campaign ?? stamped.campaign,
-    custom: stamped.custom,
-    clientIp: request.ip,
-    authUser: tokenAuthUser(token.name),
-    receivedAt: now,
-  };
-  const size = stamped.body.length;
-  const messageId = stamped.messageId;
+  const message = messageToQueue(
+    composed.mime,
+    hop,
+    { sender: composed.sender, clientIp: request.ip, authUser: tokenAuthUser(token.name) },
+    { report: { campaign: config.reports.campaign_header, custom: config.reports.custom_header }, campaign: request.body.campaign },
+  );
+  if (message.body.length > limits.maxMessageBytes) throw tooLarge(limits);
+  const size = message.body.length;
+  const messageId = message.messageId;
 
   const done = await enqueue(ctx, message, idempotency, request.ip);
   if (done.result === 'repeat') {
@@ -185,7 +178,7 @@ async function submit(ctx: ApiContext, request: FastifyRequest<{ Body: Submissio
   }
   ctx.kick();
   ctx.logger.info(
-    { event: 'ingress.queued', via: 'api', queueId, messageId, size, token: token.name, ip: request.ip, recipients: composed.recipients.length, ...subjectField(stamped.subject, config.logging.log_subjects) },
+    { event: 'ingress.queued', via: 'api', queueId, messageId, size, token: token.name, ip: request.ip, recipients: composed.recipients.length, ...subjectField(message.subject, config.logging.log_subjects) },
     'queued',
   );
   return reply.code(202).send({ queueId, messageId });

@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import { COUNT_NAMES } from '../../reporting/counts.ts';
 import { reportToCsv } from '../../reporting/csv.ts';
-import { parseReportQuery, REPORT_BUCKETS, REPORT_SPLITS, runReport, type ReportQueryInput } from '../../reporting/report.ts';
+import { DEFAULT_REPORT_TOP, parseReportQuery, REPORT_BUCKETS, REPORT_SPLITS, runReport, type ReportQueryInput } from '../../reporting/report.ts';
 import type { ApiContext } from './context.ts';
 import { ApiError } from './errors.ts';
 import { errorResponses } from './schemas.ts';
@@ -23,6 +23,7 @@ const reportQuery = {
     bucket: { type: 'string', enum: [...REPORT_BUCKETS], default: 'none' },
     tz: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_+/-]+$', default: 'UTC', description: 'IANA time zone the buckets follow.' },
     include_automated: { type: 'boolean', default: false, description: 'Count opens, clicks and unsubscribes made by machines too.' },
+    top: { type: 'string', pattern: '^(all|[0-9]{1,6})$', description: `With a split and buckets: the values with the most queued shown one by one, the rest summed per bucket into a row with other: true; all: every value. Default ${DEFAULT_REPORT_TOP}.` },
     format: { type: 'string', enum: ['json', 'csv'], default: 'json' },
   },
 } as const;
@@ -41,7 +42,7 @@ const reportSchema = {
   description: 'Counts and percentages per split value and bucket (docs/reports.md says how each is counted). With format=csv: text/csv.',
   type: 'object',
   additionalProperties: false,
-  required: ['since', 'until', 'split', 'bucket', 'timeZone', 'includeAutomated', 'rows', 'total'],
+  required: ['since', 'until', 'split', 'bucket', 'timeZone', 'includeAutomated', 'top', 'rows', 'total'],
   properties: {
     since: { type: 'string' },
     until: { type: 'string' },
@@ -49,9 +50,10 @@ const reportSchema = {
     bucket: { type: 'string', enum: [...REPORT_BUCKETS] },
     timeZone: { type: 'string' },
     includeAutomated: { type: 'boolean' },
+    top: { type: 'integer', description: 'Split values shown one by one; 0: all.' },
     rows: {
       type: 'array',
-      items: { type: 'object', additionalProperties: false, required: ['key', 'bucket', ...figures.required], properties: { key: { type: 'string', nullable: true }, bucket: { type: 'string', nullable: true }, ...figures.properties } },
+      items: { type: 'object', additionalProperties: false, required: ['key', 'bucket', ...figures.required], properties: { key: { type: 'string', nullable: true }, bucket: { type: 'string', nullable: true }, other: { type: 'boolean', description: 'The values beyond the top ones, summed (key null).' }, ...figures.properties } },
     },
     total: figures,
   },
@@ -60,7 +62,7 @@ const reportSchema = {
 /** The query parameter a parse error is about (report.ts says "report: <field> …"): the window's length is since's, hourly limits bucket's, an unknown zone tz's. */
 function fieldOf(message: string): string {
   const word = /^report: (\w+)/.exec(message)?.[1] ?? '';
-  const named: Readonly<Record<string, string>> = { since: 'since', until: 'until', split: 'split', bucket: 'bucket', timeZone: 'tz', includeAutomated: 'include_automated', hourly: 'bucket', unknown: 'tz' };
+  const named: Readonly<Record<string, string>> = { since: 'since', until: 'until', split: 'split', bucket: 'bucket', timeZone: 'tz', includeAutomated: 'include_automated', hourly: 'bucket', unknown: 'tz', top: 'top' };
   return named[word] ?? 'since';
 }
 
@@ -71,6 +73,7 @@ interface ReportQueryString {
   bucket: string;
   tz: string;
   include_automated: boolean;
+  top?: string;
   format: 'json' | 'csv';
 }
 
@@ -83,7 +86,7 @@ export function registerReports(app: FastifyInstance, ctx: ApiContext): void {
     },
     async (request, reply) => {
       const q = request.query;
-      const input: ReportQueryInput = { since: q.since, ...(q.until ? { until: q.until } : {}), split: q.split, bucket: q.bucket, tz: q.tz, includeAutomated: q.include_automated };
+      const input: ReportQueryInput = { since: q.since, ...(q.until ? { until: q.until } : {}), split: q.split, bucket: q.bucket, tz: q.tz, includeAutomated: q.include_automated, ...(q.top ? { top: q.top } : {}) };
       let query;
       try {
         query = parseReportQuery(input, ctx.now());

@@ -1,22 +1,27 @@
 // Streaming decoders for MIME part bodies: Content-Transfer-Encoding (RFC 2045
 // §6.7 quoted-printable, §6.8 base64) chunk by chunk, keeping only the few bytes
-// that straddle a chunk edge, and the part's charset through TextDecoder. An
+// that straddle a chunk edge, and the part's charset (../../mime/charset.ts). An
 // unknown charset falls back to UTF-8: the detectors look for ASCII digits and
 // words, which every ASCII-compatible charset keeps.
+//
+// Base64 is decoded by libbase64, which also reads bodies whose lines are padded
+// one by one; only the carry of an unfinished quantum is kept here, because
+// libbase64's own streaming Decoder is a Node stream and the scanner is
+// synchronous. Quoted-printable stays home-made: libqp's Decoder holds the whole
+// part until its end, and libqp.decode() strips whitespace at the end of its
+// input, which a chunk edge inside a line would turn into lost spaces.
+import libbase64 from 'libbase64';
 import { TextDecoder } from 'node:util';
+import { decoderForLabel, type CharsetDecoder } from '../../mime/charset.ts';
 
 export interface ByteDecoder {
   write(chunk: Uint8Array): Buffer;
   end(): Buffer;
 }
 
-/** A TextDecoder for a MIME charset label, UTF-8 when the label is missing or unknown. */
-export function charsetDecoder(charset: string | null | undefined): TextDecoder {
-  try {
-    return new TextDecoder(charset?.trim() || 'utf-8');
-  } catch {
-    return new TextDecoder('utf-8');
-  }
+/** A decoder for a MIME charset label, UTF-8 when the label is missing or unknown. */
+export function charsetDecoder(charset: string | null | undefined): CharsetDecoder {
+  return decoderForLabel(charset?.trim() || 'utf-8') ?? new TextDecoder('utf-8');
 }
 
 /** The decoder for a Content-Transfer-Encoding; identity for 7bit, 8bit, binary and unknown values. */
@@ -27,16 +32,18 @@ export function transferDecoder(encoding: string): ByteDecoder {
 }
 
 function base64Decoder(): ByteDecoder {
-  let carry = ''; // base64 characters that do not yet make a whole quantum of 4
+  let carry = ''; // base64 characters after the last "=" that do not yet make a whole quantum of 4
   return {
     write(chunk) {
-      const chars = carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('latin1').replace(/[^A-Za-z0-9+/]/g, '');
-      const whole = chars.length - (chars.length % 4);
+      const chars = carry + Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('latin1').replace(/[^A-Za-z0-9+/=]/g, '');
+      // Up to the last "=" the text ends in whole padded segments; a padding run restarts the quantum count.
+      const padded = chars.lastIndexOf('=') + 1;
+      const whole = chars.length - ((chars.length - padded) % 4);
       carry = chars.slice(whole);
-      return Buffer.from(chars.slice(0, whole), 'base64');
+      return libbase64.decode(chars.slice(0, whole));
     },
     end() {
-      const rest = Buffer.from(carry, 'base64');
+      const rest = libbase64.decode(carry);
       carry = '';
       return rest;
     },

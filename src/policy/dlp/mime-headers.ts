@@ -2,9 +2,10 @@
 // parameters (RFC 2045 §5.1, with RFC 2231 continuations and charsets), the
 // transfer encoding, the disposition and file name, and the subject with its
 // encoded-words decoded (RFC 2047). Lenient: a malformed field yields defaults.
+// Parameters are parsed by libmime, as mailparser and mailsplit do.
+import libmime from 'libmime';
 import { decodeEncodedWords } from '../../mime/encoded-words.ts';
 import { parseHeaders } from '../../mime/header-block.ts';
-import { charsetDecoder } from './decode.ts';
 
 export interface PartHeaders {
   /** Lower-case type/subtype; "text/plain" when absent or unreadable (RFC 2045 §5.2). */
@@ -28,46 +29,23 @@ export function readPartHeaders(block: string): PartHeaders {
   const disposition = splitParams(first('content-disposition') ?? '');
   const contentType = /^[a-z0-9!#$&^_.+-]+\/[a-z0-9!#$&^_.+-]+$/.test(type.value) ? type.value : 'text/plain';
   const subject = first('subject');
+  // Many mailers put an encoded-word in a quoted file name instead of RFC 2231; mail clients show it decoded.
+  const filename = disposition.params.get('filename') ?? type.params.get('name') ?? null;
   return {
     contentType,
     params: type.params,
     encoding: (first('content-transfer-encoding') ?? '7bit').trim().toLowerCase(),
     disposition: disposition.value || null,
-    filename: disposition.params.get('filename') ?? type.params.get('name') ?? null,
+    filename: filename === null ? null : decodeEncodedWords(filename),
     subject: subject === null ? null : decodeEncodedWords(subject),
   };
 }
 
-/** "value; a=1; b*0=x; b*1=y" → lower-case value and parameters, RFC 2231 continuations joined. */
+/**
+ * "value; a=1; b*0*=utf-8''x; b*1=y" → lower-case value and parameters by lower-case name, read by
+ * libmime (RFC 2231 continuations and charsets joined; a repeated parameter: the first one counts).
+ */
 export function splitParams(field: string): { value: string; params: Map<string, string> } {
-  const parts: string[] = [];
-  const re = /((?:[^;"]|"(?:[^"\\]|\\.)*")+)/g;
-  for (let m = re.exec(field); m !== null; m = re.exec(field)) parts.push(m[1]!.trim());
-  const pieces = new Map<string, { index: number; extended: boolean; text: string }[]>();
-  for (const part of parts.slice(1)) {
-    const eq = part.indexOf('=');
-    if (eq <= 0) continue;
-    const key = part.slice(0, eq).trim().toLowerCase();
-    let text = part.slice(eq + 1).trim();
-    if (text.startsWith('"')) text = text.slice(1, -1).replace(/\\(.)/g, '$1');
-    const k = /^([^*]+)(?:\*(\d+))?(\*)?$/.exec(key);
-    if (!k) continue;
-    const list = pieces.get(k[1]!) ?? [];
-    list.push({ index: Number(k[2] ?? 0), extended: k[3] === '*', text });
-    pieces.set(k[1]!, list);
-  }
-  const params = new Map<string, string>();
-  for (const [name, list] of pieces) {
-    list.sort((a, b) => a.index - b.index);
-    const charsetPrefix = list[0]!.extended ? /^([^']*)'[^']*'/.exec(list[0]!.text) : null;
-    if (charsetPrefix) list[0] = { ...list[0]!, text: list[0]!.text.slice(charsetPrefix[0].length) };
-    const bytes = Buffer.concat(list.map((p) => (p.extended ? percentDecode(p.text) : Buffer.from(p.text, 'utf8'))));
-    params.set(name, charsetDecoder(charsetPrefix?.[1]).decode(bytes));
-  }
-  return { value: (parts[0] ?? '').toLowerCase(), params };
+  const { value, params } = libmime.parseHeaderValue(field);
+  return { value: value.toLowerCase(), params: new Map(Object.entries(params)) };
 }
-
-function percentDecode(s: string): Buffer {
-  return Buffer.from(s.replace(/%([0-9A-Fa-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
-}
-

@@ -7,6 +7,10 @@
 // of a line that might be a boundary and was cut by a chunk edge. Malformed
 // input is walked leniently; a header block over MAX_HEADER_BYTES or nesting
 // over MAX_DEPTH stops the walk (`limited`), since the rest cannot be placed.
+// Not @zone-eu/mailsplit's Splitter: it is an asynchronous stream (one
+// setImmediate per write, so createScanner could not stay synchronous), reads
+// line by line (about 35× this walker's time on the benchmark's 20 MB message)
+// and walks a message/rfc822 attachment only when it is marked inline.
 import { readPartHeaders, type PartHeaders } from './mime-headers.ts';
 
 export const MAX_HEADER_BYTES = 256 * 1024;

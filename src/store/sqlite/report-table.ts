@@ -79,9 +79,16 @@ export class ReportTable {
       progress: db.prepare(`SELECT through_id FROM report_progress`).pluck(),
       setProgress: db.prepare(`UPDATE report_progress SET through_id = ?`),
       lastEvent: db.prepare(`SELECT max(id) FROM events`).pluck(),
-      // One range of the primary key, in its order; the counters in COUNT_NAMES order.
-      rangeHuman: db.prepare(`SELECT value, slot, ${countsRead('_human')} FROM report_counts WHERE dimension = ? AND grain = ? AND slot >= ? AND slot < ?`).raw(),
-      rangeAll: db.prepare(`SELECT value, slot, ${countsRead('')} FROM report_counts WHERE dimension = ? AND grain = ? AND slot >= ? AND slot < ?`).raw(),
+      // One range of the primary key, in its order, as a JSON array of [value, slot, counters in COUNT_NAMES order].
+      range: {
+        human: db.prepare(`SELECT json_group_array(json_array(value, slot, ${countsRead('_human')})) FROM ${RANGE}`).pluck(),
+        all: db.prepare(`SELECT json_group_array(json_array(value, slot, ${countsRead('')})) FROM ${RANGE}`).pluck(),
+      },
+      // The same for the kept values (a JSON array), then per slot the others' sums with a null value.
+      rangeKept: {
+        human: db.prepare(`SELECT json_group_array(json_array(value, slot, ${countsRead('_human')})) FROM (${keptRows(countsRead('_human'))})`).pluck(),
+        all: db.prepare(`SELECT json_group_array(json_array(value, slot, ${countsRead('')})) FROM (${keptRows(countsRead(''))})`).pluck(),
+      },
       add: db.prepare(
         `INSERT INTO report_counts (dimension, grain, slot, value, ${COLUMNS.join(', ')})
          VALUES (?, ?, ?, ?, ${COLUMNS.map(() => '?').join(', ')})
@@ -151,35 +158,63 @@ export class ReportTable {
 
   /**
    * The counts per split value and bucket of the query's pieces of time
-   * (reporting/report.ts cuts them). Each grain's pieces are read as few ranges of
-   * the primary key as they make, in slot order, and summed here: a month split by
-   * domain per hour is some 200,000 rows, and letting SQLite group them (a sort of
-   * every row) cost several times the reading.
+   * (reporting/report.ts cuts them). Each grain's pieces are read as ranges of the
+   * primary key, and summed per bucket here. A month split by domain per hour is
+   * some 200,000 rows: letting SQLite group them cost a sort of every row, and
+   * handing them over value by value cost more than the reading; so each range
+   * comes back as one JSON array that SQLite builds and V8 parses.
    */
   query(q: ReportCountsQuery): ReportCountsRow[] {
     const dimension = q.split === 'none' ? 'sender' : q.split;
-    const read = q.includeAutomated ? this.stmt.rangeAll : this.stmt.rangeHuman;
-    const sums = new Map<string, { key: string | null; bucket: number; n: number[] }>();
+    const engagement = q.includeAutomated ? 'all' : 'human';
+    const keep = q.keep && q.split !== 'none' ? JSON.stringify(q.keep) : null;
+    /** Sums per bucket, then per split value ('' for none; OTHER for the values not kept). */
+    const sums = new Map<number, Map<string, number[]>>();
     for (const run of runsOf(q.pieces)) {
+      // A week a read, and never more than MAX_READS reads (a caller may ask for any range).
+      const step = Math.max(Math.ceil(RANGE_MINUTES / run.grain), Math.ceil((run.toSlot - run.fromSlot) / MAX_READS));
       let i = 0;
-      for (const row of read.iterate(dimension, run.grain, run.fromSlot, run.toSlot) as IterableIterator<[string, number, ...number[]]>) {
-        const [value, slot] = row;
-        // Rows come in slot order, and so do the run's pieces.
-        while (run.pieces[i]!.toSlot <= slot) i++;
-        const bucket = run.pieces[i]!.bucket;
-        const key = q.split === 'none' || value === '' ? null : value;
-        const id = `${bucket}\0${key ?? '\u0001'}`;
-        let sum = sums.get(id);
-        if (!sum) sums.set(id, (sum = { key, bucket, n: new Array<number>(COUNT_NAMES.length).fill(0) }));
-        for (let c = 0; c < COUNT_NAMES.length; c++) sum.n[c]! += row[c + 2] as number;
+      for (let from = run.fromSlot; from < run.toSlot; from += step) {
+        const range = { dimension, grain: run.grain, from, to: Math.min(from + step, run.toSlot) };
+        // The values not kept are summed per slot by SQLite: a few rows, whatever their number.
+        const rows = JSON.parse(
+          keep === null ? (this.stmt.range[engagement].get(range) as string) : (this.stmt.rangeKept[engagement].get({ ...range, keep }) as string),
+        ) as [string | null, number, ...number[]][];
+        for (const row of rows) {
+          // Rows come in slot order, and so do the run's pieces.
+          while (run.pieces[i]!.toSlot <= row[1]) i++;
+          const bucket = run.pieces[i]!.bucket;
+          let values = sums.get(bucket);
+          if (!values) sums.set(bucket, (values = new Map()));
+          const value = q.split === 'none' ? '' : (row[0] ?? OTHER);
+          const n = values.get(value);
+          if (n) for (let c = 0; c < COUNT_NAMES.length; c++) n[c]! += row[c + 2] as number;
+          else values.set(value, row.slice(2) as number[]);
+        }
       }
     }
-    return [...sums.values()].map(({ key, bucket, n }) => ({
-      key,
-      bucket,
-      counts: Object.fromEntries(COUNT_NAMES.map((name, c) => [name, n[c]!])) as unknown as ReportCounts,
-    }));
+    const out: ReportCountsRow[] = [];
+    for (const [bucket, values] of sums) {
+      for (const [value, n] of values) out.push(value === OTHER ? { key: null, bucket, counts: countsOf(n), other: true } : { key: value === '' ? null : value, bucket, counts: countsOf(n) });
+    }
+    return out;
   }
+}
+
+/** The sums key of the values not kept (no split value is a lone NUL: they are header text without control characters). */
+const OTHER = '\u0000';
+
+/** How much time one read covers: bounds the JSON of one range (a week of a busy split by domain at hours is a few MB). */
+const RANGE_MINUTES = 7 * 1440;
+const MAX_READS = 64;
+
+/** Counters in COUNT_NAMES order as the named counts. */
+function countsOf(n: readonly number[]): ReportCounts {
+  return {
+    queued: n[0]!, delivered: n[1]!, deferred: n[2]!, bounced: n[3]!, dropped: n[4]!, secured: n[5]!,
+    tls13: n[6]!, tls12: n[7]!, tlsOther: n[8]!, pgp: n[9]!, smime: n[10]!, portal: n[11]!, plaintext: n[12]!,
+    opened: n[13]!, clicked: n[14]!, unsubscribed: n[15]!,
+  };
 }
 
 /** One grain's pieces that follow each other without a gap: one range of slots to read. */
@@ -210,6 +245,18 @@ function runsOf(pieces: readonly ReportPiece[]): Run[] {
     }
   }
   return runs;
+}
+
+/** One range of the rollup's primary key. */
+const RANGE = `report_counts WHERE dimension = @dimension AND grain = @grain AND slot >= @from AND slot < @to`;
+
+/** The rows of the kept values (@keep, a JSON array), then one row per slot summing the others (value null). */
+function keptRows(counters: string): string {
+  const names = counters.split(', ');
+  return `SELECT * FROM (SELECT value, slot, ${counters} FROM ${RANGE} AND value IN (SELECT value FROM json_each(@keep)))
+          UNION ALL
+          SELECT * FROM (SELECT NULL AS value, slot, ${names.map((c) => `sum(${c}) AS ${c}`).join(', ')} FROM ${RANGE} AND value NOT IN (SELECT value FROM json_each(@keep)) GROUP BY slot)
+          ORDER BY slot`;
 }
 
 /** The counters a report reads, in COUNT_NAMES order: engagement of people only (`_human`) or of anyone (''). */

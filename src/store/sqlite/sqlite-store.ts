@@ -35,8 +35,11 @@ import {
   type NewMessage,
   type OperatorAction,
   type OperatorRecord,
+  type QueueBatch,
+  type QueueCount,
   type QueueEntry,
   type QueueItem,
+  type QueueSelection,
   type QueueStats,
   type RecipientKey,
   type RecordCursor,
@@ -56,6 +59,7 @@ import {
 import { attemptEvents, queuedEvents, type EventQuery, type EventType, type RelayEvent } from '../../events/event.ts';
 import { fitField, type AuditEntry, type AuditInput, type AuditQuery } from '../../events/audit/entry.ts';
 import { AuditTable } from './audit-table.ts';
+import { QueueSelectionTable } from './queue-selection.ts';
 import { Checkpointer } from './checkpointer.ts';
 import { EventTable } from './event-table.ts';
 import { BodyCipher, SEAL_OVERHEAD, type StoredPart } from './body-cipher.ts';
@@ -69,6 +73,8 @@ import type { WebhookDelivery, WebhookDeliveryInfo, WebhookEndpointStatus, Webho
 import { SuppressionTable } from './suppression-table.ts';
 import type { Suppression, SuppressionFilter, SuppressionSource, TrackedRecipient, Unsubscribed } from '../../reporting/tracking/suppression.ts';
 import { ApiTokenTable } from './api-token-table.ts';
+import { RetentionTable } from './retention-table.ts';
+import type { PruneKind } from '../store.ts';
 import type { ApiToken, ApiTokenInfo, IdempotencyKey, IdempotentEnqueue, NewApiToken } from '../store.ts';
 
 /** A part's plaintext size in SQL: a sealed part carries its GCM tag beside the ciphertext. */
@@ -106,6 +112,7 @@ export class SqliteStore implements Store {
   private readonly webhooks: WebhookTable;
   private readonly suppressions: SuppressionTable;
   private readonly audit: AuditTable;
+  private readonly selection: QueueSelectionTable;
   /** The report counts, kept behind the events (report-table.ts). */
   private readonly reports: ReportTable;
   /** The relay's periodic catch-up of the report counts. */
@@ -145,6 +152,7 @@ export class SqliteStore implements Store {
     this.webhooks = new WebhookTable(this.db, this.events);
     this.suppressions = new SuppressionTable(this.db, this.events);
     this.audit = new AuditTable(this.db);
+    this.selection = new QueueSelectionTable(this.db);
     this.reports = new ReportTable(this.db);
     if (opts.countReportsEveryMs) {
       const onError = opts.onError ?? (() => undefined);
@@ -626,9 +634,13 @@ export class SqliteStore implements Store {
     return (this.stmt.nextDue.get(Date.now()) as number | undefined) ?? null;
   }
 
-  async listQueue(opts: { limit?: number } = {}): Promise<QueueEntry[]> {
-    const rows = this.stmt.listMessages.all(opts.limit ?? -1) as MessageRow[];
+  async listQueue(opts: { limit?: number; select?: QueueSelection } = {}): Promise<QueueEntry[]> {
+    const rows = (opts.select ? this.selection.list(opts.select, opts.limit ?? -1, Date.now()) : this.stmt.listMessages.all(opts.limit ?? -1)) as MessageRow[];
     return rows.map((m) => this.toEntry(m));
+  }
+
+  async countQueue(select: QueueSelection): Promise<QueueCount> {
+    return this.selection.count(select, Date.now());
   }
 
   async getQueueEntry(queueId: string): Promise<QueueEntry | null> {
@@ -671,6 +683,31 @@ export class SqliteStore implements Store {
       const pending = this.stmt.pendingOf.all(queueId) as ActedRow[];
       return this.stmt.deleteMessage.run(queueId).changes ? pending : [];
     });
+  }
+
+  async actOnQueue(
+    action: OperatorAction,
+    select: QueueSelection,
+    opts: { operator: string; limit: number; afterId?: string; audit?: Pick<AuditInput, 'actor' | 'action'> | null },
+  ): Promise<QueueBatch> {
+    if (!Number.isInteger(opts.limit) || opts.limit < 1) throw new TypeError(`queue ${action}: a batch is 1 message or more, not ${opts.limit}`);
+    const acted: { queueId: string; recipients: number }[] = [];
+    let selected: string[] = [];
+    const recipients = this.operatorAction(action, opts.operator, (now, metaOf) => {
+      // Only messages with something this action changes: a batch is never spent on the others.
+      selected = this.selection.nextBatch({ ...select, changedBy: action }, opts.afterId ?? '', opts.limit, now);
+      const change = this.selection.changer(action, select, now);
+      return selected.flatMap((queueId) => {
+        // Read before a delete removes the message: its records still name it.
+        metaOf(queueId);
+        const rows = change(queueId);
+        if (!rows.length) return [];
+        acted.push({ queueId, recipients: rows.length });
+        if (opts.audit) this.audit.append({ ...opts.audit, at: now, target: fitField(queueId), detail: `${rows.length} recipients` });
+        return rows;
+      });
+    });
+    return { messages: acted.length, recipients, acted, resumeAfter: selected.length === opts.limit ? selected.at(-1)! : null };
   }
 
   /**
@@ -753,7 +790,7 @@ export class SqliteStore implements Store {
   async logAfter(cursor: RecordCursor | null, filter: RecordFilter): Promise<{ records: LogRecord[]; cursor: RecordCursor }> {
     const { where, params } = recordConditions(filter);
     where.push('id > @cursor', 'id <= @end');
-    // Rowids only grow (records are never deleted), so they are the write order. From the end
+    // Rowids only grow (retention deletes old records but never the newest), so they are the write order. From the end
     // (null cursor) the newest `limit` are taken; after a cursor, everything written since.
     const limit = cursor === null ? (filter.limit ?? -1) : -1;
     const sql = `SELECT json FROM records WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT @limit`;
@@ -898,6 +935,27 @@ export class SqliteStore implements Store {
 
   async pruneIdempotencyKeys(before: number): Promise<number> {
     return this.commit('normal', () => this.apiTokens.prune(before));
+  }
+  // retention (store/retention.ts)
+  private retentionTable: RetentionTable | null = null;
+  private get retention(): RetentionTable {
+    return (this.retentionTable ??= new RetentionTable(this.db));
+  }
+
+  async pruneOld(kind: PruneKind, before: number, limit: number): Promise<number> {
+    // A batch of its own, not part of a group commit: an enqueue never waits for a prune's
+    // deletes. secure_delete: the freed pages are zeroed, so what was pruned (recipients,
+    // subjects in events) is gone from the file too, not only from the tables.
+    this.db.pragma('secure_delete = ON');
+    try {
+      return this.commit('normal', () => this.retention.prune(kind, before, limit));
+    } finally {
+      this.db.pragma('secure_delete = OFF');
+    }
+  }
+
+  async countPrunable(kind: PruneKind, before: number): Promise<number> {
+    return this.retention.count(kind, before);
   }
   // webhooks (src/events/webhooks/)
   copyWebhookEvents(endpoint: string, types: readonly EventType[] | null, limit: number, now = Date.now()): Promise<number> {

@@ -20,8 +20,10 @@ import type { Env } from '../../config/load.ts';
 import type { Config } from '../../config/schema.ts';
 import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
 import type { DomainKnowledge, KeyKind, KeyLookup, LogRecord, NewMessage, QueueEntry, QueueItem, QueueStats, RecipientKey, RecordCursor, RecordFilter, Settlement, Store } from '../store.ts';
+import type { OperatorAction, QueueBatch, QueueCount, QueueSelection } from '../store.ts';
 import type { CodeCheck, NewPortalItem, PortalCode, PortalEventInput, PortalItem, PortalItemHead, PortalItemInfo, SetCodeResult, WrappedItemKey } from '../store.ts';
 import type { ApiToken, ApiTokenInfo, IdempotencyKey, IdempotentEnqueue, NewApiToken } from '../store.ts';
+import type { PruneKind } from '../store.ts';
 
 /**
  * What the store thread needs to load store.encryption's keys itself (key bytes never
@@ -196,8 +198,11 @@ export class ThreadedSqliteStore implements Store {
   nextDueAt(): Promise<number | null> {
     return this.call('nextDueAt');
   }
-  listQueue(opts?: { limit?: number }): Promise<QueueEntry[]> {
+  listQueue(opts?: { limit?: number; select?: QueueSelection }): Promise<QueueEntry[]> {
     return this.call('listQueue', opts);
+  }
+  countQueue(select: QueueSelection): Promise<QueueCount> {
+    return this.call('countQueue', select);
   }
   getQueueEntry(queueId: string): Promise<QueueEntry | null> {
     return this.call('getQueueEntry', queueId);
@@ -213,6 +218,13 @@ export class ThreadedSqliteStore implements Store {
   }
   deleteEntry(queueId: string, operator: string): Promise<number> {
     return this.call('deleteEntry', queueId, operator);
+  }
+  actOnQueue(
+    action: OperatorAction,
+    select: QueueSelection,
+    opts: { operator: string; limit: number; afterId?: string; audit?: Pick<AuditInput, 'actor' | 'action'> | null },
+  ): Promise<QueueBatch> {
+    return this.call('actOnQueue', action, select, opts);
   }
   queueStats(): Promise<QueueStats> {
     return this.call('queueStats');
@@ -337,6 +349,12 @@ export class ThreadedSqliteStore implements Store {
   }
   pruneIdempotencyKeys(before: number): Promise<number> {
     return this.call('pruneIdempotencyKeys', before);
+  }
+  pruneOld(kind: PruneKind, before: number, limit: number): Promise<number> {
+    return this.call('pruneOld', kind, before, limit);
+  }
+  countPrunable(kind: PruneKind, before: number): Promise<number> {
+    return this.call('countPrunable', kind, before);
   }
   // webhooks (src/events/webhooks/)
   copyWebhookEvents(endpoint: string, types: readonly EventType[] | null, limit: number, now?: number): Promise<number> {

@@ -3,7 +3,7 @@
 // as one harmless cell); read scope; bad parameters a 400 naming the parameter.
 import { parse } from 'csv-parse/sync';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runReport } from '../../../src/reporting/report.ts';
+import { DEFAULT_REPORT_TOP, runReport } from '../../../src/reporting/report.ts';
 import { HOSTILE, HOUR, seedReportStore, T0 } from '../../reporting/seed.ts';
 import { startApi, type ApiHarness } from './api-harness.ts';
 
@@ -22,7 +22,7 @@ describe('GET /api/v1/reports', () => {
   it('JSON: the report runReport makes, split by domain and bucketed by day in the caller’s zone', async () => {
     const res = await api.request('GET', `/api/v1/reports?${WINDOW}&split=domain&bucket=day&tz=America/New_York`, { token: reader });
     expect(res.statusCode).toBe(200);
-    const expected = await runReport(api.store, { since: T0, until: T0 + 48 * HOUR, split: 'domain', bucket: 'day', timeZone: 'America/New_York', includeAutomated: false });
+    const expected = await runReport(api.store, { since: T0, until: T0 + 48 * HOUR, split: 'domain', bucket: 'day', timeZone: 'America/New_York', includeAutomated: false, top: DEFAULT_REPORT_TOP });
     expect(res.json()).toEqual(JSON.parse(JSON.stringify(expected)));
     expect(res.json().total.counts).toMatchObject({ queued: 8, delivered: 6, bounced: 1, dropped: 1, secured: 5 });
     // 1 November 2026 is the day New York leaves daylight time: its day starts at -04:00, the next ones at -05:00.
