@@ -5,7 +5,7 @@
 // the en dash Outlook types between digits) become invisible C1 controls that
 // no detector or reader sees. Those labels are decoded by iconv-lite, the
 // charset library libmime and mailparser decode with.
-import iconv from 'iconv-lite';
+import { iconvLite } from './lazy-libs.ts';
 import { TextDecoder } from 'node:util';
 
 /** The part of TextDecoder the callers use: `stream: true` keeps a character cut by a chunk edge for the next call. */
@@ -22,6 +22,6 @@ export function decoderForLabel(label: string): CharsetDecoder | null {
     return null;
   }
   if (decoder.encoding !== 'windows-1252') return decoder;
-  const cp1252 = iconv.getDecoder('windows-1252'); // one byte per character: nothing straddles a chunk edge
+  const cp1252 = iconvLite().getDecoder('windows-1252'); // one byte per character: nothing straddles a chunk edge
   return { decode: (bytes) => cp1252.write(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)) };
 }

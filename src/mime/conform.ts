@@ -12,7 +12,7 @@
 // message with a few ranges replaced. What cannot be repaired without guessing
 // (malformed MIME, an unknown encoding) is left as it was and reported unfixable,
 // so the caller can refuse the message; nothing here throws on bad input.
-import libmime from 'libmime';
+import { libmime } from './lazy-libs.ts';
 import { base64, decodeQuotedPrintable, quotedPrintable, rewrapBase64 } from './transfer-encoding.ts';
 
 /** RFC 5322 §2.1.1: a line is at most 998 characters, CRLF not counted. */
@@ -200,7 +200,7 @@ class Conformer {
     const type = this.contentType(e, defaultType);
     const cteField = fieldValue(this.buf, e.fields.find((f) => f.name === 'content-transfer-encoding'));
     // RFC 2045 §6.1: a token, which a comment may follow.
-    const cte = cteField === null ? '7bit' : libmime.parseHeaderValue(cteField, { stripComments: true }).value.trim().toLowerCase();
+    const cte = cteField === null ? '7bit' : libmime().parseHeaderValue(cteField, { stripComments: true }).value.trim().toLowerCase();
     if (type.value.startsWith('multipart/')) {
       const boundary = type.params['boundary'];
       if (!boundary) {
@@ -335,7 +335,7 @@ class Conformer {
   private contentType(e: Entity, defaultType: string): { value: string; params: Record<string, string> } {
     const raw = fieldValue(this.buf, e.fields.find((f) => f.name === 'content-type'));
     if (raw === null) return { value: defaultType, params: {} };
-    const parsed = libmime.parseHeaderValue(raw, { stripComments: true });
+    const parsed = libmime().parseHeaderValue(raw, { stripComments: true });
     const value = parsed.value.trim().toLowerCase();
     // RFC 2045 §5.2: a type that cannot be read is text/plain.
     return { value: /^[^/\s]+\/[^/\s]+$/.test(value) ? value : 'text/plain', params: parsed.params };

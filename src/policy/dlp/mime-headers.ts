@@ -3,7 +3,7 @@
 // transfer encoding, the disposition and file name, and the subject with its
 // encoded-words decoded (RFC 2047). Lenient: a malformed field yields defaults.
 // Parameters are parsed by libmime, as mailparser and mailsplit do.
-import libmime from 'libmime';
+import { libmime } from '../../mime/lazy-libs.ts';
 import { decodeEncodedWords } from '../../mime/encoded-words.ts';
 import { parseHeaders } from '../../mime/header-block.ts';
 
@@ -46,6 +46,6 @@ export function readPartHeaders(block: string): PartHeaders {
  * libmime (RFC 2231 continuations and charsets joined; a repeated parameter: the first one counts).
  */
 export function splitParams(field: string): { value: string; params: Map<string, string> } {
-  const { value, params } = libmime.parseHeaderValue(field);
+  const { value, params } = libmime().parseHeaderValue(field);
   return { value: value.toLowerCase(), params: new Map(Object.entries(params)) };
 }
