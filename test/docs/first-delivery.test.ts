@@ -169,8 +169,7 @@ describe('README: a first delivery on one machine', () => {
       return log.stdout.split('\n').find((l) => l.includes(`${queueId}.0`)) ?? null;
     });
     const [, protocol = '', cipher = ''] = received;
-    // What the README's `log` shows (its columns may change; these words may not)…
-    expect(line).toContain('pat@partner.test');
+    // What the README's `log` shows (its columns may change, and a long value is cut to fit 120 columns; these words may not)…
     expect(line).toContain('delivered');
     expect(line).toContain(protocol);
     // …and the whole record agrees with what the receiver negotiated on its own socket.
@@ -203,8 +202,10 @@ describe('README: a first delivery on one machine', () => {
       const log = await run(logCmd, swap, envWithout({}));
       return log.stdout.split('\n').find((l) => l.includes(`${queueId}.0`)) ?? null;
     });
-    expect(line).toContain('pat@partner.test');
     expect(line).toContain('deferred');
+    // The recipient may be cut in the table (120 columns, a long reason beside it): the record says it whole.
+    const json = await run([...logCmd, '--json', '--message', queueId ?? ''], swap, envWithout({}));
+    expect(JSON.parse(json.stdout.trim().split('\n')[0] ?? '{}')).toMatchObject({ recipient: 'pat@partner.test', outcome: 'deferred' });
     expect(receiver.out.stdout.split('local-mx: received').length).toBe(receivedBefore);
 
     relay.proc.kill('SIGTERM');
