@@ -101,6 +101,10 @@ export function loadConfigFile(file: string, env: Env = {}): LoadedConfig {
   } catch (err) {
     throw new ConfigError([{ file, line: null, column: null, key: '', message: `cannot read: ${(err as Error).message}` }]);
   }
+  // Never what an operator means, and what a reload sees when it reads a file an editor
+  // has just truncated to write it again: all defaults, no routes, no rules. Refused, so
+  // the running config stays until the file is whole (the next look reloads it).
+  if (!text.trim()) throw new ConfigError([{ file, line: null, column: null, key: '', message: 'the file is empty' }]);
   return parseConfigFile(text, file, env);
 }
 

@@ -264,3 +264,15 @@ describe('where a problem is', () => {
 function parseWith(text: string, env = {}) {
   return parseConfigFile(text, 'test.yaml', env);
 }
+
+describe('an empty config file', () => {
+  it('is refused, naming the file: a reload that catches a file an editor has truncated keeps the running config', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sealrelay-empty-config-'));
+    for (const text of ['', '\n', '  \n\t\n']) {
+      const file = join(dir, 'sealrelay.yaml');
+      writeFileSync(file, text);
+      expect(() => loadConfig(file)).toThrow(ConfigError);
+      expect(() => loadConfig(file)).toThrow(`${file}: the file is empty`);
+    }
+  });
+});
