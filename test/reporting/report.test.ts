@@ -253,6 +253,48 @@ describe('time zones', () => {
   });
 });
 
+it('split values are summed over the pieces of their bucket, whatever grain each piece is read at', async () => {
+  // From 22:45: the first day's bucket is a quarter hour (grain 15) and an hour (grain 60),
+  // one slot each; the next day is one slot of grain 1440, the last a quarter hour; hours in
+  // Kathmandu are pieces of three quarter hours and one.
+  const s = new SqliteStore(storePath());
+  try {
+    const mail: [string, string[]][] = [
+      ['2026-01-01T22:50:00Z', ['a@one.test', 'b@two.test']],
+      ['2026-01-01T23:30:00Z', ['a@one.test', 'b@two.test']],
+      ['2026-01-02T12:00:00Z', ['a@one.test', 'b@two.test', 'c@three.test']],
+      ['2026-01-02T18:00:00Z', ['a@one.test']],
+      ['2026-01-03T00:05:00Z', ['a@one.test']],
+    ];
+    for (const [t, recipients] of mail) await s.enqueue(message({ recipients, receivedAt: Date.parse(t) }));
+    const since = Date.parse('2026-01-01T22:45:00Z');
+    // The last quarter hour is read first (grain 15) though its bucket is last.
+    const until = Date.parse('2026-01-03T00:15:00Z');
+    const rows = async (q: Partial<ReportQuery>) => (await runReport(s, { ...TWO_DAYS, since, until, split: 'domain', ...q })).rows.map((r) => [r.bucket, r.key, r.counts.queued]);
+    expect(await rows({ bucket: 'day' })).toEqual([
+      ['2026-01-01T00:00:00+00:00', 'one.test', 2],
+      ['2026-01-01T00:00:00+00:00', 'two.test', 2],
+      ['2026-01-02T00:00:00+00:00', 'one.test', 2],
+      ['2026-01-02T00:00:00+00:00', 'three.test', 1],
+      ['2026-01-02T00:00:00+00:00', 'two.test', 1],
+      ['2026-01-03T00:00:00+00:00', 'one.test', 1],
+    ]);
+    // The other row stays last in its bucket, even where it holds more than the kept value.
+    expect(await rows({ bucket: 'hour', timeZone: 'Asia/Kathmandu', top: 1 })).toEqual([
+      ['2026-01-02T04:00:00+05:45', 'one.test', 1],
+      ['2026-01-02T04:00:00+05:45', null, 1],
+      ['2026-01-02T05:00:00+05:45', 'one.test', 1],
+      ['2026-01-02T05:00:00+05:45', null, 1],
+      ['2026-01-02T17:00:00+05:45', 'one.test', 1],
+      ['2026-01-02T17:00:00+05:45', null, 2],
+      ['2026-01-02T23:00:00+05:45', 'one.test', 1],
+      ['2026-01-03T05:00:00+05:45', 'one.test', 1],
+    ]);
+  } finally {
+    await s.close();
+  }
+});
+
 it('reads each stretch at the coarsest grain: whole UTC days, then hours, then quarter hours at the edges', () => {
   const day = 96; // quarter hours
   const from = 10 * day + 21; // day 10, 05:15
