@@ -1,15 +1,19 @@
 # SealRelay container: Node 20 LTS line, the compiled build, data/ and certs/ as volumes.
 FROM node:20-bookworm-slim AS build
+# better-sqlite3 is compiled here from its source, never fetched as a prebuilt binary
+# from outside the npm registry; the runtime stage takes the compiled node_modules.
+RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+ENV npm_config_build_from_source=true
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 RUN npm ci
 COPY src ./src
-RUN npm run build
+RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev
+COPY --from=build /app/node_modules ./node_modules
 COPY bin ./bin
 # Only the build: without src/ the command runs dist/ (bin/sealrelay.js).
 COPY --from=build /app/dist ./dist
