@@ -24,6 +24,12 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 # screenshots show text.
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -d /usr/share/fonts/truetype/dejavu ] || need+=(fonts-dejavu-core)
+# DNSSEC test zones (test/helpers/dnssec-zone.ts): knot serves them, ldns-keygen and
+# ldns-signzone sign them, unbound validates them (the AD bit DANE relies on). The
+# tests start their own instances on free loopback ports; the system services stay off.
+[ -x /usr/sbin/knotd ] || need+=(knot)
+command -v ldns-signzone >/dev/null || need+=(ldnsutils)
+[ -x /usr/sbin/unbound ] || need+=(unbound)
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
@@ -32,6 +38,17 @@ if [ ${#need[@]} -gt 0 ]; then
   # postfix asks debconf questions; answer "No configuration" and never start it.
   echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+  # Installing knot/unbound starts their system services where an init system runs
+  # them; the tests need neither (and a system unbound would take port 53): stop and
+  # disable the ones just installed, never ones the machine already had.
+  for svc in knot unbound; do
+    case " ${need[*]} " in *" $svc "*) ;; *) continue ;; esac
+    if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+      $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$svc" ]; then
+      $SUDO "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
 fi
 # playwright-core downloads nothing at install; this keeps it so should that change.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1

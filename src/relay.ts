@@ -13,6 +13,7 @@ import type { Logger } from './log.ts';
 import { domainsToProbe, startProber } from './domains/prober.ts';
 import { startExpirySweep } from './portal/expiry.ts';
 import { startRetentionSweep } from './store/retention.ts';
+import { startTlsRptJob } from './reporting/tlsrpt/job.ts';
 import { loadKeyring } from './portal/master-keys.ts';
 import { loadTrackingKey } from './reporting/tracking/key.ts';
 import { startWebhookDispatcher } from './events/webhooks/dispatcher.ts';
@@ -136,6 +137,18 @@ export async function startRelay(opts: {
   // Old evidence of finished messages is pruned by retention's ages (store/retention.ts); restarted on reload.
   const startPruning = (cfg: Config) => startRetentionSweep({ store, logger, retention: cfg.retention });
   let retention = startPruning(config);
+  // Daily TLS reports (RFC 8460) of yesterday's sessions; mailed ones are queued here like any mail. Restarted on reload.
+  const startTlsReports = (cfg: Config) =>
+    startTlsRptJob({
+      store,
+      config: cfg,
+      logger,
+      queueMail: async (message: NewMessage) => {
+        await store.enqueue(message);
+        delivery.kick();
+      },
+    });
+  let tlsReports = startTlsReports(config);
   // Sends the events to the configured endpoints, signed; updated in place on reload.
   const webhooks = startWebhookDispatcher({ store, logger, config: config.webhooks, signers: webhookSigners });
   const listeners = ingress.listeners.map((l) => ({ name: l.name, host: l.host, port: l.port, tls: l.tls }));
@@ -196,6 +209,7 @@ export async function startRelay(opts: {
         await prober.stop();
         await expirySweep.stop();
         await retention.stop();
+        await tlsReports?.stop();
         await webhooks.stop();
         await web.close();
         await ingress.stopAccepting();
@@ -229,6 +243,8 @@ export async function startRelay(opts: {
       expirySweep = sweepExpired(next);
       await retention.stop();
       retention = startPruning(next);
+      await tlsReports?.stop();
+      tlsReports = startTlsReports(next);
       config = next;
       cert = nextCert;
       // SIGHUP (cli/start.ts) is what asks for a reload: the policy may now decide differently. The reload

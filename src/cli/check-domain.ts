@@ -1,7 +1,8 @@
 // `sealrelay check-domain <domain>`: what delivery to a domain would meet right
 // now — its MX hosts (or static route), per address reachability, STARTTLS, the
 // negotiated TLS against the floor, the certificate with its expiry and verdict;
-// its MTA-STS policy; whether the relay already knows it as TLS-known; and the
+// with delivery.dns.dnssec, the DNSSEC status of the MX set, each host's TLSA records
+// and whether its certificate matches them (DANE, RFC 7672); its MTA-STS policy; whether the relay already knows it as TLS-known; and the
 // mode the current policy would pick for a recipient there (the same createPolicy +
 // domain knowledge + MTA-STS steps as the delivery worker). Progress goes to
 // stderr while probing, the report to stdout (or one JSON object with --json).
@@ -11,6 +12,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { Config } from '../config/schema.ts';
+import type { DaneFacts } from '../delivery/record.ts';
 import type { MtaStsState } from '../domains/mta-sts-cache.ts';
 import { floorOf, mxLabel, probeDomain, type DomainReport, type MtaStsReport, type MxProbe } from '../domains/probe.ts';
 import { createPolicy, type Explanation } from '../policy/decide.ts';
@@ -90,6 +92,7 @@ const more = (value: string, indent: string) => `${indent}${' '.repeat(LABEL_WID
 
 function render(r: CheckDomainReport, config: Config): string {
   const out: string[] = [`${r.domain} (probed ${isoSeconds(r.probedAt)})`, ''];
+  out.push(...dnssecLines(r), '');
   out.push(...destinationLines(r, config), '');
   out.push(...mtaStsLines(r.mtaSts), '');
   out.push(field('TLS-known:', tlsKnownText(r.tlsKnown, config), ''));
@@ -137,8 +140,30 @@ function mxLines(mx: MxProbe, floorText: string, match: { ok: boolean; pattern: 
   } else if (mx.tls) {
     lines.push(field('certificate', 'none presented', indent));
   }
+  if (mx.dane) lines.push(...daneLines(mx.dane, indent));
   if (match && stsMode !== 'none') lines.push(field('MTA-STS', match.ok ? `listed (${match.pattern})` : 'NOT listed in the policy', indent));
   if (mx.error) lines.push(field('error', `${mx.error.stage}: ${mx.error.reason}`, indent));
+  return lines;
+}
+
+function dnssecLines(r: CheckDomainReport): string[] {
+  if (!r.dnssec.enabled) return [field('DNSSEC:', 'not checked (delivery.dns.dnssec is off: no DANE)', '')];
+  if (r.dnssec.mxSecure === null) return [field('DNSSEC:', 'unknown (no MX answer to judge)', '')];
+  return [field('DNSSEC:', r.dnssec.mxSecure ? 'MX records secure (validated): DANE applies where TLSA is published' : 'MX records INSECURE (not signed): DANE does not apply (RFC 7672 §2.2.1)', '')];
+}
+
+/** "DANE  matched 3 1 1 ab12…" and the usable TLSA records, one per line. */
+function daneLines(d: DaneFacts, indent: string): string[] {
+  const verdict: Record<DaneFacts['status'], string> = {
+    matched: `certificate MATCHES TLSA ${d.matched ?? ''}`,
+    mismatch: 'certificate does NOT match the TLSA records (delivery defers)',
+    'no-usable-tlsa': 'no usable TLSA records: the other verification applies',
+    insecure: 'does not apply',
+    bogus: 'TLSA lookup BOGUS (failed validation: delivery defers)',
+    indeterminate: 'TLSA lookup failed (delivery defers)',
+  };
+  const lines = [field('DANE', verdict[d.status], indent), more(d.reason, indent)];
+  for (const t of d.tlsa) lines.push(field('TLSA', t, indent));
   return lines;
 }
 

@@ -15,7 +15,7 @@
 // Each read is in the audit trail (who read which records), before it is shown.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidArgumentError, type Command } from 'commander';
-import { OUTCOMES, type DeliveryRecord, type Outcome } from '../delivery/record.ts';
+import { OUTCOMES, type DaneFacts, type DeliveryRecord, type Outcome } from '../delivery/record.ts';
 import { readConfig, withStore, type CliContext } from './context.ts';
 import { auditCommand, describeFilter } from './operator.ts';
 import {
@@ -200,7 +200,7 @@ function rawRow(r: LogRecord, whole: boolean): string[] {
     r.outcome,
     r.method,
     formatMx(r.mx),
-    formatTls(r.tls),
+    formatTls(r.tls, r.dane ?? null),
     formatSmtp(r.smtp),
     `${r.decision.rule}/${r.decision.mode}`,
   ];
@@ -243,11 +243,15 @@ function formatMx(mx: DeliveryRecord['mx']): string {
   return mx.port === SMTP_PORT ? host : `${host}:${mx.port}`;
 }
 
-/** "TLSv1.3 TLS_AES_256_GCM_SHA384 256b verify=ok", "... verify=fail(<error>)", or "-" for no TLS. */
-function formatTls(tls: DeliveryRecord['tls']): string {
-  if (!tls) return '-';
-  const verdict = tls.authorized ? 'ok' : `fail(${tls.authorizationError ?? 'unknown'})`;
-  return `${tls.protocol} ${tls.cipher} ${tls.bits}b verify=${verdict}`;
+/**
+ * "TLSv1.3 TLS_AES_256_GCM_SHA384 256b verify=ok", "... verify=fail(<error>)", or "-" for no TLS;
+ * then the DANE verdict when a TLSA lookup was made: "dane=matched(3 1 1 ab12…)", "dane=bogus".
+ */
+function formatTls(tls: DeliveryRecord['tls'], dane: DaneFacts | null): string {
+  const verdict = tls ? (tls.authorized ? 'ok' : `fail(${tls.authorizationError ?? 'unknown'})`) : null;
+  const text = tls ? `${tls.protocol} ${tls.cipher} ${tls.bits}b verify=${verdict}` : '-';
+  if (!dane) return text;
+  return `${text} dane=${dane.status}${dane.matched ? `(${dane.matched})` : ''}`;
 }
 
 /**

@@ -247,6 +247,8 @@ function entryDetails(e: QueueEntry, now: number): string {
     `sender:      ${e.sender || '<>'}`,
     `size:        ${formatBytes(e.size)} (${e.size} bytes)`,
     `received:    ${isoSeconds(e.receivedAt)} (${formatDuration(now - e.receivedAt)} ago)`,
+    // RFC 8689: the sender's demand travels with the message (delivery/require-tls.ts).
+    ...(e.requireTls ? ['requiretls:  yes (verified TLS to a next hop that advertises REQUIRETLS, or a bounce)'] : []),
   ].join('\n');
 }
 

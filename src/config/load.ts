@@ -76,6 +76,7 @@ export const PATH_SETTINGS: readonly (readonly string[])[] = [
   ['tls', 'ca_file'],
   ['policies', 'rules', '*', 'match', 'recipient_domains_file'],
   ['mta_sts', 'ca_file'],
+  ['tlsrpt', 'ca_file'],
   ['crypto', 'pgp', 'archive_key_file'],
   ['crypto', 'pgp', 'signing_key_file'],
   ['crypto', 'pgp', 'signing_passphrase_file'],

@@ -14,7 +14,12 @@ export const MODES = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp',
 /** crypto.encryption_budget_bytes unless set: 64 MiB of sealed copies in work at once. */
 export const DEFAULT_ENCRYPTION_BUDGET_BYTES = 64 * 1024 * 1024;
 
-export const VERIFICATIONS = ['none', 'ca', 'mta-sts', 'dane'] as const;
+/**
+ * `dane-only`: DANE or defer. `auto`: DANE where the MX publishes usable TLSA records,
+ * else nothing more than `none` (policy/verification.ts); without delivery.dns.dnssec
+ * it is `none` exactly.
+ */
+export const VERIFICATIONS = ['none', 'ca', 'mta-sts', 'dane', 'dane-only', 'auto'] as const;
 /** TLS versions a floor may name. SSLv2/v3, TLSv1 and TLSv1.1 are below any floor we allow. */
 export const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
 
@@ -88,10 +93,9 @@ const floorSchema = z
 
 const deliverableMode = z.enum(MODES);
 
-// DANE (RFC 7672) needs DNSSEC-validated TLSA answers, which Node's resolver cannot
-// give: refused here rather than accepted and then deferring every message it governs.
-const DANE_LATER = 'verification dane is not available yet (it needs DNSSEC-validated TLSA lookups); use ca or mta-sts';
-const verification = z.enum(VERIFICATIONS).refine((v) => v !== 'dane', DANE_LATER);
+// `dane`/`dane-only` need DNSSEC-validated answers: refused at load (configSchema below)
+// unless delivery.dns.dnssec declares the resolvers validating.
+const verification = z.enum(VERIFICATIONS);
 
 /** What a fallback chain may try, in order: an encryption, TLS at the floor (`forced`), the portal. */
 export const FALLBACK_STEPS = ['pgp', 'smime', 'forced', 'portal'] as const;
@@ -129,8 +133,11 @@ const EXCLUSIVE_CHAIN = 'tls-exclusive drops the message when TLS fails: it take
 const policyEntry = z
   .object({
     mode: deliverableMode,
-    /** Default: `ca` for forced/tls-exclusive would refuse most of the internet, so `none` unless named. */
-    verification: verification.default('none'),
+    /**
+     * Default: `ca` for forced/tls-exclusive would refuse most of the internet, so `auto`
+     * unless named: DANE where published (with delivery.dns.dnssec), else `none`.
+     */
+    verification: verification.default('auto'),
     fallback: fallbackSteps,
     portal: portalItemSettings.optional(),
   })
@@ -187,6 +194,12 @@ const rule = z
     tracking: z.object({ opens: z.boolean().default(false), clicks: z.boolean().default(false), unsubscribe: z.boolean().default(false) }).strict().optional(),
     /** Receipts, resets, results: sent even to recipients who unsubscribed from the sender's domain. */
     transactional: z.boolean().optional(),
+    /**
+     * An authenticated sender's `TLS-Required: No` header (RFC 8689 §3, §4.2.2) is honoured for this
+     * rule's recipients: TLS policy (mode's TLS demand, MTA-STS, DANE) is set aside for that
+     * message. Default false: the header is ignored, and the record says so.
+     */
+    allow_tls_required_no: z.boolean().default(false),
   })
   .strict()
   .refine(noChainOnExclusive, { message: EXCLUSIVE_CHAIN, path: ['fallback'] });
@@ -365,8 +378,14 @@ export const configSchema = z
             /** Resolvers for MX/A/AAAA, "ip" or "ip:port"; empty uses the system resolver. */
             servers: z.array(z.string()).default([]),
             timeout_ms: z.number().int().positive().default(5000),
+            /**
+             * The operator declares `servers` DNSSEC-validating resolvers (on loopback or a
+             * trusted link): their AD bit is trusted, and DANE (RFC 7672) can be used.
+             */
+            dnssec: z.boolean().default(false),
           })
           .strict()
+          .refine((d) => !d.dnssec || d.servers.length > 0, { message: 'dnssec: true needs the validating resolver in delivery.dns.servers', path: ['dnssec'] })
           .prefault({}),
         /** Static routes, like Postfix's transport map: domain → "host:port", skipping MX lookup. */
         routes: z.record(z.string(), hostPort).default({}),
@@ -468,6 +487,32 @@ export const configSchema = z
         recheck_seconds: z.number().positive().default(60),
         /** After a failed fetch with nothing cached, wait this long before trying again, in seconds. */
         failure_backoff_seconds: z.number().positive().default(300),
+      })
+      .strict()
+      .prefault({}),
+    /** Daily TLS reports (RFC 8460) to the recipient domains that ask for them (reporting/tlsrpt/). */
+    tlsrpt: z
+      .object({
+        /** Off by default: reports tell other organisations how much this relay sent them, and from where. */
+        enabled: z.boolean().default(false),
+        /** The report's organization-name; null: the submitter. */
+        organization_name: z.string().min(1).max(200).nullable().default(null),
+        /** The report's contact-info (an address people at the domain may write to); null: postmaster@<submitter>. */
+        contact_info: z.string().min(1).max(200).nullable().default(null),
+        /** The domain named as the reporter (TLS-Report-Submitter, file names); null: server.hostname. */
+        submitter: z.string().min(1).max(253).nullable().default(null),
+        /** From and envelope sender of mailto: reports; null: noreply-tlsrpt@<submitter>. */
+        from: z.email('expected an email address, e.g. tlsrpt@relay.example').nullable().default(null),
+        /** Reports are made this many minutes after 00:00 UTC at most (a random share of it), so reporters do not all send at once. */
+        jitter_minutes: z.number().int().min(0).max(720).default(60),
+        /** A destination still failing this long after the report was made is given up, in hours. */
+        retry_hours: z.number().positive().max(24 * 7).default(24),
+        /** Deadline of one https: POST, in ms. */
+        timeout_ms: z.number().int().positive().default(30_000),
+        /** PEM bundle trusted for https: destinations; null = the system store. */
+        ca_file: z.string().nullable().default(null),
+        /** POST to https: destinations on loopback or private networks (a recipient's DNS names them: off, except for tests and labs). */
+        allow_private_destinations: z.boolean().default(false),
       })
       .strict()
       .prefault({}),
@@ -705,7 +750,30 @@ export const configSchema = z
       if (c.portal.listen === null) ctx.addIssue({ code: 'custom', path, message: 'tracking needs the public web listener: portal.listen (and tracking.public_url or portal.public_url behind a proxy)' });
       if (c.tracking.key === null) ctx.addIssue({ code: 'custom', path, message: 'tracking needs tracking.key (a file or environment variable holding 32 random bytes in base64)' });
     });
+  })
+  // DANE trusts the resolver's AD bit: only when the operator said the resolvers validate.
+  .superRefine((c, ctx) => {
+    if (c.delivery.dns.dnssec) return;
+    for (const { path, value } of verificationsOf(c)) {
+      if (value === 'dane' || value === 'dane-only') {
+        ctx.addIssue({ code: 'custom', path, message: `verification ${value} needs DNSSEC: set delivery.dns.dnssec: true with a validating resolver (e.g. unbound on 127.0.0.1) in delivery.dns.servers` });
+      }
+    }
   });
+
+type VerificationUser = { verification?: string | undefined };
+
+/** Every verification the config names, with its path. */
+function verificationsOf(c: { policies: { default: VerificationUser; domains: Record<string, VerificationUser>; rules: readonly VerificationUser[] } }): { path: (string | number)[]; value: string }[] {
+  const out: { path: (string | number)[]; value: string }[] = [];
+  const check = (e: VerificationUser, path: (string | number)[]) => {
+    if (e.verification !== undefined) out.push({ path: [...path, 'verification'], value: e.verification });
+  };
+  check(c.policies.default, ['policies', 'default']);
+  for (const [d, e] of Object.entries(c.policies.domains)) check(e, ['policies', 'domains', d]);
+  c.policies.rules.forEach((r, i) => check(r, ['policies', 'rules', i]));
+  return out;
+}
 
 type PortalUser = { mode: string; fallback?: readonly string[] | undefined };
 

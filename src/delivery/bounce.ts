@@ -4,6 +4,8 @@
 // text/rfc822-headers), whatever RET asked (RET=FULL would put PHI back on the wire).
 // The submitter's DSN parameters are honoured: no DSN for a recipient whose NOTIFY
 // leaves out FAILURE, ENVID and ORCPT reported back as the RFC asks.
+// The DSN of a REQUIRETLS message (RFC 8689 §5) is itself sent with REQUIRETLS: the
+// header block it returns is part of what the sender wanted kept off unverified paths.
 import { headerBlock } from '../mime/header-block.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import type { NewMessage } from '../store/store.ts';
@@ -51,6 +53,7 @@ export async function bounceFor(job: Job, failed: readonly RecipientResult[], bo
     clientIp: null,
     authUser: null,
     receivedAt: Date.now(),
+    ...(first.requireTls ? { requireTls: true } : {}),
   };
   return { message, reported: bounced.length };
 }

@@ -8,6 +8,8 @@
 //   opportunisticTLS stays off). nodemailer's requireTLS is not used either: it sends
 //   STARTTLS even when the host did not advertise it, so "not offered" would look
 //   like "handshake failed";
+// - a usable TLSA set for the host (DANE, RFC 7672) makes STARTTLS mandatory whatever
+//   the mode, and the certificate is then judged by DANE alone (verify.ts verifyDane);
 // - once the session is up, the TLS facts are read from this session's own socket,
 //   then the floor and the certificate are judged (tls-facts.ts, verify.ts). Any
 //   refusal, and plaintext where TLS is required, closes the session before MAIL FROM
@@ -25,10 +27,11 @@ import type { Verification } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { Floor } from '../policy/decision.ts';
 import { parseReply, SmtpError, type SmtpStage } from '../smtp-error.ts';
+import type { DaneRequirement } from './dane-target.ts';
 import type { TlsFacts } from './record.ts';
 import type { MxTarget } from './resolve-mx.ts';
 import { meetsFloor, readTlsFacts, tlsClientOptions } from './tls-facts.ts';
-import { NoAcceptableTls, verifyPeer } from './verify.ts';
+import { NoAcceptableTls, verifyDane, verifyPeer } from './verify.ts';
 
 export { NoAcceptableTls, type NoTlsKind } from './verify.ts';
 
@@ -53,6 +56,11 @@ export interface SessionOptions {
   readonly requireTls: boolean;
   /** False for mode `none`: STARTTLS is ignored even when offered. */
   readonly allowTls: boolean;
+  /**
+   * The host's usable TLSA set (dane-target.ts): TLS becomes mandatory whatever the mode,
+   * and the certificate is judged by DANE instead of `verification` (RFC 7672 §2.2, §3).
+   */
+  readonly dane?: DaneRequirement | null;
   readonly logger: Logger;
 }
 
@@ -70,18 +78,30 @@ export interface SendResult {
   readonly response: string;
 }
 
+/** One transaction's envelope; `from: ''` is the null sender (RFC 5321 §4.5.5). */
+export interface MailEnvelope {
+  readonly from: string;
+  readonly to: readonly string[];
+  /** Pass REQUIRETLS on in MAIL FROM (RFC 8689); the session must run over TLS and the host list it. */
+  readonly requireTls?: boolean;
+}
+
 export interface Session {
   readonly mx: MxTarget;
   /** Did the host advertise STARTTLS. */
   readonly starttlsOffered: boolean;
   /** Negotiated TLS, read from this session's socket; null for a plaintext session. */
   readonly tls: TlsFacts | null;
+  /** The TLSA record (formatTlsa) the certificate matched, when the session was opened under DANE. */
+  readonly daneMatched?: string | null;
+  /** The EHLO of this session (after STARTTLS, the TLS one) listed REQUIRETLS (RFC 8689). */
+  readonly requiretlsOffered?: boolean;
   /** False once the connection is gone or broken; a usable session takes another transaction. */
   readonly usable: boolean;
   /** Transactions that reached the end of DATA (or ended with every recipient refused). */
   readonly transactions: number;
   /** One mail transaction; `from: ''` is the null sender (RFC 5321 §4.5.5). */
-  send(envelope: { readonly from: string; readonly to: readonly string[] }, body: Buffer): Promise<SendResult>;
+  send(envelope: MailEnvelope, body: Buffer): Promise<SendResult>;
   /** RSET (RFC 5321 §4.1.1.5), for reuse after a transaction that did not end cleanly. */
   reset(): Promise<void>;
   /** QUIT and wait (bounded) for the server to close. */
@@ -129,6 +149,8 @@ function setupError(err: SMTPError, stage: SmtpStage, mx: MxTarget): SmtpError {
 
 /** Maps a failure during a transaction. */
 function transactionError(err: SMTPError, connectionAlive: boolean): SmtpError {
+  // Not sent: the REQUIRETLS demand could not be passed on (RFC 8689 §5, X.7.30).
+  if (err.code === 'EREQUIRETLS') return new SmtpError(550, '5.7.30', 'mail', 'REQUIRETLS support required', `mail: ${describe(err)}`);
   const stage: SmtpStage = err.command === 'MAIL FROM' ? 'mail' : err.command === 'RCPT TO' ? 'rcpt' : 'data';
   const response = responseOf(err);
   const status = response ? statusOf(response) : null;
@@ -149,6 +171,7 @@ class SmtpSession implements Session {
   readonly mx: MxTarget;
   readonly starttlsOffered: boolean;
   readonly tls: TlsFacts | null;
+  readonly daneMatched: string | null;
   transactions = 0;
   #conn: SMTPConnection;
   #ended = false;
@@ -156,11 +179,12 @@ class SmtpSession implements Session {
   /** A transaction may still be open on the server side: RSET before the next one. */
   #dirty = false;
 
-  constructor(conn: SMTPConnection, mx: MxTarget, starttlsOffered: boolean, facts: TlsFacts | null) {
+  constructor(conn: SMTPConnection, mx: MxTarget, starttlsOffered: boolean, facts: TlsFacts | null, daneMatched: string | null = null) {
     this.#conn = conn;
     this.mx = mx;
     this.starttlsOffered = starttlsOffered;
     this.tls = facts;
+    this.daneMatched = daneMatched;
     conn.on('end', () => {
       this.#ended = true;
     });
@@ -171,7 +195,12 @@ class SmtpSession implements Session {
     return !this.#ended && !this.#conn.destroyed && !!socket && !socket.destroyed && socket.writable;
   }
 
-  async send(envelope: { readonly from: string; readonly to: readonly string[] }, body: Buffer): Promise<SendResult> {
+  /** RFC 8689: did this session's EHLO (the one after STARTTLS) list REQUIRETLS. nodemailer internal: _ehloLines. */
+  get requiretlsOffered(): boolean {
+    return ((this.#conn as unknown as ConnectionInternals)._ehloLines ?? []).some((line) => /^REQUIRETLS\b/i.test(line));
+  }
+
+  async send(envelope: MailEnvelope, body: Buffer): Promise<SendResult> {
     if (this.#busy) throw new Error('session is busy with another command');
     if (!envelope.to.length) throw new TypeError('send() needs at least one recipient');
     if (!this.usable) throw new SmtpError(451, '4.4.2', 'mail', 'connection lost', `session with ${this.mx.host} is closed`);
@@ -184,7 +213,7 @@ class SmtpSession implements Session {
     }
   }
 
-  #transaction(envelope: { readonly from: string; readonly to: readonly string[] }, body: Buffer): Promise<SendResult> {
+  #transaction(envelope: MailEnvelope, body: Buffer): Promise<SendResult> {
     const to = [...envelope.to];
     return new Promise<SendResult>((resolve, reject) => {
       this.#conn.send(
@@ -194,6 +223,8 @@ class SmtpSession implements Session {
           size: body.length,
           // RFC 6152: declare 8-bit content when there is any (when the server offers 8BITMIME).
           use8BitMime: !isAscii(body),
+          // RFC 8689: MAIL FROM … REQUIRETLS; nodemailer refuses (EREQUIRETLS) on plaintext or when the host does not list it.
+          ...(envelope.requireTls ? { requireTLSExtensionEnabled: true } : {}),
         },
         body,
         (err, info) => {
@@ -275,6 +306,8 @@ export function shutdown(conn: SMTPConnection, timeoutMs = QUIT_TIMEOUT_MS): Pro
 /** Opens a session with one MX address. Throws SmtpError (stage connect/greeting/ehlo) or NoAcceptableTls. */
 export async function openSession(target: MxTarget, opts: SessionOptions): Promise<Session> {
   const mx: MxTarget = Object.freeze({ host: target.host, ip: target.ip, port: target.port, preference: target.preference });
+  // RFC 7672 §2.2: a usable TLSA set makes TLS mandatory for this host, whatever the mode.
+  const requireTls = opts.requireTls || !!opts.dane;
   let tlsOptions: tls.ConnectionOptions;
   try {
     tlsOptions = tlsClientOptions(opts.floor, opts.verification, { caFile: opts.caFile ?? null, servername: mx.host });
@@ -290,7 +323,7 @@ export async function openSession(target: MxTarget, opts: SessionOptions): Promi
     servername: net.isIP(mx.host) ? undefined : mx.host,
     name: opts.name,
     // Never requireTLS (see the module comment); requireTls wins over allowTls=false.
-    ignoreTLS: !opts.allowTls && !opts.requireTls,
+    ignoreTLS: !opts.allowTls && !requireTls,
     opportunisticTLS: false,
     // nodemailer's connectionTimeout bounds the whole setup: TCP connect, greeting and the STARTTLS handshake.
     connectionTimeout: opts.timeouts.connectMs + opts.timeouts.greetingMs,
@@ -347,9 +380,17 @@ export async function openSession(target: MxTarget, opts: SessionOptions): Promi
   if (facts && socket instanceof tls.TLSSocket) {
     const belowFloor = meetsFloor(facts, opts.floor);
     if (belowFloor) return fail(new NoAcceptableTls('below-floor', { mx, starttlsOffered, tls: facts, reason: belowFloor }));
+    if (opts.dane) {
+      const match = verifyDane(opts.dane, socket.getPeerCertificate(true));
+      if (!match.ok) return fail(new NoAcceptableTls('verify-failed', { mx, starttlsOffered, tls: facts, reason: `DANE: certificate of ${mx.host} matches no usable TLSA record (${match.reason})` }));
+      // A verification besides DANE (an MTA-STS enforce policy) must hold as well.
+      const alsoRefused = opts.verification === 'dane' ? null : verifyPeer(opts.verification, facts, socket.getPeerCertificate(true), mx.host);
+      if (alsoRefused) return fail(new NoAcceptableTls('verify-failed', { mx, starttlsOffered, tls: facts, reason: alsoRefused.reason }));
+      return new SmtpSession(conn, mx, starttlsOffered, facts, match.matched);
+    }
     const refused = verifyPeer(opts.verification, facts, socket.getPeerCertificate(true), mx.host);
     if (refused) return fail(new NoAcceptableTls('verify-failed', { mx, starttlsOffered, tls: facts, reason: refused.reason }));
-  } else if (opts.requireTls) {
+  } else if (requireTls) {
     const reason = starttlsOffered ? 'STARTTLS offered but not used' : 'STARTTLS not offered';
     return fail(new NoAcceptableTls('no-starttls', { mx, starttlsOffered, tls: null, reason }));
   }

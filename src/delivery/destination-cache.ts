@@ -10,12 +10,14 @@ export class DestinationCache {
 
   resolve(domain: string, opts: Parameters<typeof resolveDestination>[1]): Promise<Destination> {
     const now = Date.now();
-    const hit = this.entries.get(domain);
+    // A DNSSEC answer (with its validation facts, for DANE) and a plain one are different entries.
+    const key = opts.dnssec ? `dnssec:${domain}` : domain;
+    const hit = this.entries.get(key);
     if (hit && now - hit.at < DESTINATION_TTL_MS) return hit.value;
     const value = resolveDestination(domain, opts);
-    this.entries.set(domain, { at: now, value });
+    this.entries.set(key, { at: now, value });
     value.catch(() => {
-      if (this.entries.get(domain)?.value === value) this.entries.delete(domain);
+      if (this.entries.get(key)?.value === value) this.entries.delete(key);
     });
     return value;
   }

@@ -54,6 +54,8 @@ export interface DeliveryRecord {
   readonly smtp: { code: number | null; enhanced: string | null; response: string };
   /** The recipient domain's MTA-STS policy at this attempt and how the attempt fared against it. */
   readonly mtaSts?: MtaStsVerdict | null;
+  /** DANE (RFC 7672) for the MX host of this attempt: null when no DANE lookup was made. */
+  readonly dane?: DaneFacts | null;
   /** The end-to-end encryption of this recipient's copy (methods pgp*, smime*). */
   readonly encryption?: EncryptionFacts | null;
   /** When TLS was not enough or a key was missing: why, and every step of the chain tried. */
@@ -85,6 +87,18 @@ export interface MtaStsVerdict {
   readonly id: string | null;
   /** "pass", or why it failed (enforce: nothing was sent) or would have failed (testing). */
   readonly result: string;
+}
+
+export interface DaneFacts {
+  /** matched: a usable TLSA set and the certificate matched; mismatch: usable set, no match (deferred);
+      no-usable-tlsa: none published/usable, the policy's other verification applied; insecure: MX or address records not DNSSEC-secure (DANE does not apply, RFC 7672 §2.2);
+      bogus / indeterminate: lookup failed validation / could not be answered (deferred). */
+  readonly status: 'matched' | 'mismatch' | 'no-usable-tlsa' | 'insecure' | 'bogus' | 'indeterminate';
+  /** formatTlsa of the usable set ("3 1 1 ab12…"). */
+  readonly tlsa: readonly string[];
+  /** The record that matched (formatTlsa), when one did. */
+  readonly matched: string | null;
+  readonly reason: string;
 }
 
 export function makeRecord(r: DeliveryRecord): DeliveryRecord {

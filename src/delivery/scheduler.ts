@@ -36,6 +36,8 @@ import { makeRecord, type DeliveryRecord } from './record.ts';
 import { SessionPool, type PoolLimits } from './pool.ts';
 import type { Session } from './connection.ts';
 import { hopsBeforeUs, tooManyHops, type OwnListener } from './loops.ts';
+import { asksTlsOptional, withTlsDemands } from './require-tls.ts';
+import { configuredVerification } from '../policy/verification.ts';
 
 export interface DeliveryWorker {
   /** New work was queued: look now instead of at the next poll. */
@@ -223,8 +225,12 @@ export function startDelivery(deps: {
       const ctx = messageContext({ sender: first.sender, authUser: first.authUser, headerBlock: headerBlock(body), subject: first.subject, dlpHits, origin: first.origin });
       // Prepared and (when DKIM applies) signed once for every job of this message and domain.
       prepared = outgoing(prepareForDelivery(body, policy), protection);
-      const decide = (rcpt: string) => informedByMtaSts(informedBy(policy.decide(rcpt, ctx), group.domain, knowledge), group.domain, sts);
-      jobs = splitByDecision(group, decide).map((job) => ({ ...job, mtaSts: sts }));
+      // The message's own TLS demands last (RFC 8689, require-tls.ts): REQUIRETLS, or an allowed TLS-Required: No.
+      const demands = { requireTls: first.requireTls === true, tlsOptional: asksTlsOptional(ctx.headers), authUser: first.authUser, sts };
+      const decide = (rcpt: string) =>
+        withTlsDemands(informedByMtaSts(informedBy(policy.decide(rcpt, ctx), group.domain, knowledge), group.domain, sts), { ...demands, allowedBy: demands.tlsOptional ? policy.tlsRequiredNoRule(rcpt, ctx) : null });
+      // An honoured TLS-Required: No sets MTA-STS aside for its job (RFC 8689 §4.2.2).
+      jobs = splitByDecision(group, decide).map((job) => ({ ...job, mtaSts: job.decision.tlsRequiredNo ? null : sts }));
     } catch (err) {
       await commit(await failed(undecided(group), err, body, started), group.queueId);
       return;
@@ -326,7 +332,7 @@ export function startDelivery(deps: {
       decision: makeDecision({
         rule: 'default',
         mode: d.mode,
-        verification: d.verification,
+        verification: configuredVerification(d.verification, config.delivery.dns.dnssec),
         fallbackChain: [],
         floor: { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits },
         portal: { expiryDays: config.portal.expiry_days, keyInLink: false, showSubject: false, passphrase: null },
@@ -477,7 +483,7 @@ export function splitByDecision(group: Claimed, decide: (recipient: string) => D
 
 function decisionKey(d: Decision): string {
   const t = d.tracking;
-  return [d.rule, d.mode, d.verification, d.floor.minVersion, d.floor.minCipherBits, d.tlsExpected, d.fallbackChain.join(','), t.opens, t.clicks, t.unsubscribe, d.transactional].join('|');
+  return [d.rule, d.mode, d.verification, d.floor.minVersion, d.floor.minCipherBits, d.tlsExpected, d.fallbackChain.join(','), t.opens, t.clicks, t.unsubscribe, d.transactional, d.requireTls === true, d.tlsRequiredNo === true].join('|');
 }
 
 /** The DeliveryRecord of one recipient's result in one attempt. */
@@ -497,6 +503,7 @@ export function toRecord(decision: Decision, r: RecipientResult, started: number
     outcome: r.outcome,
     mx: r.mx,
     mtaSts: r.mtaSts ?? null,
+    dane: r.dane ?? null,
     encryption: r.encryption ?? null,
     fallback: r.fallback ?? null,
     portal: r.portal?.facts ?? null,

@@ -8,6 +8,8 @@
 import tls from 'node:tls';
 import type { Verification } from '../config/schema.ts';
 import { SmtpError, type SmtpStage } from '../smtp-error.ts';
+import { matchDane, type DaneMatch } from '../tls/dane.ts';
+import type { DaneRequirement } from './dane-target.ts';
 import type { MxFacts, TlsFacts } from './record.ts';
 
 /** Why a host's TLS was not acceptable, in the order a session finds out. */
@@ -59,6 +61,8 @@ export function verifyPeer(
   mxHost: string,
 ): SmtpError | null {
   switch (verification) {
+    // auto where DANE does not apply is none (policy/verification.ts).
+    case 'auto':
     case 'none':
       // Encrypt only: any certificate, or none at all.
       return null;
@@ -75,7 +79,32 @@ export function verifyPeer(
       return null;
     }
     case 'dane':
-      // Later issue: until then nothing is sent under a policy we cannot check.
-      return new SmtpError(TLS_POLICY_CODE, '4.7.5', 'tls-policy', `verification ${verification} is not implemented yet`);
+    case 'dane-only':
+      // DANE is judged by verifyDane with the host's TLSA set; without one nothing is sent under it.
+      return refuse(`verification ${verification} without a usable TLSA set for ${mxHost}`);
   }
+}
+
+/** Most certificates of a presented chain handed to matchDane (real chains have 2–4). */
+const MAX_CHAIN = 10;
+
+/**
+ * The peer's chain as DER, leaf first, from getPeerCertificate(true): each
+ * certificate's issuerCertificate link, stopping at a self-issued one or a repeat.
+ */
+export function presentedChain(peerCert: tls.DetailedPeerCertificate | null): Buffer[] {
+  const chain: Buffer[] = [];
+  const seen = new Set<tls.DetailedPeerCertificate>();
+  for (let cert = peerCert; cert && Buffer.isBuffer(cert.raw) && !seen.has(cert) && chain.length < MAX_CHAIN; cert = cert.issuerCertificate) {
+    seen.add(cert);
+    chain.push(cert.raw);
+  }
+  return chain;
+}
+
+/** DANE (RFC 7672 §3): the certificate against the host's usable TLSA set; no CA store is consulted. */
+export function verifyDane(dane: DaneRequirement, peerCert: tls.DetailedPeerCertificate | null): DaneMatch {
+  const chain = presentedChain(peerCert);
+  if (!chain.length) return { ok: false, reason: 'no certificate presented' };
+  return matchDane(dane.usable, chain, dane.names);
 }

@@ -18,12 +18,18 @@
 // - every address is probed at once, each bounded by delivery.connect_timeout_ms +
 //   greeting_timeout_ms (nodemailer's setup deadline) and QUIT's own bound, and the
 //   MTA-STS fetch by mta_sts.timeout_ms, so a probe ends within about one MX's worth
-//   of timeouts whatever the domain does.
+//   of timeouts whatever the domain does;
+// - with delivery.dns.dnssec, MX and addresses come through the validating resolver
+//   as delivery gets them, each host's TLSA records are looked up (dane-target.ts),
+//   and a host with a usable set is probed under DANE: the session's certificate is
+//   matched against the set exactly as delivery would (a mismatch is the probe's error).
 import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.ts';
 import { NoAcceptableTls, openSession, type SessionOptions } from '../delivery/connection.ts';
-import type { TlsFacts } from '../delivery/record.ts';
+import { daneTargetOf, daneVerdict, type DaneRequirement, type DaneTarget } from '../delivery/dane-target.ts';
+import type { DaneFacts, TlsFacts } from '../delivery/record.ts';
 import { resolveDestination, type MxTarget } from '../delivery/resolve-mx.ts';
+import { makeDnssecResolver, type DnssecResolver } from '../net/dnssec.ts';
 import { meetsFloor } from '../delivery/tls-facts.ts';
 import { createLogger, type Logger } from '../log.ts';
 import type { Floor } from '../policy/decision.ts';
@@ -74,7 +80,17 @@ export interface MxProbe {
   readonly certificate: CertificateReport | null;
   /** What went wrong with this address: connection refused, handshake failed, a refused greeting… */
   readonly error: { readonly stage: string; readonly reason: string } | null;
+  /** DANE for this host as delivery would record it (matched, mismatch, no-usable-tlsa…); null without delivery.dns.dnssec. */
+  readonly dane?: DaneFacts | null;
   readonly durationMs: number;
+}
+
+/** DNSSEC as delivery would see it: off, or the MX RRset's validation status. */
+export interface DnssecReport {
+  /** delivery.dns.dnssec: the relay looks DANE up at all. */
+  readonly enabled: boolean;
+  /** The MX RRset (or its absence) validated: DANE can apply to the domain (RFC 7672 §2.2.1); null when unknown. */
+  readonly mxSecure: boolean | null;
 }
 
 export interface DestinationReport {
@@ -124,6 +140,7 @@ export interface DomainReport {
   /** Every address delivery would try, in its order. */
   readonly mxs: readonly MxProbe[];
   readonly mtaSts: MtaStsReport;
+  readonly dnssec: DnssecReport;
   /** There is at least one address to deliver to (reachable or not). */
   readonly usable: boolean;
 }
@@ -139,7 +156,7 @@ export function floorOf(config: Pick<Config, 'tls'>): Floor {
   return { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits };
 }
 
-function sessionOptions(config: Config, logger: Logger): SessionOptions {
+function sessionOptions(config: Config, logger: Logger, dane: DaneRequirement | null = null): SessionOptions {
   return {
     name: config.server.hostname,
     floor: floorOf(config),
@@ -147,6 +164,7 @@ function sessionOptions(config: Config, logger: Logger): SessionOptions {
     caFile: config.tls.ca_file,
     requireTls: false,
     allowTls: true,
+    dane,
     timeouts: {
       connectMs: config.delivery.connect_timeout_ms,
       greetingMs: config.delivery.greeting_timeout_ms,
@@ -187,19 +205,21 @@ export function describeMxProbe(p: MxProbe): string {
 }
 
 /** Connects to one address, reads what it offers, says QUIT. Never throws for what the peer does. */
-export async function probeMx(target: MxTarget, opts: Pick<ProbeOptions, 'config' | 'onProgress' | 'logger' | 'now'>): Promise<MxProbe> {
+export async function probeMx(target: MxTarget, opts: Pick<ProbeOptions, 'config' | 'onProgress' | 'logger' | 'now'> & { readonly dane?: DaneTarget | null }): Promise<MxProbe> {
   const now = opts.now ?? Date.now;
   const floor = floorOf(opts.config);
   const label = mxLabel(target);
-  const base = { host: target.host, ip: target.ip, port: target.port, preference: target.preference };
+  const usable = opts.dane?.kind === 'usable' ? opts.dane : null;
+  const base = { host: target.host, ip: target.ip, port: target.port, preference: target.preference, dane: opts.dane && opts.dane.kind !== 'usable' ? opts.dane.facts : null };
   opts.onProgress?.(`${label}: connecting…`);
   const started = now();
   let probe: MxProbe;
   try {
-    const session = await openSession(target, sessionOptions(opts.config, opts.logger ?? silentLogger()));
-    const { starttlsOffered, tls } = session;
+    const session = await openSession(target, sessionOptions(opts.config, opts.logger ?? silentLogger(), usable?.requirement ?? null));
+    const { starttlsOffered, tls, daneMatched } = session;
     await session.quit();
-    probe = { ...base, reachable: true, starttlsOffered, ...tlsReport(tls, floor, now()), error: null, durationMs: now() - started };
+    const dane = usable && daneMatched ? daneVerdict(usable, { matched: daneMatched }) : base.dane;
+    probe = { ...base, dane, reachable: true, starttlsOffered, ...tlsReport(tls, floor, now()), error: null, durationMs: now() - started };
   } catch (err) {
     if (err instanceof NoAcceptableTls) {
       // Handshake failed or below the floor (verification is `none` here): the host
@@ -209,6 +229,7 @@ export async function probeMx(target: MxTarget, opts: Pick<ProbeOptions, 'config
         reachable: true,
         starttlsOffered: err.starttlsOffered,
         ...tlsReport(err.tls, floor, now()),
+        ...(usable ? { dane: daneVerdict(usable, { failed: err.reason }) } : {}),
         error: { stage: err.stage, reason: err.reason },
         durationMs: now() - started,
       };
@@ -227,6 +248,7 @@ export async function probeMx(target: MxTarget, opts: Pick<ProbeOptions, 'config
         error: { stage, reason: (e?.reason ?? (err as Error).message).replace(`${stage} at ${label}: `, '') },
         durationMs: now() - started,
       };
+      if (usable) probe = { ...probe, dane: daneVerdict(usable, { failed: `the certificate was never checked: ${probe.error!.reason}` }) };
     }
   }
   opts.onProgress?.(`${label}: ${describeMxProbe(probe)}`);
@@ -239,7 +261,7 @@ function silentLogger(): Logger {
   return silent;
 }
 
-async function destinationOf(domain: string, opts: ProbeOptions): Promise<{ report: DestinationReport; hosts: readonly MxTarget[] }> {
+async function destinationOf(domain: string, opts: ProbeOptions, dnssec: DnssecResolver | null): Promise<{ report: DestinationReport; hosts: readonly MxTarget[] }> {
   const { delivery } = opts.config;
   const route = delivery.routes[domain] ?? null;
   try {
@@ -248,6 +270,7 @@ async function destinationOf(domain: string, opts: ProbeOptions): Promise<{ repo
       dnsServers: delivery.dns.servers,
       timeoutMs: delivery.dns.timeout_ms,
       port: delivery.port,
+      dnssec,
       ...(opts.random ? { random: opts.random } : {}),
     });
     if (destination.kind === 'null-mx') {
@@ -311,17 +334,26 @@ export async function probeDomain(domain: string, opts: ProbeOptions): Promise<D
 
   const routed = opts.config.delivery.routes[name] !== undefined;
   progress(routed ? `${name}: static route ${opts.config.delivery.routes[name]} (delivery.routes), no MX lookup…` : `${name}: resolving MX…`);
-  const { report: destination, hosts } = await destinationOf(name, opts);
+  const { dns } = opts.config.delivery;
+  const dnssec = dns.dnssec ? makeDnssecResolver({ servers: dns.servers, timeoutMs: dns.timeout_ms }) : null;
+  const { report: destination, hosts } = await destinationOf(name, opts, dnssec);
   if (destination.kind === 'error' || destination.kind === 'null-mx') progress(`${name}: no usable MX: ${destination.reason}`);
   else progress(`${name}: ${hosts.length} address${hosts.length === 1 ? '' : 'es'} to try (${destination.kind})`);
 
   progress(`${name}: fetching MTA-STS policy…`);
   const [mxs, mtaSts] = await Promise.all([
-    Promise.all(hosts.map((host) => probeMx(host, { ...opts, onProgress: progress }))),
+    Promise.all(
+      hosts.map(async (host) => {
+        const dane = dnssec ? await daneTargetOf(name, host, dnssec) : null;
+        if (dane) progress(`${mxLabel(host)}: ${dane.kind === 'usable' ? `TLSA ${dane.tlsa.join('; ')}` : `DANE ${dane.facts.status}: ${dane.facts.reason}`}`);
+        return probeMx(host, { ...opts, onProgress: progress, dane });
+      }),
+    ),
     mtaStsOf(name, hosts, routed, opts).then((r) => {
       progress(`${name}: ${describeMtaSts(r)}`);
       return r;
     }),
   ]);
-  return { domain: name, probedAt, destination, mxs, mtaSts, usable: hosts.length > 0 };
+  const mxSecure = hosts[0]?.dnssec ? hosts[0].dnssec.mxSecure : null;
+  return { domain: name, probedAt, destination, mxs, mtaSts, dnssec: { enabled: dnssec !== null, mxSecure }, usable: hosts.length > 0 };
 }

@@ -164,6 +164,7 @@ function attemptTable(a: EvidenceAttempt): SafeHtml {
     if (a.tls.peerCertNotAfter) rows.push(['Certificate valid until', a.tls.peerCertNotAfter]);
   }
   if (a.mtaSts) rows.push(['MTA-STS', `${a.mtaSts.mode}${a.mtaSts.id ? ` (id ${a.mtaSts.id})` : ''}: ${a.mtaSts.result}`]);
+  if (a.dane) rows.push(['DANE', `${a.dane.status}${a.dane.matched ? `: matched TLSA ${a.dane.matched}` : ''} — ${a.dane.reason}${a.dane.tlsa.length ? `; usable TLSA: ${a.dane.tlsa.join('; ')}` : ''}`]);
   if (a.encryption) {
     rows.push(['Encryption', `${a.encryption.method === 'pgp' ? 'OpenPGP' : 'S/MIME'}${a.encryption.signed ? ', signed by the relay' : ''}`]);
     rows.push(['Recipient key', `${a.encryption.keyFingerprint} (${a.encryption.keySource === 'wkd' ? 'found through WKD' : 'imported'})`]);

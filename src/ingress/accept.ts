@@ -44,6 +44,8 @@ export async function acceptMessage(opts: {
   const sender = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
   const recipients = session.envelope.rcptTo.map((r) => r.address);
   const dsn = dsnOf(session);
+  // RFC 8689: smtp-server sets it only for a MAIL FROM … REQUIRETLS over TLS.
+  const requireTls = (session.envelope as { requireTLS?: boolean }).requireTLS === true;
   const helo = session.hostNameAppearsAs || `[${state.ip}]`;
   const ehlo = session.openingCommand === 'EHLO';
   const rdns = session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : null;
@@ -120,7 +122,7 @@ export async function acceptMessage(opts: {
   };
   const stamped = messageToQueue(content, hop, { sender, clientIp: state.ip, authUser: state.user?.name ?? null }, { headroom, section, report: settings.reportHeaders });
   const size = stamped.body.length + staged.bytes;
-  const message: NewMessage = { ...stamped, ...(staged.count ? { staged: { parts: staged.count, bytes: staged.bytes } } : {}), ...dsn };
+  const message: NewMessage = { ...stamped, ...(staged.count ? { staged: { parts: staged.count, bytes: staged.bytes } } : {}), ...dsn, ...(requireTls ? { requireTls } : {}) };
   // How long the durable commit held the reply: the store's share of the accept latency an app sees.
   const commitStart = performance.now();
   try {
@@ -133,7 +135,7 @@ export async function acceptMessage(opts: {
   }
   const commitMs = Math.round((performance.now() - commitStart) * 100) / 100;
   logger.info(
-    { event: 'ingress.queued', queueId, messageId: stamped.messageId, size, commitMs, ...who, tls: state.tls?.version ?? null, ...subjectField(stamped.subject, settings.logSubjects) },
+    { event: 'ingress.queued', queueId, messageId: stamped.messageId, size, commitMs, ...who, tls: state.tls?.version ?? null, ...(requireTls ? { requireTls } : {}), ...subjectField(stamped.subject, settings.logSubjects) },
     'queued',
   );
   if (conformed?.repairs.length) {

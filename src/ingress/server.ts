@@ -135,6 +135,9 @@ export async function openListener(spec: ListenerSpec, sessions: IngressSessions
     size: settings.maxMessageBytes,
     // DSN (RFC 3461) is offered: NOTIFY, ORCPT and ENVID are honoured in the bounces we make (delivery/bounce.ts).
     hideDSN: false,
+    // REQUIRETLS (RFC 8689) is offered; smtp-server lists it only once the session runs over
+    // TLS and refuses the parameter on a plaintext one (530). Delivery honours it (delivery/require-tls.ts).
+    hideREQUIRETLS: false,
     authMethods: ['PLAIN', 'LOGIN'],
     // relay_networks may send without AUTH; sessions.ts refuses everyone else at MAIL FROM.
     authOptional: true,

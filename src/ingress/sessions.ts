@@ -305,15 +305,15 @@ export class IngressSessions {
   }
 }
 
-/** MAIL FROM parameters we offer or accept (RFC 1870 SIZE, 6152 BODY, 6531 SMTPUTF8, 3461 RET/ENVID, 4954 AUTH). */
-const MAIL_PARAMETERS = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID', 'AUTH']);
+/** MAIL FROM parameters we offer or accept (RFC 1870 SIZE, 6152 BODY, 6531 SMTPUTF8, 3461 RET/ENVID, 4954 AUTH, 8689 REQUIRETLS). */
+const MAIL_PARAMETERS = new Set(['SIZE', 'BODY', 'SMTPUTF8', 'RET', 'ENVID', 'AUTH', 'REQUIRETLS']);
 /** RCPT TO parameters (RFC 3461 DSN). */
 const RCPT_PARAMETERS = new Set(['NOTIFY', 'ORCPT']);
 
 /**
  * RFC 5321 §4.1.1.11: 555 for a parameter we do not offer, rather than ignoring it.
- * REQUIRETLS (RFC 8689) is refused here until delivery can honour it: accepting it
- * and then delivering without verified TLS would break the sender's demand.
+ * REQUIRETLS (RFC 8689) passes: smtp-server has already refused it outside TLS, and
+ * accept.ts keeps it with the message for delivery (delivery/require-tls.ts).
  */
 function parameterRefusal(address: SMTPServerAddress, allowed: ReadonlySet<string>, stage: 'mail' | 'rcpt'): SmtpError | null {
   const args = address.args;

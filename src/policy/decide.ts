@@ -18,6 +18,7 @@ import { makeDecision, type Decision, type FallbackStep, type Floor, type Portal
 import { joinDecisions } from './lattice.ts';
 import type { MessageContext } from './message-context.ts';
 import { compileRules } from './rules.ts';
+import { configuredVerification } from './verification.ts';
 
 export interface TraceStep {
   /** default | domain | portal | rule | subject-tag | header | dlp */
@@ -41,6 +42,8 @@ export interface Policy {
   readonly stripSubjectTag: string | null;
   /** The mode header to remove from delivered mail, when that escalation is on. */
   readonly modeHeader: string | null;
+  /** The first matching rule with allow_tls_required_no (RFC 8689 §4.2.2; the header is honoured only where a rule allows it), or null. */
+  tlsRequiredNoRule(recipient: string, ctx: MessageContext): string | null;
 }
 
 const MODE_VALUES: readonly string[] = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime'];
@@ -57,8 +60,10 @@ export function portalConfigured(config: Pick<Config, 'portal'>): boolean {
   return config.portal.master_keys.length > 0 && (config.portal.listen !== null || config.portal.public_url !== null);
 }
 
-export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | 'portal'>): Policy {
+export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | 'portal'> & { readonly delivery?: { readonly dns: { readonly dnssec: boolean } } }): Policy {
   const floor: Floor = { minVersion: config.tls.min_version, minCipherBits: config.tls.min_cipher_bits };
+  // `auto` means DANE only with a validating resolver; without one it is `none`, as before DANE.
+  const dnssec = config.delivery?.dns.dnssec ?? false;
   const p = config.policies;
   const terms = (s: PortalSettings | undefined): PortalTerms => ({
     expiryDays: s?.expiry_days ?? config.portal.expiry_days,
@@ -74,7 +79,7 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | '
   ) =>
     makeDecision({
       mode,
-      verification: extra.verification ?? 'none',
+      verification: configuredVerification(extra.verification ?? 'none', dnssec),
       floor: extra.floor ?? floor,
       fallbackChain: extra.fallback ?? defaultFallback(mode),
       portal: terms(extra.portal),
@@ -159,5 +164,6 @@ export function createPolicy(config: Pick<Config, 'policies' | 'tls' | 'dlp' | '
     decide: (recipient, ctx) => explain(recipient, ctx).decision,
     stripSubjectTag: tag?.strip ? tag.tag : null,
     modeHeader: header?.name ?? null,
+    tlsRequiredNoRule: (recipient, ctx) => rules.find((r) => r.config.allow_tls_required_no && r.match(recipient, ctx))?.config.name ?? null,
   };
 }

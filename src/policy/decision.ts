@@ -55,6 +55,10 @@ export interface Decision {
   readonly tracking: TrackingTerms;
   /** A rule marks the message transactional: sent even to a recipient who unsubscribed from the sender's domain. */
   readonly transactional: boolean;
+  /** REQUIRETLS (RFC 8689 §4.2.1): verified TLS to a next hop that advertises it, or a bounce; no fallback (delivery/require-tls.ts). Absent: false. */
+  readonly requireTls?: boolean;
+  /** An authenticated sender's `TLS-Required: No` (RFC 8689 §4.2.2), honoured because a rule allows it: TLS policy set aside. Absent: false. */
+  readonly tlsRequiredNo?: boolean;
   /** Name of the rule that produced this decision ("default" or "domain:example.com"). */
   readonly rule: string;
   /** Why, in words an auditor can read. */

@@ -5,8 +5,11 @@
 //   mode:          none < opportunistic < forced = tls-exclusive < pgp = smime < portal
 //                  (forced ⊔ tls-exclusive = forced: both demand TLS, and forced keeps
 //                  the message rather than dropping it; pgp ⊔ smime keeps the earlier)
-//   verification:  none < ca < mta-sts < dane
-//                  (mta-sts is ca plus the policy's MX match; dane pins the key)
+//   verification:  none < auto, none < ca < mta-sts < dane < dane-only
+//                  (mta-sts is ca plus the policy's MX match; dane pins the key where
+//                  the MX publishes TLSA, else mta-sts; dane-only defers instead;
+//                  auto is DANE where published, else none — so auto ⊔ ca = auto ⊔
+//                  mta-sts = dane: DANE where published, else at least ca)
 //   floor:         the higher min_version and the higher min_cipher_bits
 //   tlsExpected:   or
 //   portal terms:  the shorter expiry; key in link if either asks; the subject
@@ -29,7 +32,8 @@ export const MODE_RANK: Readonly<Record<Mode, number>> = {
   portal: 4,
 };
 
-export const VERIFICATION_RANK: Readonly<Record<Verification, number>> = { none: 0, ca: 1, 'mta-sts': 2, dane: 3 };
+/** A total order for atLeast(); auto and ca are incomparable, and joinVerification knows it. */
+export const VERIFICATION_RANK: Readonly<Record<Verification, number>> = { none: 0, auto: 1, ca: 2, 'mta-sts': 3, dane: 4, 'dane-only': 5 };
 
 const VERSION_RANK: Readonly<Record<TlsVersion, number>> = { 'TLSv1.2': 0, 'TLSv1.3': 1 };
 
@@ -40,6 +44,9 @@ export function joinMode(a: Mode, b: Mode): Mode {
 }
 
 export function joinVerification(a: Verification, b: Verification): Verification {
+  // DANE where published (auto) and a CA-checked certificate elsewhere (ca, mta-sts): dane.
+  const checked = (v: Verification) => v === 'ca' || v === 'mta-sts';
+  if ((a === 'auto' && checked(b)) || (b === 'auto' && checked(a))) return 'dane';
   return VERIFICATION_RANK[b] > VERIFICATION_RANK[a] ? b : a;
 }
 
@@ -84,7 +91,7 @@ export function joinPortalTerms(a: PortalTerms, b: PortalTerms): PortalTerms {
 export function atLeast(a: Decision, b: Decision): boolean {
   return (
     MODE_RANK[a.mode] >= MODE_RANK[b.mode] &&
-    VERIFICATION_RANK[a.verification] >= VERIFICATION_RANK[b.verification] &&
+    joinVerification(a.verification, b.verification) === a.verification &&
     VERSION_RANK[a.floor.minVersion] >= VERSION_RANK[b.floor.minVersion] &&
     a.floor.minCipherBits >= b.floor.minCipherBits &&
     (a.tlsExpected || !b.tlsExpected)

@@ -9,6 +9,7 @@ import type { WebhookDelivery, WebhookDeliveryInfo, WebhookEndpointStatus, Webho
 import type { Suppression, SuppressionFilter, SuppressionSource, TrackedRecipient, Unsubscribed } from '../reporting/tracking/suppression.ts';
 import type { AuditEntry, AuditInput, AuditQuery } from '../events/audit/entry.ts';
 import type { ReportCountsQuery, ReportCountsRow } from '../reporting/counts.ts';
+import type { DueTlsReport, NewTlsReport, TlsReportSend, TlsReportSettlement } from '../reporting/tlsrpt/state.ts';
 
 export interface NewMessage {
   readonly queueId: string;
@@ -39,6 +40,8 @@ export interface NewMessage {
   readonly recipientDsn?: readonly RecipientDsn[];
   /** Mail the relay made itself for the portal; absent or null: submitted (SMTP, and bounces). */
   readonly origin?: MessageOrigin | null;
+  /** REQUIRETLS (RFC 8689) given on MAIL FROM: verified TLS to a next hop that takes the demand on, or a bounce. Absent: false. */
+  readonly requireTls?: boolean;
 }
 
 /**
@@ -78,6 +81,8 @@ export interface QueueItem {
   /** This attempt's number, starting at 1. */
   readonly attempt: number;
   readonly dsn: QueueItemDsn;
+  /** The message came with REQUIRETLS (RFC 8689); absent: false. */
+  readonly requireTls?: boolean;
 }
 
 export type FinalOutcome = Exclude<Outcome, 'deferred'>;
@@ -104,6 +109,8 @@ export interface QueueEntry {
     /** Set while a worker holds the item. */
     readonly leasedUntil: number | null;
   }[];
+  /** The message came with REQUIRETLS (RFC 8689); absent: false. */
+  readonly requireTls?: boolean;
 }
 
 /** A position in the order records were written; opaque to callers. */
@@ -258,6 +265,8 @@ export interface RecordFilter {
   readonly outcome?: Outcome | OperatorOutcome | PortalOutcome;
   /** ms since the epoch. */
   readonly since?: number;
+  /** ms since the epoch, exclusive. */
+  readonly until?: number;
   /** The newest `limit` matches (returned oldest first). */
   readonly limit?: number;
 }
@@ -698,6 +707,22 @@ export interface Store {
    * recipients counted from the events, each at most once per figure. One indexed read.
    */
   reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]>;
+  // TLS reports (src/reporting/tlsrpt/)
+  /** The recipient domains with an attempt record in [since, until) (ms since the epoch), in order. */
+  recordDomains(since: number, until: number): Promise<string[]>;
+  /** Whether the reports of a UTC day ("YYYY-MM-DD") were made. */
+  tlsReportDayDone(day: string): Promise<boolean>;
+  /**
+   * In one transaction: stores a day's reports (one per domain and day: a second is
+   * ignored), each destination pending from `now` until `giveUpAt`, and marks the day done.
+   */
+  saveTlsReports(day: string, reports: readonly NewTlsReport[], now: number, giveUpAt: number): Promise<void>;
+  /** Up to `limit` pending destinations due at `now`, earliest first, with their report. */
+  dueTlsReports(now: number, limit: number): Promise<DueTlsReport[]>;
+  /** Records what became of tries: sent, retry at nextAt, or failed (given up). */
+  settleTlsReports(settlements: readonly TlsReportSettlement[]): Promise<void>;
+  /** Every destination of the reports made (of one domain), newest day first. */
+  listTlsReports(opts?: { domain?: string; limit?: number }): Promise<TlsReportSend[]>;
   // API tokens and idempotency (src/http/api/)
   /** Stores a new API token (http/api/tokens.ts makes it); fails when an unrevoked token has the same name. */
   createApiToken(token: NewApiToken): Promise<void>;

@@ -76,8 +76,8 @@ describe('config loading', () => {
 
   it('rejects duplicate keys, unimplemented modes and non-CIDR networks', () => {
     expect(problemsOf(`${base}tls:\n  min_version: TLSv1.2\n  min_version: TLSv1.3\n`)[0]?.line).toBe(7);
-    // dane would defer every message it governs: refused where it is written, domain entry or rule.
-    expect(problemsOf(`${base}policies:\n  domains:\n    bank.example: { mode: forced, verification: dane }\n`)[0]).toMatchObject({ key: 'policies.domains.bank.example.verification', line: 7, message: expect.stringMatching(/dane is not available yet/) });
+    // dane without a validating resolver would trust answers nobody checked: refused where it is written, domain entry or rule.
+    expect(problemsOf(`${base}policies:\n  domains:\n    bank.example: { mode: forced, verification: dane }\n`)[0]).toMatchObject({ key: 'policies.domains.bank.example.verification', line: 7, message: expect.stringMatching(/dane needs DNSSEC: set delivery\.dns\.dnssec: true/) });
     expect(problemsOf(`${base}policies:\n  rules:\n    - { name: r, match: { sender: a@b }, mode: forced, verification: dane }\n`)[0]).toMatchObject({ key: 'policies.rules[r].verification', line: 7 });
     expect(problemsOf(`${base}  relay_networks: [nonsense]\n`)[0]?.key).toBe('ingress.relay_networks[0]');
     expect(problemsOf(`${base}delivery:\n  routes:\n    x.test: "no-port"\n`)[0]).toMatchObject({ key: 'delivery.routes.x.test', line: 7 });
@@ -174,6 +174,7 @@ describe('paths', () => {
         '  users_file: users.yaml',
         'tls: { ca_file: ca/bundle.pem }',
         'mta_sts: { ca_file: ca/mta-sts.pem }',
+        'tlsrpt: { ca_file: ca/tlsrpt.pem }',
         'policies:',
         '  rules:',
         '    - { name: partners, match: { recipient_domains_file: lists/partners.txt }, mode: forced }',

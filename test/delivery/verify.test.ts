@@ -58,10 +58,14 @@ describe('verifyPeer', () => {
     expect(verifyPeer('mta-sts', facts(false, 'DEPTH_ZERO_SELF_SIGNED_CERT'), cert, 'mx1.example.test')?.temporary).toBe(true);
   });
 
-  it.each(['dane'] as const)('%s is not implemented yet: a temporary refusal', (verification) => {
+  it.each(['dane', 'dane-only'] as const)('%s without the host\'s TLSA set: a temporary refusal (DANE is judged by verifyDane)', (verification) => {
     const err = verifyPeer(verification, facts(true), cert, 'mx1.example.test');
     expect(err).toMatchObject({ code: 451, enhanced: '4.7.5', temporary: true });
-    expect(err!.message).toMatch(/not implemented/);
+    expect(err!.message).toMatch(/without a usable TLSA set/);
+  });
+
+  it('auto where DANE does not apply is none: any certificate', () => {
+    expect(verifyPeer('auto', facts(false, 'DEPTH_ZERO_SELF_SIGNED_CERT'), cert, 'mx2.example.test')).toBeNull();
   });
 });
 

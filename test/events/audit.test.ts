@@ -276,7 +276,8 @@ it('a store at schema 12 migrates to an empty, working audit trail', async () =>
   raw.exec(`ALTER TABLE messages DROP COLUMN campaign; ALTER TABLE messages DROP COLUMN custom;
             ALTER TABLE events DROP COLUMN subject; ALTER TABLE events DROP COLUMN custom;
             ALTER TABLE events DROP COLUMN automated; ALTER TABLE events DROP COLUMN tls;
-            ALTER TABLE body_parts DROP COLUMN key_id; ALTER TABLE body_parts DROP COLUMN nonce;`);
+            ALTER TABLE body_parts DROP COLUMN key_id; ALTER TABLE body_parts DROP COLUMN nonce;
+            ALTER TABLE messages DROP COLUMN require_tls;`);
   raw.pragma('user_version = 12');
   raw.close();
   store = new SqliteStore(path);

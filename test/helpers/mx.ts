@@ -74,7 +74,8 @@ export interface TlsFacts {
 }
 
 export interface ReceivedMessage {
-  envelope: { from: string; to: string[] };
+  /** requireTLS, present only when MAIL FROM carried REQUIRETLS (RFC 8689; offered with serverOptions { hideREQUIRETLS: false }). */
+  envelope: { from: string; to: string[]; requireTLS?: true };
   /** The message exactly as it came over DATA (dot-unstuffed, without the final dot). */
   raw: Buffer;
   /** What this MX negotiated on its own socket; null for a plaintext session. */
@@ -321,7 +322,7 @@ export async function startMx(kind: MxKind, opts: MxOptions = {}): Promise<Start
         const to = session.envelope.rcptTo.map((r) => r.address);
         facts.transactions++;
         received.push({
-          envelope: { from: mailFrom ? mailFrom.address : '', to },
+          envelope: { from: mailFrom ? mailFrom.address : '', to, ...(session.envelope.requireTLS ? { requireTLS: true as const } : {}) },
           raw: Buffer.concat(chunks),
           tls: facts.secure ? { protocol: facts.protocol!, cipher: facts.cipher! } : null,
           sessionId: session.id,

@@ -116,12 +116,10 @@ describe('MAIL and RCPT parameters (RFC 5321 §4.1.1.11)', () => {
   test.each([
     ['MAIL FROM:<app@clinic.test> XFOO=1', 'XFOO'],
     ['MAIL FROM:<app@clinic.test> BODY=8BITMIME FROB', 'FROB'],
-    // not offered until delivery can honour it (RFC 8689)
-    ['MAIL FROM:<app@clinic.test> REQUIRETLS', 'REQUIRETLS'],
+    // REQUIRETLS (RFC 8689) is offered over TLS: test/ingress/requiretls.test.ts
   ])('%s → 555 5.5.4 naming %s', async (command, keyword) => {
     const c = await RawClient.open(t.port());
     await runSteps(c, [EHLO]);
-    if (keyword === 'REQUIRETLS') await runSteps(c, [['STARTTLS', 220], EHLO]);
     const r = await c.cmd(command);
     expect(`${r.code} ${r.text}`).toBe(`555 5.5.4 Unsupported parameter ${keyword}`);
     await c.quit();

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { MODES, VERIFICATIONS, type Mode, type Verification } from '../../src/config/schema.ts';
 import { makeDecision, type Decision, type PortalTerms } from '../../src/policy/decision.ts';
-import { atLeast, joinDecisions, joinMode, MODE_RANK } from '../../src/policy/lattice.ts';
+import { atLeast, joinDecisions, joinMode, joinVerification, MODE_RANK } from '../../src/policy/lattice.ts';
 
 const TERMS: PortalTerms = { expiryDays: 30, keyInLink: false, showSubject: false, passphrase: null };
 const d = (mode: Mode, verification: Verification = 'none', minVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.2', minCipherBits = 128, tlsExpected = false): Decision =>
@@ -34,6 +34,19 @@ describe('escalation lattice', () => {
         expect(MODE_RANK[j.mode]).toBe(Math.max(MODE_RANK[a.mode], MODE_RANK[b.mode]));
       }
     }
+  });
+
+  it.each([
+    ['auto', 'none', 'auto'],
+    ['auto', 'ca', 'dane'],
+    ['mta-sts', 'auto', 'dane'],
+    ['auto', 'dane', 'dane'],
+    ['dane-only', 'auto', 'dane-only'],
+    ['dane', 'mta-sts', 'dane'],
+    ['dane', 'dane-only', 'dane-only'],
+  ] as const)('verification %s ⊔ %s = %s (auto is DANE where published, else none: with ca, DANE where published, else ca)', (a, b, want) => {
+    expect(joinVerification(a, b)).toBe(want);
+    expect(joinVerification(b, a)).toBe(want);
   });
 
   it('is idempotent and the reasons of both sides are kept; tls-exclusive never gains a fallback', () => {

@@ -28,7 +28,7 @@ function storePath(): string {
 const V13_TABLES = new Set(['messages', 'body_parts', 'recipients', 'records', 'domains', 'mta_sts_policies', 'counters', 'recipient_keys', 'recipient_key_addresses', 'key_lookups', 'portal_items', 'portal_content', 'events']);
 
 /** Columns later versions added to the tables of version 13. */
-const LATER_COLUMNS = [['body_parts', 'key_id'], ['body_parts', 'nonce']] as const;
+const LATER_COLUMNS = [['body_parts', 'key_id'], ['body_parts', 'nonce'], ['messages', 'require_tls']] as const;
 
 /** Takes a store file back to schema `version` (13 or 12): every later table and column dropped, for 12 version 13's columns too. */
 function downgrade(path: string, version: 12 | 13): void {

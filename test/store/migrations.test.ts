@@ -15,7 +15,7 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-const LATEST = 20;
+const LATEST = 22;
 
 /** The tables of schema version 12; later versions' tables are dropped to make an older store. */
 const V12_TABLES = new Set(['messages', 'body_parts', 'recipients', 'records', 'domains', 'mta_sts_policies', 'counters', 'recipient_keys', 'recipient_key_addresses', 'key_lookups', 'portal_items', 'portal_content', 'events']);
@@ -36,7 +36,8 @@ async function version12Store(): Promise<string> {
             ALTER TABLE events DROP COLUMN automated;
             ALTER TABLE events DROP COLUMN tls;
             ALTER TABLE body_parts DROP COLUMN key_id;
-            ALTER TABLE body_parts DROP COLUMN nonce;`);
+            ALTER TABLE body_parts DROP COLUMN nonce;
+            ALTER TABLE messages DROP COLUMN require_tls;`);
   raw.pragma('user_version = 12');
   raw.close();
   return path;

@@ -392,6 +392,38 @@ const MIGRATIONS: readonly string[] = [
      through_id TEXT
    );
    INSERT INTO report_progress (only, through_id) SELECT 1, max(id) FROM events;`,
+  // v21: REQUIRETLS (RFC 8689): the sender demanded, on MAIL FROM, verified TLS to a
+  // next hop that passes the demand on (delivery/require-tls.ts). 0 for every message
+  // queued before, and for the sendmail and API ways in, which have no such parameter.
+  `ALTER TABLE messages ADD COLUMN require_tls INTEGER NOT NULL DEFAULT 0;`,
+  // v22: TLS reports (RFC 8460) the relay made and their sending (reporting/tlsrpt/):
+  // one report per recipient domain and UTC day, kept as the JSON sent so that every
+  // retry sends the same report-id; one row per rua destination with its own retry
+  // state; and the days whose reports were made (each day's records are read once).
+  `CREATE TABLE tlsrpt_reports (
+     report_id  TEXT PRIMARY KEY,
+     domain     TEXT NOT NULL,
+     day        TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     json       TEXT NOT NULL,
+     UNIQUE (domain, day)
+   );
+   CREATE TABLE tlsrpt_sends (
+     report_id   TEXT NOT NULL REFERENCES tlsrpt_reports (report_id) ON DELETE CASCADE,
+     destination TEXT NOT NULL,
+     status      TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'failed')),
+     attempts    INTEGER NOT NULL DEFAULT 0,
+     next_at     INTEGER NOT NULL,
+     give_up_at  INTEGER NOT NULL,
+     last_error  TEXT,
+     sent_at     INTEGER,
+     PRIMARY KEY (report_id, destination)
+   ) WITHOUT ROWID;
+   CREATE INDEX tlsrpt_sends_due ON tlsrpt_sends (status, next_at);
+   CREATE TABLE tlsrpt_days (
+     day     TEXT PRIMARY KEY,
+     done_at INTEGER NOT NULL
+   ) WITHOUT ROWID;`,
 ];
 
 export function migrate(db: Database.Database): void {

@@ -69,6 +69,8 @@ import { PortalItemTable } from './portal-items.ts';
 import { ReportTable } from './report-table.ts';
 import type { ReportCountsQuery, ReportCountsRow } from '../../reporting/counts.ts';
 import { WebhookTable } from './webhook-table.ts';
+import { TlsRptTable } from './tlsrpt-table.ts';
+import type { DueTlsReport, NewTlsReport, TlsReportSend, TlsReportSettlement } from '../../reporting/tlsrpt/state.ts';
 import type { WebhookDelivery, WebhookDeliveryInfo, WebhookEndpointStatus, WebhookReplay, WebhookSettlement } from '../../events/webhooks/outbox.ts';
 import { SuppressionTable } from './suppression-table.ts';
 import type { Suppression, SuppressionFilter, SuppressionSource, TrackedRecipient, Unsubscribed } from '../../reporting/tracking/suppression.ts';
@@ -168,8 +170,8 @@ export class SqliteStore implements Store {
     }
     this.stmt = {
       insertMessage: this.db.prepare(
-        `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid, origin, campaign, custom)
-         VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @envid, @origin, @campaign, @custom)`,
+        `INSERT INTO messages (queue_id, sender, message_id, subject, size, received_at, client_ip, auth_user, dsn_envid, origin, campaign, custom, require_tls)
+         VALUES (@queueId, @sender, @messageId, @subject, @size, @receivedAt, @clientIp, @authUser, @envid, @origin, @campaign, @custom, @requireTls)`,
       ),
       insertPart: this.db.prepare(`INSERT INTO body_parts (queue_id, part, data, key_id, nonce) VALUES (@queueId, @part, @data, @keyId, @nonce)`),
       // length() of a blob reads its size from the record header, not the blob.
@@ -191,7 +193,7 @@ export class SqliteStore implements Store {
          RETURNING queue_id, seq, recipient, domain, attempts, dsn_notify, dsn_orcpt`,
       ),
       messageMeta: this.db.prepare(
-        `SELECT queue_id, sender, message_id, subject, auth_user, origin, size, received_at, dsn_envid FROM messages WHERE queue_id = ?`,
+        `SELECT queue_id, sender, message_id, subject, auth_user, origin, size, received_at, dsn_envid, require_tls FROM messages WHERE queue_id = ?`,
       ),
       bodySize: this.db.prepare(`SELECT count(*) AS parts, coalesce(sum(${PLAIN_BYTES}), 0) AS bytes FROM body_parts WHERE queue_id = ?`),
       bodyParts: this.db.prepare(`SELECT part, data, key_id AS keyId, nonce FROM body_parts WHERE queue_id = ? ORDER BY part`),
@@ -396,6 +398,7 @@ export class SqliteStore implements Store {
       origin: m.origin ?? null,
       campaign: m.campaign ?? null,
       custom: m.custom ?? null,
+      requireTls: m.requireTls ? 1 : 0,
     });
     this.putPart(m.queueId, 0, m.body);
     m.recipients.forEach((rcpt, seq) => {
@@ -429,6 +432,7 @@ export class SqliteStore implements Store {
           receivedAt: meta.received_at,
           attempt: row.attempts,
           dsn: { envid: meta.dsn_envid, notify: row.dsn_notify, orcpt: row.dsn_orcpt },
+          requireTls: meta.require_tls === 1,
         });
       }
       return items;
@@ -659,7 +663,7 @@ export class SqliteStore implements Store {
       lastError: r.last_error,
       leasedUntil: r.lease_until > now ? r.lease_until : null,
     }));
-    return { queueId: m.queue_id, sender: m.sender, messageId: m.message_id, size: m.size, receivedAt: m.received_at, recipients };
+    return { queueId: m.queue_id, sender: m.sender, messageId: m.message_id, size: m.size, receivedAt: m.received_at, recipients, ...(m.require_tls === 1 ? { requireTls: true } : {}) };
   }
 
   async hold(queueId: string, operator: string): Promise<number> {
@@ -891,6 +895,37 @@ export class SqliteStore implements Store {
   private catchUpReports(): void {
     if (!this.reports.behind()) return;
     while (this.commit('normal', () => this.reports.catchUp(REPORT_BATCH)) === REPORT_BATCH);
+  }
+
+  // TLS reports (src/reporting/tlsrpt/)
+  private tlsRptTable: TlsRptTable | null = null;
+  /** Made on first use: its statements need schema 22, which the constructor has migrated to by then. */
+  private get tlsReports(): TlsRptTable {
+    return (this.tlsRptTable ??= new TlsRptTable(this.db));
+  }
+
+  async recordDomains(since: number, until: number): Promise<string[]> {
+    return this.db.prepare(`SELECT DISTINCT domain FROM records WHERE at >= ? AND at < ? AND kind = 'attempt' AND domain != '' ORDER BY domain`).pluck().all(since, until) as string[];
+  }
+
+  async tlsReportDayDone(day: string): Promise<boolean> {
+    return this.tlsReports.dayDone(day);
+  }
+
+  async saveTlsReports(day: string, reports: readonly NewTlsReport[], now: number, giveUpAt: number): Promise<void> {
+    this.commitInOrder(() => this.tlsReports.saveDay(day, reports, now, giveUpAt));
+  }
+
+  async dueTlsReports(now: number, limit: number): Promise<DueTlsReport[]> {
+    return this.tlsReports.due(now, limit);
+  }
+
+  async settleTlsReports(settlements: readonly TlsReportSettlement[]): Promise<void> {
+    this.commitInOrder(() => this.tlsReports.settle(settlements));
+  }
+
+  async listTlsReports(opts: { domain?: string; limit?: number } = {}): Promise<TlsReportSend[]> {
+    return this.tlsReports.list(opts);
   }
 
   // API tokens and idempotency (src/http/api/)
@@ -1178,6 +1213,7 @@ interface MessageRow {
   size: number;
   received_at: number;
   dsn_envid: string | null;
+  require_tls: number;
 }
 
 interface RecipientRow {
@@ -1214,6 +1250,10 @@ function recordConditions(filter: RecordFilter): { where: string[]; params: Reco
   if (filter.since !== undefined) {
     where.push('at >= @since');
     params.since = filter.since;
+  }
+  if (filter.until !== undefined) {
+    where.push('at < @until');
+    params.until = filter.until;
   }
   return { where, params };
 }

@@ -16,6 +16,7 @@ import type { WebhookDelivery, WebhookDeliveryInfo, WebhookEndpointStatus, Webho
 import type { Suppression, SuppressionFilter, SuppressionSource, TrackedRecipient, Unsubscribed } from '../../reporting/tracking/suppression.ts';
 import type { AuditEntry, AuditInput, AuditQuery } from '../../events/audit/entry.ts';
 import type { ReportCountsQuery, ReportCountsRow } from '../../reporting/counts.ts';
+import type { DueTlsReport, NewTlsReport, TlsReportSend, TlsReportSettlement } from '../../reporting/tlsrpt/state.ts';
 import type { Env } from '../../config/load.ts';
 import type { Config } from '../../config/schema.ts';
 import { lockStoreFile, type OwnerLock } from './owner-lock.ts';
@@ -324,6 +325,25 @@ export class ThreadedSqliteStore implements Store {
   // reports (src/reporting/)
   reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]> {
     return this.call('reportCounts', query);
+  }
+  // TLS reports (src/reporting/tlsrpt/)
+  recordDomains(since: number, until: number): Promise<string[]> {
+    return this.call('recordDomains', since, until);
+  }
+  tlsReportDayDone(day: string): Promise<boolean> {
+    return this.call('tlsReportDayDone', day);
+  }
+  saveTlsReports(day: string, reports: readonly NewTlsReport[], now: number, giveUpAt: number): Promise<void> {
+    return this.call('saveTlsReports', day, reports, now, giveUpAt);
+  }
+  dueTlsReports(now: number, limit: number): Promise<DueTlsReport[]> {
+    return this.call('dueTlsReports', now, limit);
+  }
+  settleTlsReports(settlements: readonly TlsReportSettlement[]): Promise<void> {
+    return this.call('settleTlsReports', settlements);
+  }
+  listTlsReports(opts?: { domain?: string; limit?: number }): Promise<TlsReportSend[]> {
+    return this.call('listTlsReports', opts);
   }
   // API tokens and idempotency (src/http/api/)
   createApiToken(token: NewApiToken): Promise<void> {
