@@ -67,6 +67,8 @@ const USAGE = `usage: npm run bench -- [options]
   --warmup W            messages delivered before each measured run, not counted (default 100)
   --no-half             skip the half-load latency runs
   --half-repeats N      half-load runs to make; the median one is judged (default 5)
+  --half-rate R         pace the half-load runs at R msgs/s instead of half of this run's peak
+                        (to compare two builds at the same load)
   --submit-tls plain|starttls   submission hop of the node generator (default plain, as smtp-source)
   --postfix-tls verify|encrypt  Postfix's smtp_tls_security_level (default verify, like forced+ca)
   --queue-messages N    deferred messages for the queue scenario (default 100000)
@@ -91,6 +93,8 @@ interface Options {
   half: boolean;
   /** Half-load runs to make; the target is judged on the median one. */
   halfRepeats: number;
+  /** Pace of the half-load runs, msgs/s; null: half of this run's peak. */
+  halfRate: number | null;
   submitTls: 'starttls' | 'plain';
   postfixTls: 'verify' | 'encrypt';
   queueMessages: number;
@@ -118,6 +122,7 @@ function parseOptions(argv: string[]): Options {
       compare: { type: 'string' },
       'no-half': { type: 'boolean', default: false },
       'half-repeats': { type: 'string', default: '5' },
+      'half-rate': { type: 'string' },
       'submit-tls': { type: 'string', default: 'plain' },
       'postfix-tls': { type: 'string', default: 'verify' },
       'queue-messages': { type: 'string', default: '100000' },
@@ -162,6 +167,7 @@ function parseOptions(argv: string[]): Options {
     compare: values.compare === undefined ? null : oneOf('compare', values.compare, ['postfix'] as const),
     half: !values['no-half'],
     halfRepeats: int('half-repeats', values['half-repeats'], 1),
+    halfRate: values['half-rate'] === undefined ? null : int('half-rate', values['half-rate'], 1),
     submitTls,
     postfixTls: oneOf('postfix-tls', values['postfix-tls'], ['verify', 'encrypt'] as const),
     queueMessages: int('queue-messages', values['queue-messages'], 1),
@@ -308,7 +314,7 @@ async function main(): Promise<number> {
     if (opts.half && peakRate > 0) {
       // A p99 on a shared 2-core machine moves from run to run: repeat the half-load
       // run and judge the median run (all of them are kept in the results).
-      const rate = peakRate / 2;
+      const rate = opts.halfRate ?? peakRate / 2;
       const halves: ThroughputResult[] = [];
       for (let i = 1; i <= opts.halfRepeats; i++) {
         const label = `sealrelay-${halfStyle}-half${opts.halfRepeats > 1 ? `#${i}` : ''}`;
