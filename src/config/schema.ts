@@ -8,6 +8,7 @@ import { checkDetectorRegex } from '../policy/dlp/safe-regex.ts';
 // Every regular expression an operator writes runs on RE2 (linear time); this is its one check.
 import { compileUserRegex } from '../policy/user-regex.ts';
 import { INCOMPLETE_SCAN } from '../policy/dlp/for-config.ts';
+import { parseDnsServer } from '../net/dns-server.ts';
 import { webhooksSchema } from './webhooks.ts';
 
 export const MODES = ['none', 'opportunistic', 'forced', 'tls-exclusive', 'pgp', 'smime', 'portal'] as const;
@@ -92,6 +93,15 @@ const floorSchema = z
   .strict();
 
 const deliverableMode = z.enum(MODES);
+
+/** A resolver address; a name fails here rather than at the first lookup. */
+const dnsServer = z.string().superRefine((spec, ctx) => {
+  try {
+    parseDnsServer(spec);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+  }
+});
 
 // `dane`/`dane-only` need DNSSEC-validated answers: refused at load (configSchema below)
 // unless delivery.dns.dnssec declares the resolvers validating.
@@ -375,8 +385,8 @@ export const configSchema = z
         port: z.number().int().min(1).max(65535).default(25),
         dns: z
           .object({
-            /** Resolvers for MX/A/AAAA, "ip" or "ip:port"; empty uses the system resolver. */
-            servers: z.array(z.string()).default([]),
+            /** Resolvers for MX/A/AAAA, "ip", "ip:port" or "[ipv6]:port"; empty uses the system resolver. */
+            servers: z.array(dnsServer).default([]),
             timeout_ms: z.number().int().positive().default(5000),
             /**
              * The operator declares `servers` DNSSEC-validating resolvers (on loopback or a

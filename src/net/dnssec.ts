@@ -19,6 +19,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import type { Answer, Packet, RecordType } from 'dns-packet';
+import { parseDnsServer, type DnsServer } from './dns-server.ts';
 
 export type DnssecStatus = 'secure' | 'insecure';
 
@@ -67,7 +68,6 @@ export interface DnssecResolver {
   txt(name: string): Promise<SecureRRset<string>>;
 }
 
-const DNS_PORT = 53;
 /** EDNS0 UDP payload size: the DNS Flag Day 2020 value, avoids IP fragmentation. */
 const UDP_PAYLOAD_BYTES = 1232;
 /** Queries per server before giving up on it (first try included): one retry. */
@@ -92,31 +92,6 @@ const RDATA_NAME_OFFSET: Readonly<Record<number, number>> = { 5: 0, 15: 2 };
 
 /** A reply was not usable: ignore it (UDP, may be spoofed) or fail the exchange (TCP). */
 class MalformedReply extends Error {}
-
-interface Server {
-  readonly host: string;
-  readonly port: number;
-  readonly label: string;
-}
-
-/** "ip", "ip:port", "[ipv6]:port" or a bare IPv6 address; names are refused (no resolver to resolve the resolver). */
-function parseServer(spec: string): Server {
-  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(spec);
-  let host = spec;
-  let port = DNS_PORT;
-  if (bracketed) {
-    host = bracketed[1]!;
-    if (bracketed[2]) port = Number(bracketed[2]);
-  } else if (net.isIPv4(spec.split(':')[0]!) && spec.includes(':')) {
-    const [ip, p] = spec.split(':') as [string, string];
-    host = ip;
-    port = /^\d+$/.test(p) ? Number(p) : NaN;
-  }
-  if (!net.isIP(host) || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`DNS server "${spec}": expected an IP address with an optional port ("127.0.0.1:5353", "[::1]:53")`);
-  }
-  return { host, port, label: spec };
-}
 
 /** The name in canonical form (lower case, no trailing dot), or null when it is not a host name we may ask for. */
 function normalizeName(name: string): string | null {
@@ -220,7 +195,7 @@ type Exchange = { readonly ok: true; readonly reply: Reply } | { readonly ok: fa
  * One query over UDP from a fresh socket (a kernel-chosen random source port, RFC 5452 §9.2).
  * Replies that do not match are dropped and the wait goes on: a forger cannot end it early.
  */
-function udpExchange(server: Server, name: string, type: RecordType, timeoutMs: number): Promise<Exchange> {
+function udpExchange(server: DnsServer, name: string, type: RecordType, timeoutMs: number): Promise<Exchange> {
   return new Promise((resolve) => {
     const id = crypto.randomInt(0, 0x10000);
     const socket = dgram.createSocket(net.isIPv6(server.host) ? 'udp6' : 'udp4');
@@ -254,7 +229,7 @@ function udpExchange(server: Server, name: string, type: RecordType, timeoutMs: 
 }
 
 /** One query over TCP (RFC 7766), after a truncated UDP reply. */
-function tcpExchange(server: Server, name: string, type: RecordType, timeoutMs: number): Promise<Exchange> {
+function tcpExchange(server: DnsServer, name: string, type: RecordType, timeoutMs: number): Promise<Exchange> {
   return new Promise((resolve) => {
     const id = crypto.randomInt(0, 0x10000);
     const socket = net.connect({ host: server.host, port: server.port });
@@ -294,11 +269,11 @@ function tcpExchange(server: Server, name: string, type: RecordType, timeoutMs: 
 }
 
 /** Asks the servers in turn, each up to TRIES times; the first NOERROR/NXDOMAIN wins. */
-async function query(servers: readonly Server[], timeoutMs: number, name: string, type: RecordType): Promise<Reply> {
+async function query(servers: readonly DnsServer[], timeoutMs: number, name: string, type: RecordType): Promise<Reply> {
   const failures: string[] = [];
   let servfail: string | null = null;
   // A server that answered (SERVFAIL, REFUSED…) is not asked again; one that was silent is.
-  const answered = new Set<Server>();
+  const answered = new Set<DnsServer>();
   for (let round = 0; round < TRIES; round++) {
     for (const server of servers) {
       if (answered.has(server)) continue;
@@ -325,7 +300,7 @@ const isIn = (a: Answer) => (('class' in a ? a.class : undefined) ?? 'IN') === '
 
 /** One lookup: the records of `type` at `name` after following the answer's CNAME chain. */
 async function lookup<T>(
-  servers: readonly Server[],
+  servers: readonly DnsServer[],
   timeoutMs: number,
   rawName: string,
   type: RecordType,
@@ -363,7 +338,7 @@ async function lookup<T>(
 }
 
 export function makeDnssecResolver(opts: { servers: readonly string[]; timeoutMs: number }): DnssecResolver {
-  const servers = opts.servers.map(parseServer);
+  const servers = opts.servers.map(parseDnsServer);
   const { timeoutMs } = opts;
   const dataOf = (a: Answer) => (a as { data: unknown }).data;
 

@@ -151,6 +151,14 @@ describe('config loading', () => {
     expect(c.delivery.dns.servers).toEqual(['127.0.0.1:5353', '127.0.0.2']);
     expect(problemsOf(base, { SEALRELAY_LISTENER_STARTTLS_PORT: 'http' })[0]?.key).toBe('SEALRELAY_LISTENER_STARTTLS_PORT');
   });
+
+  it('a DNS server is an address with an optional port, refused at load otherwise', () => {
+    const servers = (list: string) => `${base}delivery:\n  dns:\n    servers: [${list}]\n`;
+    expect(parseConfig(servers('"127.0.0.1", "127.0.0.1:5353", "::1", "[::1]:53"'), 'test.yaml', {}).delivery.dns.servers).toHaveLength(4);
+    for (const bad of ['"dns.example"', '"127.0.0.1:0"', '"127.0.0.1:dns"', '"[dns.example]:53"']) {
+      expect(problemsOf(servers(bad))[0], bad).toMatchObject({ key: 'delivery.dns.servers[0]', message: expect.stringMatching(/expected an IP address with an optional port/) });
+    }
+  });
 });
 
 describe('paths', () => {
