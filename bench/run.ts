@@ -29,6 +29,8 @@ import { postfixUnavailable, TUNED_MAIN_CF, TUNED_MASTER_CF } from './postfix.ts
 import { runQueueScale, type QueueScaleResult } from './queue-scale.ts';
 import { makeReceiverTls } from './receiver-process.ts';
 import { smtpSourceUnavailable } from './smtp-source.ts';
+import { schedTraceUnavailable } from './sched-trace.ts';
+import type { LatencySummary } from './percentiles.ts';
 import { QUIET_BELOW, runThroughput, type GeneratorKind, type ReceiverKind, type RelayKind, type SubmitStyle, type ThroughputResult } from './throughput.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -78,6 +80,11 @@ const USAGE = `usage: npm run bench -- [options]
   --out DIR             results directory (default bench/results)
   --keep                keep the temp directory (stores, configs, logs, Maildirs)
   --profile DIR         run SealRelay under --cpu-prof, one .cpuprofile per run in DIR (skews its figures)
+  --sched-trace         after the half-load runs, one more at the same rate traced with perf sched:
+                        how long the relay's threads waited for a core, its fdatasync times
+                        (sched-trace.ts; root and linux-perf; that run is not judged)
+  --relay-node-flags F  extra node flags for SealRelay, space-separated (an experiment: recorded
+                        in the results as options.relayNodeFlags, and the summary says so)
   --check               exit 2 when a target is missed`;
 
 interface Options {
@@ -105,6 +112,9 @@ interface Options {
   keep: boolean;
   check: boolean;
   profile: string | null;
+  schedTrace: boolean;
+  /** Extra node flags for the SealRelay process (an experiment, not the shipped relay). */
+  relayNodeFlags: string[];
 }
 
 function parseOptions(argv: string[]): Options {
@@ -133,6 +143,8 @@ function parseOptions(argv: string[]): Options {
       keep: { type: 'boolean', default: false },
       check: { type: 'boolean', default: false },
       profile: { type: 'string' },
+      'relay-node-flags': { type: 'string', default: '' },
+      'sched-trace': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -178,6 +190,8 @@ function parseOptions(argv: string[]): Options {
     keep: values.keep!,
     check: values.check!,
     profile: values.profile === undefined ? null : resolve(values.profile),
+    schedTrace: values['sched-trace'],
+    relayNodeFlags: values['relay-node-flags'].split(/\s+/).filter(Boolean),
   };
 }
 
@@ -211,6 +225,8 @@ interface Results {
     /** The median (by p99 accept latency) of the half-load runs. */
     half?: ThroughputResult;
     halfRuns?: { p50: number | null; p99: number | null; ratePerSec: number | null; failed: number }[];
+    /** --sched-trace: one more half-load run, traced (sched-trace.ts), not judged. */
+    traced?: ThroughputResult;
     /** Why Postfix was not measured, when asked to and it could not be. */
     postfixSkipped?: string;
   };
@@ -231,6 +247,7 @@ async function main(): Promise<number> {
     const missing = [
       opts.receiver === 'postfix' ? postfixUnavailable() : null,
       opts.generator === 'smtp-source' ? smtpSourceUnavailable() : null,
+      opts.schedTrace ? schedTraceUnavailable() : null,
     ].filter((x) => x !== null);
     if (missing.length) usage(`${missing.join('; ')} (or use --receiver sink / --generator node)`);
   }
@@ -284,7 +301,9 @@ async function main(): Promise<number> {
     quietWaitMs: opts.quietWaitMs,
     postfixTlsLevel: opts.postfixTls,
   };
-  const profiled = (label: string) => (opts.profile ? { nodeFlags: ['--cpu-prof', `--cpu-prof-dir=${join(opts.profile, label)}`] } : {});
+  const profiled = (label: string) => ({
+    nodeFlags: [...opts.relayNodeFlags, ...(opts.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(opts.profile, label)}`] : [])],
+  });
 
   if (opts.scenario !== 'queue') {
     const relays: RelayKind[] = ['sealrelay'];
@@ -330,6 +349,16 @@ async function main(): Promise<number> {
       const byP99 = [...halves].sort((a, b) => (a.acceptLatencyMs?.p99 ?? Infinity) - (b.acceptLatencyMs?.p99 ?? Infinity));
       results.throughput.half = byP99[Math.floor((byP99.length - 1) / 2)];
       results.throughput.halfRuns = halves.map((h) => ({ p50: h.acceptLatencyMs?.p50 ?? null, p99: h.acceptLatencyMs?.p99 ?? null, ratePerSec: h.load.ratePerSec, failed: h.failed }));
+      if (opts.schedTrace) {
+        const label = `sealrelay-${halfStyle}-half-traced`;
+        const traced = await attempt(label, () =>
+          runThroughput({ ...common, relay: 'sealrelay', label, style: halfStyle, generator: 'node', ratePerSec: rate, schedTrace: true, ...profiled(label) }, log),
+        );
+        if (traced) {
+          log(oneLine(traced));
+          results.throughput.traced = traced;
+        }
+      }
     }
     save();
   }
@@ -454,6 +483,7 @@ function summary(r: Results): string {
       `load: ${o.messages} messages × ${o.size} B from ${o.sessions} senders, warm-up ${o.warmup}; receiving MX: ${receiver}; ` +
         `delivery over TLS 1.3, certificate verified`,
     );
+    if (o.relayNodeFlags.length) lines.push(`SealRelay ran with extra node flags (an experiment, not as shipped): ${o.relayNodeFlags.join(' ')}`);
     lines.push('');
     const header = ['run', 'how', 'submit/s', 'e2e/s', 'acc p50', 'acc p99', 'CPU ms/msg: relay', 'receiver', 'generator', 'machine', 'busy', 'peak mem', 'conns', 'TLS', 'failed'];
     const rows = runs.map((t) => [
@@ -480,6 +510,19 @@ function summary(r: Results): string {
     );
     const noisy = runs.filter((t) => t.cpu.backgroundBusy > NOISY_BACKGROUND);
     if (noisy.length) lines.push(`  WARNING: the cores were ${noisy.map((t) => `${pct(t.cpu.backgroundBusy)} busy before ${t.label}`).join(', ')} with the bench idle: someone else's load skews these figures`);
+  }
+  const traced = r.throughput.traced?.schedTrace;
+  if (traced) {
+    const ms = (x: LatencySummary) => `p50 ${x.p50} ms, p99 ${x.p99} ms, max ${x.max} ms (${x.count})`;
+    const main = traced.relayThreads.find((t) => t.main);
+    lines.push(
+      '',
+      `traced half-load run (${r.throughput.traced!.label}, perf sched; accept p99 ${r.throughput.traced!.acceptLatencyMs?.p99 ?? '-'} ms, not judged):`,
+      `  waiting for a core, each time a relay thread got one: ${ms(traced.relaySchedDelayMs)}`,
+      ...(main ? [`    its main thread (ingress): ${ms(main.schedDelayMs)}`] : []),
+      `    every task on the machine: ${ms(traced.machineSchedDelayMs)}`,
+      `  the relay's fsync and fdatasync calls (the store's commits and checkpoints): ${ms(traced.relayFsyncMs)}`,
+    );
   }
   if (r.throughput.postfixSkipped) lines.push(`postfix: not measured — ${r.throughput.postfixSkipped}`);
   for (const [style, c] of Object.entries(r.comparison)) {

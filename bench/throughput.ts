@@ -23,6 +23,7 @@ import { performance } from 'node:perf_hooks';
 import { runLoadOnThread } from './load-thread.ts';
 import type { LoadResult } from './load.ts';
 import { messageFactory } from './message.ts';
+import { startSchedTrace, type SchedTraceResult } from './sched-trace.ts';
 import { summarize, type LatencySummary } from './percentiles.ts';
 import { startPostfix, summarizeMaillog, type PostfixVariant } from './postfix.ts';
 import { backgroundBusy, clockTicks, PeakSampler, systemCpu } from './proc-stats.ts';
@@ -68,6 +69,8 @@ export interface ThroughputOptions {
   postfixTlsLevel?: 'verify' | 'encrypt';
   /** Node flags for the SealRelay process (profiling). */
   nodeFlags?: string[];
+  /** Record the scheduler and the relay's fdatasyncs over the window (sched-trace.ts; SealRelay only). */
+  schedTrace?: boolean;
 }
 
 /** CPU of one party over the measured window. */
@@ -133,6 +136,8 @@ export interface ThroughputResult {
   };
   /** What the relay itself logged: SealRelay events by name, or Postfix delivery status and TLS lines. */
   relayLog: RelayLogSummary | Record<string, unknown>;
+  /** With schedTrace: where the relay's threads waited over the window. */
+  schedTrace?: SchedTraceResult;
 }
 
 export async function runThroughput(opts: ThroughputOptions, progress: (line: string) => void): Promise<ThroughputResult> {
@@ -214,6 +219,7 @@ async function measure(opts: ThroughputOptions, relay: RelayUnderTest, receiver:
     `${opts.label}: ${opts.messages} × ${opts.size} B, ${opts.sessions} senders, ${opts.style === 'per-message' ? 'a new connection per message' : 'sessions kept open'} (${opts.generator})` +
       (opts.ratePerSec ? ` at ${opts.ratePerSec.toFixed(1)} msgs/s` : ''),
   );
+  const trace = opts.schedTrace ? await startSchedTrace(join(opts.dir, opts.label)) : null;
   const sampler = new PeakSampler(() => relay.memory(), SAMPLE_INTERVAL_MS);
   const cpu0 = { relay: relay.cpuMs(), receiver: receiver.cpuMs(), system: systemCpu(), at: performance.now() };
   const landedAt = receiver.landed(opts.messages, opts.timeoutMs * 2);
@@ -222,6 +228,7 @@ async function measure(opts: ThroughputOptions, relay: RelayUnderTest, receiver:
   const lastLanded = result.accepted === opts.messages ? await landedAt : null;
   const cpu1 = { relay: relay.cpuMs(), receiver: receiver.cpuMs(), system: systemCpu(), at: performance.now() };
   const peak = sampler.stop();
+  const schedTrace = trace ? await trace.stop(relay.pid) : undefined;
   const processes = relay.memory().processes;
   const report = await receiver.report();
 
@@ -285,6 +292,7 @@ async function measure(opts: ThroughputOptions, relay: RelayUnderTest, receiver:
       plaintextMessages: report.plaintextMessages,
     },
     relayLog: {},
+    ...(schedTrace ? { schedTrace } : {}),
   };
 }
 

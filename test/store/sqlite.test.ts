@@ -82,6 +82,23 @@ it('group commit: an enqueue and a finish of the same turn share a commit; a wri
   await s.close();
 });
 
+it('a claim lets the writes already waiting commit first, and sees what they queued', async () => {
+  const s = new SqliteStore(tempDb());
+  const order: string[] = [];
+  const m = message();
+  // Same turn: the enqueue waits for the group commit when the claim arrives.
+  const enqueued = s.enqueue(m).then(() => order.push('enqueue'));
+  const claimed = s.claim({ owner: 'w', limit: 10, leaseMs: 60_000 }).then((items) => {
+    order.push('claim');
+    return items;
+  });
+  const items = await claimed;
+  await enqueued;
+  expect(order).toEqual(['enqueue', 'claim']);
+  expect(items.map((i) => i.queueId)).toEqual(m.recipients.map(() => m.queueId));
+  await s.close();
+});
+
 it('a large body moves to the store thread and back to the reader instead of being copied', async () => {
   const store = await ThreadedSqliteStore.open(tempDb());
   try {
