@@ -225,6 +225,9 @@ interface Results {
     /** The median (by p99 accept latency) of the half-load runs. */
     half?: ThroughputResult;
     halfRuns?: { p50: number | null; p99: number | null; ratePerSec: number | null; failed: number }[];
+    /** --compare postfix: tuned Postfix under the same paced load, the run with the median p99, and all its runs (not judged). */
+    halfTuned?: ThroughputResult;
+    halfTunedRuns?: { p50: number | null; p99: number | null; ratePerSec: number | null; failed: number }[];
     /** --sched-trace: one more half-load run, traced (sched-trace.ts), not judged. */
     traced?: ThroughputResult;
     /** Why Postfix was not measured, when asked to and it could not be. */
@@ -334,21 +337,31 @@ async function main(): Promise<number> {
       // A p99 on a shared 2-core machine moves from run to run: repeat the half-load
       // run and judge the median run (all of them are kept in the results).
       const rate = opts.halfRate ?? peakRate / 2;
-      const halves: ThroughputResult[] = [];
+      // With --compare postfix, tuned Postfix takes the same paced load in turn: what this
+      // machine allows another relay at that rate (not judged).
+      const halfRelays: RelayKind[] = relays.includes('postfix-tuned') ? ['sealrelay', 'postfix-tuned'] : ['sealrelay'];
+      const halves = new Map<RelayKind, ThroughputResult[]>(halfRelays.map((r) => [r, []]));
       for (let i = 1; i <= opts.halfRepeats; i++) {
-        const label = `sealrelay-${halfStyle}-half${opts.halfRepeats > 1 ? `#${i}` : ''}`;
-        // Paced and timed: the Node generator, whatever drove the full-speed runs.
-        const half = await attempt(label, () =>
-          runThroughput({ ...common, relay: 'sealrelay', label, style: halfStyle, generator: 'node', ratePerSec: rate, ...profiled(label) }, log),
-        );
-        if (half) {
-          log(oneLine(half));
-          halves.push(half);
+        for (const relay of halfRelays) {
+          const label = `${relay}-${halfStyle}-half${opts.halfRepeats > 1 ? `#${i}` : ''}`;
+          // Paced and timed: the Node generator, whatever drove the full-speed runs.
+          const half = await attempt(label, () => runThroughput({ ...common, relay, label, style: halfStyle, generator: 'node', ratePerSec: rate, ...profiled(label) }, log));
+          if (half) {
+            log(oneLine(half));
+            halves.get(relay)!.push(half);
+          }
         }
       }
-      const byP99 = [...halves].sort((a, b) => (a.acceptLatencyMs?.p99 ?? Infinity) - (b.acceptLatencyMs?.p99 ?? Infinity));
-      results.throughput.half = byP99[Math.floor((byP99.length - 1) / 2)];
-      results.throughput.halfRuns = halves.map((h) => ({ p50: h.acceptLatencyMs?.p50 ?? null, p99: h.acceptLatencyMs?.p99 ?? null, ratePerSec: h.load.ratePerSec, failed: h.failed }));
+      const median = (runs: ThroughputResult[]) =>
+        [...runs].sort((a, b) => (a.acceptLatencyMs?.p99 ?? Infinity) - (b.acceptLatencyMs?.p99 ?? Infinity))[Math.floor((runs.length - 1) / 2)];
+      const brief = (runs: ThroughputResult[]) => runs.map((h) => ({ p50: h.acceptLatencyMs?.p50 ?? null, p99: h.acceptLatencyMs?.p99 ?? null, ratePerSec: h.load.ratePerSec, failed: h.failed }));
+      results.throughput.half = median(halves.get('sealrelay')!);
+      results.throughput.halfRuns = brief(halves.get('sealrelay')!);
+      const tuned = halves.get('postfix-tuned');
+      if (tuned?.length) {
+        results.throughput.halfTuned = median(tuned);
+        results.throughput.halfTunedRuns = brief(tuned);
+      }
       if (opts.schedTrace) {
         const label = `sealrelay-${halfStyle}-half-traced`;
         const traced = await attempt(label, () =>
@@ -426,7 +439,8 @@ function evaluateTargets(r: Results): Results['targets'] {
       measured:
         `${p99 ?? '-'} ms at ${half.load.ratePerSec} msgs/s, ${styleText(half.load.style)}, median of ${r.throughput.halfRuns?.length ?? 1} runs: ` +
         `${(r.throughput.halfRuns ?? []).map((h) => h.p99 ?? '-').join(', ')} ms` +
-        (half.failed ? `; ${half.failed} failed` : ''),
+        (half.failed ? `; ${half.failed} failed` : '') +
+        (r.throughput.halfTunedRuns ? `; tuned Postfix at the same rate: ${r.throughput.halfTunedRuns.map((h) => h.p99 ?? '-').join(', ')} ms` : ''),
       // Measured on kept-open sessions only (--submit session), it says nothing about the target.
       met: perMessage && p99 !== null ? half.failed === 0 && p99 <= TARGET.halfLoadP99Ms : null,
     };
@@ -476,7 +490,7 @@ function summary(r: Results): string {
   const m = r.machine;
   lines.push(`machine: ${m.nproc} cores (${m.cpuModel}), ${mb(m.memoryBytes)} RAM, ${m.kernel}, node ${m.node}, OpenSSL ${m.openssl}, SQLite ${m.sqlite}, postfix ${m.postfix ?? '-'}, tree ${m.commit ?? '-'}`);
   const o = r.options;
-  const runs = [...Object.values(r.throughput.runs), ...(r.throughput.half ? [r.throughput.half] : [])];
+  const runs = [...Object.values(r.throughput.runs), ...[r.throughput.half, r.throughput.halfTuned].filter((t) => t !== undefined)];
   if (runs.length) {
     const receiver = runs[0]!.receiver.name;
     lines.push(
