@@ -5,7 +5,7 @@
 // one shared copy go on unchanged.
 import type { Protection } from '../crypto/protection.ts';
 import type { LinkSigner } from '../reporting/tracking/links.ts';
-import { trackedCopy, wantsTracking } from '../reporting/tracking/rewrite.ts';
+import { wantsTracking } from '../policy/decision.ts';
 import type { Job, RecipientResult } from './attempt.ts';
 import { outgoing, type Outgoing } from './deliver.ts';
 
@@ -23,6 +23,8 @@ export async function deliverTracked(
 ): Promise<RecipientResult[]> {
   const terms = job.decision.tracking;
   if (!o.tracking || !wantsTracking(terms)) return deliver(job, message);
+  // The MIME rewriter (htmlparser2 and its kin) loads with the first tracked message.
+  const { trackedCopy } = await import('../reporting/tracking/rewrite.ts');
   const { base, signer } = o.tracking;
   const each = await Promise.all(
     job.items.map(async (item) => {

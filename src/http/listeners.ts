@@ -7,11 +7,14 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import { registerHealth } from './health.ts';
 import { registerHome } from './home.ts';
-import { registerMetrics, type MetricsDeps } from './metrics.ts';
-import { registerApi, type ApiWebDeps } from './api/index.ts';
-import { registerPortal, type PortalWebDeps } from './portal/index.ts';
-import { registerTracking, type TrackingWebDeps } from '../reporting/tracking/routes.ts';
-import { createHttpServer, type HttpServer, type TlsPair } from './server.ts';
+// Types only: a listener's code (fastify, ajv, the API, the portal's pages) is loaded when
+// that listener is built, so a relay without them does not carry them (about 35 MB of
+// idle RSS: README "Memory").
+import type { MetricsDeps } from './metrics.ts';
+import type { ApiWebDeps } from './api/index.ts';
+import type { PortalWebDeps } from './portal/index.ts';
+import type { TrackingWebDeps } from '../reporting/tracking/routes.ts';
+import type { HttpServer, TlsPair } from './server.ts';
 
 export type WebListenerName = 'portal' | 'api';
 
@@ -66,6 +69,7 @@ export async function buildWebServer(
 ): Promise<HttpServer> {
   const { config } = opts;
   const listen = opts.listen ?? (name === 'portal' ? config.portal.listen : config.api.listen) ?? { host: '127.0.0.1', port: 0 };
+  const { createHttpServer } = await import('./server.ts');
   const server = await createHttpServer({
     name,
     listen,
@@ -81,15 +85,15 @@ export async function buildWebServer(
   registerHealth(server.app, name);
   if (name === 'portal') {
     registerHome(server.app, { title: 'Secure messages', lead: 'Messages sent to you securely are read here. Open the link in the email that told you about your message.' });
-    if (opts.portal) registerPortal(server, opts.portal, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
+    if (opts.portal) (await import('./portal/index.ts')).registerPortal(server, opts.portal, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
     // Tracking pixels, click redirects and unsubscribe pages (src/reporting/tracking/): recipients follow them.
-    if (opts.tracking) registerTracking(server, opts.tracking, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
+    if (opts.tracking) (await import('../reporting/tracking/routes.ts')).registerTracking(server, opts.tracking, { config: opts.currentConfig ?? (() => config), now: opts.now ?? Date.now });
   } else {
     registerHome(server.app, { title: 'SealRelay', lead: 'This is the SealRelay API and dashboard listener.' });
     // The REST API (src/http/api/).
-    const api = opts.api ? registerApi(server, opts.api, { config: opts.currentConfig ?? (() => config), logger: opts.logger, now: opts.now ?? Date.now }) : null;
+    const api = opts.api ? (await import('./api/index.ts')).registerApi(server, opts.api, { config: opts.currentConfig ?? (() => config), logger: opts.logger, now: opts.now ?? Date.now }) : null;
     // Prometheus /metrics (src/http/metrics.ts), scraped with a token of the metrics scope.
-    if (opts.metrics && api) registerMetrics(server.app, { ...opts.metrics, guard: api.guard('metrics') });
+    if (opts.metrics && api) (await import('./metrics.ts')).registerMetrics(server.app, { ...opts.metrics, guard: api.guard('metrics') });
   }
   return server;
 }

@@ -37,6 +37,11 @@ export interface TrackingTerms {
   readonly unsubscribe: boolean;
 }
 
+/** Whether the terms ask for any tracking at all. */
+export function wantsTracking(t: TrackingTerms): boolean {
+  return t.opens || t.clicks || t.unsubscribe;
+}
+
 export const NO_TRACKING: TrackingTerms = Object.freeze({ opens: false, clicks: false, unsubscribe: false });
 
 export interface Decision {

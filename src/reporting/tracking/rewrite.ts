@@ -38,10 +38,6 @@ export interface TrackedCopyOptions {
   readonly signer: LinkSigner;
 }
 
-export function wantsTracking(t: TrackingTerms): boolean {
-  return t.opens || t.clicks || t.unsubscribe;
-}
-
 /** The recipient's copy with the tracking its terms ask for; the message itself when they ask for none. */
 export async function trackedCopy(message: Buffer, o: TrackedCopyOptions): Promise<Buffer> {
   let out = message;
