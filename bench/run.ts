@@ -81,7 +81,7 @@ const USAGE = `usage: npm run bench -- [options]
   --keep                keep the temp directory (stores, configs, logs, Maildirs)
   --profile DIR         run SealRelay under --cpu-prof, one .cpuprofile per run in DIR (skews its figures)
   --sched-trace         after the half-load runs, one more at the same rate traced with perf sched:
-                        how long the relay's threads waited for a core, its fdatasync times
+                        how long the relay's threads waited for a core, its fsync times
                         (sched-trace.ts; root and linux-perf; that run is not judged)
   --relay-node-flags F  extra node flags for SealRelay, space-separated (an experiment: recorded
                         in the results as options.relayNodeFlags, and the summary says so)

@@ -69,7 +69,7 @@ export interface ThroughputOptions {
   postfixTlsLevel?: 'verify' | 'encrypt';
   /** Node flags for the SealRelay process (profiling). */
   nodeFlags?: string[];
-  /** Record the scheduler and the relay's fdatasyncs over the window (sched-trace.ts; SealRelay only). */
+  /** Record the scheduler and the relay's fsyncs over the window (sched-trace.ts; SealRelay only). */
   schedTrace?: boolean;
 }
 

@@ -9,7 +9,7 @@ import { registerHealth } from './health.ts';
 import { registerHome } from './home.ts';
 // Types only: a listener's code (fastify, ajv, the API, the portal's pages) is loaded when
 // that listener is built, so a relay without them does not carry them (about 35 MB of
-// idle RSS: README "Memory").
+// idle RSS: README "Benchmarks").
 import type { MetricsDeps } from './metrics.ts';
 import type { ApiWebDeps } from './api/index.ts';
 import type { PortalWebDeps } from './portal/index.ts';

@@ -18,7 +18,8 @@
 // ingress, finishes from delivery — share one transaction (and at most one
 // fsync, FULL when any of them accepts mail). Nobody is answered before that
 // commit returns. Should the shared transaction fail, each write is retried on
-// its own, so one bad write never fails the others.
+// its own, so one bad write never fails the others. Any other transaction (a claim,
+// an operator's action, a portal change) lets the waiting writes commit first.
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -343,7 +344,7 @@ export class SqliteStore implements Store {
     if (!batch.length) return;
     const sync = (writes: readonly PendingWrite[]) => (writes.some((w) => w.durable) ? 'full' : 'normal');
     try {
-      this.commit(sync(batch), () => {
+      this.transaction(sync(batch), () => {
         for (const w of batch) w.apply();
       });
     } catch {
@@ -351,7 +352,7 @@ export class SqliteStore implements Store {
       // (an enqueue that fails is a 451 to its client, who keeps the message).
       for (const w of batch) {
         try {
-          this.commit(sync([w]), () => w.apply());
+          this.transaction(sync([w]), () => w.apply());
         } catch (err) {
           w.reject(err as Error);
           continue;
@@ -363,8 +364,20 @@ export class SqliteStore implements Store {
     for (const w of batch) w.resolve();
   }
 
-  /** Runs `fn` in one transaction, committed with the given durability (see the module comment). */
+  /**
+   * Runs `fn` in one transaction, committed with the given durability (see the module
+   * comment), after the writes already waiting for the group commit: everything commits
+   * in the order it arrived, so a change sees what was written before it (an item stored
+   * just before is there to be recalled), and an enqueue whose client waits for its 250
+   * is never held back behind other work (delivery's claims overtaking the group commit
+   * held enqueues back by tens of milliseconds on busy cores: README "Benchmarks").
+   */
   private commit<T>(sync: 'full' | 'normal', fn: () => T): T {
+    this.flushPending();
+    return this.transaction(sync, fn);
+  }
+
+  private transaction<T>(sync: 'full' | 'normal', fn: () => T): T {
     if (sync !== this.sync) {
       this.db.pragma(`synchronous = ${sync.toUpperCase()}`);
       this.sync = sync;
@@ -410,11 +423,6 @@ export class SqliteStore implements Store {
 
   async claim(opts: { owner: string; limit: number; leaseMs: number; now?: number }): Promise<QueueItem[]> {
     const now = opts.now ?? Date.now();
-    // The writes already waiting commit first. An enqueue's client is waiting for its 250
-    // while a claim is delivery's own business: claims that overtook the group commit held
-    // it back by tens of milliseconds on busy cores (the accept-latency tail, README
-    // "Speed"). And the claim then sees the recipients queued just before it.
-    this.flushPending();
     return this.commit('normal', () => {
       const rows = this.stmt.claim.all({ owner: opts.owner, until: now + opts.leaseMs, now, limit: opts.limit }) as ClaimRow[];
       const metaCache = new Map<string, MessageRow | undefined>();
@@ -836,7 +844,7 @@ export class SqliteStore implements Store {
   }
 
   async recordPortalEvent(itemId: string, outcome: 'portal-viewed' | 'portal-opened' | 'portal-downloaded' | 'portal-replied', event: PortalEventInput): Promise<boolean> {
-    return this.commitInOrder(() => {
+    return this.commit('full', () => {
       const found = this.portal.event(itemId, outcome, event);
       // Showing the message (or an attachment) is an access to message data: audited in the same transaction.
       const action = PORTAL_AUDIT_ACTIONS[outcome];
@@ -857,11 +865,11 @@ export class SqliteStore implements Store {
   }
 
   async setPortalCode(itemId: string, code: PortalCode, event: PortalEventInput): Promise<SetCodeResult> {
-    return this.commitInOrder(() => this.portal.setCode(itemId, code, event));
+    return this.commit('full', () => this.portal.setCode(itemId, code, event));
   }
 
   async checkPortalCode(itemId: string, hash: Buffer, opts: { lockMs: number; event: PortalEventInput }): Promise<CodeCheck> {
-    return this.commitInOrder(() => this.portal.checkCode(itemId, hash, opts));
+    return this.commit('full', () => this.portal.checkCode(itemId, hash, opts));
   }
 
   async recallPortalItems(message: string, operator: string, now = Date.now()): Promise<PortalItemInfo[]> {
@@ -878,7 +886,7 @@ export class SqliteStore implements Store {
   }
 
   async rewrapPortalKeys(rewrapped: readonly (WrappedItemKey & { fromKeyId: string })[]): Promise<number> {
-    return this.commitInOrder(() => this.portal.rewrap(rewrapped));
+    return this.commit('full', () => this.portal.rewrap(rewrapped));
   }
 
   async listEvents(query: EventQuery): Promise<RelayEvent[]> {
@@ -887,7 +895,6 @@ export class SqliteStore implements Store {
 
   // reports (src/reporting/)
   async reportCounts(query: ReportCountsQuery): Promise<ReportCountsRow[]> {
-    this.flushPending();
     this.catchUpReports();
     return this.reports.query(query);
   }
@@ -918,7 +925,7 @@ export class SqliteStore implements Store {
   }
 
   async saveTlsReports(day: string, reports: readonly NewTlsReport[], now: number, giveUpAt: number): Promise<void> {
-    this.commitInOrder(() => this.tlsReports.saveDay(day, reports, now, giveUpAt));
+    this.commit('full', () => this.tlsReports.saveDay(day, reports, now, giveUpAt));
   }
 
   async dueTlsReports(now: number, limit: number): Promise<DueTlsReport[]> {
@@ -926,7 +933,7 @@ export class SqliteStore implements Store {
   }
 
   async settleTlsReports(settlements: readonly TlsReportSettlement[]): Promise<void> {
-    this.commitInOrder(() => this.tlsReports.settle(settlements));
+    this.commit('full', () => this.tlsReports.settle(settlements));
   }
 
   async listTlsReports(opts: { domain?: string; limit?: number } = {}): Promise<TlsReportSend[]> {
@@ -941,7 +948,7 @@ export class SqliteStore implements Store {
   }
 
   async createApiToken(token: NewApiToken): Promise<void> {
-    this.commitInOrder(() => this.apiTokens.insert(token));
+    this.commit('full', () => this.apiTokens.insert(token));
   }
 
   async findApiToken(id: string): Promise<ApiToken | null> {
@@ -953,7 +960,7 @@ export class SqliteStore implements Store {
   }
 
   async revokeApiToken(name: string, now: number): Promise<boolean> {
-    return this.commitInOrder(() => this.apiTokens.revoke(name, now));
+    return this.commit('full', () => this.apiTokens.revoke(name, now));
   }
 
   async touchApiToken(id: string, at: number): Promise<void> {
@@ -964,7 +971,7 @@ export class SqliteStore implements Store {
     if (!message.recipients.length) throw new TypeError('a message needs at least one recipient');
     // One transaction (better-sqlite3 runs it whole, and SQLite has one writer): a second
     // request with the key finds the first one's row, never a gap between look-up and write.
-    return this.commitInOrder(() => {
+    return this.commit('full', () => {
       const previous = this.apiTokens.previous(key);
       if (previous) return previous;
       this.insertMessage(message);
@@ -1015,7 +1022,7 @@ export class SqliteStore implements Store {
   }
 
   async replayWebhooks(endpoint: string, afterId: string, types: readonly EventType[] | null, limit: number, now = Date.now()): Promise<WebhookReplay & { resumeAfter: string | null }> {
-    return this.commitInOrder(() => this.webhooks.replay(endpoint, afterId, types, limit, now));
+    return this.commit('full', () => this.webhooks.replay(endpoint, afterId, types, limit, now));
   }
 
   async webhookStatus(): Promise<WebhookEndpointStatus[]> {
@@ -1040,8 +1047,7 @@ export class SqliteStore implements Store {
   }
   // audit trail (src/events/audit/)
   async appendAudit(input: AuditInput): Promise<AuditEntry> {
-    // After the writes waiting for the group commit, durably, alone: one entry, one chain link.
-    this.flushPending();
+    // Durably, alone: one entry, one chain link.
     return this.commit('full', () => this.audit.append(input));
   }
 
@@ -1054,11 +1060,11 @@ export class SqliteStore implements Store {
   }
 
   async addSuppression(s: { senderDomain: string; recipient: string; source: SuppressionSource; createdAt?: number }): Promise<boolean> {
-    return this.commitInOrder(() => this.suppressions.add({ ...s, createdAt: s.createdAt ?? Date.now() }));
+    return this.commit('full', () => this.suppressions.add({ ...s, createdAt: s.createdAt ?? Date.now() }));
   }
 
   async removeSuppression(senderDomain: string, recipient: string): Promise<boolean> {
-    return this.commitInOrder(() => this.suppressions.remove(senderDomain, recipient));
+    return this.commit('full', () => this.suppressions.remove(senderDomain, recipient));
   }
 
   async suppressedAmong(senderDomain: string, recipients: readonly string[]): Promise<string[]> {
@@ -1070,11 +1076,11 @@ export class SqliteStore implements Store {
   }
 
   async recordTracking(queueId: string, seq: number, type: 'opened' | 'clicked', opts: { at?: number; automated: boolean }): Promise<boolean> {
-    return this.commitInOrder(() => this.suppressions.observe(queueId, seq, type, opts.at ?? Date.now(), opts.automated));
+    return this.commit('full', () => this.suppressions.observe(queueId, seq, type, opts.at ?? Date.now(), opts.automated));
   }
 
   async unsubscribe(queueId: string, seq: number, at = Date.now()): Promise<Unsubscribed | null> {
-    return this.commitInOrder(() => this.suppressions.unsubscribe(queueId, seq, at));
+    return this.commit('full', () => this.suppressions.unsubscribe(queueId, seq, at));
   }
 
 
@@ -1086,19 +1092,10 @@ export class SqliteStore implements Store {
   private erasing<T>(fn: () => T): T {
     this.db.pragma('secure_delete = ON');
     try {
-      return this.commitInOrder(fn);
+      return this.commit('full', fn);
     } finally {
       this.db.pragma('secure_delete = OFF');
     }
-  }
-
-  /**
-   * A portal change, committed durably now — after the writes already waiting for the
-   * group commit, so that an item stored just before is there to be changed (or recalled).
-   */
-  private commitInOrder<T>(fn: () => T): T {
-    this.flushPending();
-    return this.commit('full', fn);
   }
 
   async backup(path: string): Promise<void> {
